@@ -1,0 +1,50 @@
+"""WebSocket authentication and origin checks."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.http.request import validate_host
+
+from accounts.authentication import bearer_token
+from accounts.services import api_key_user
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class ApiKeyMiddleware(BaseMiddleware):
+    """A Bearer API key wins over the session cookie; a bad key means anonymous, not the session."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        raw = header(scope, b"authorization")
+        if raw is not None:
+            token = bearer_token(raw)
+            user = await database_sync_to_async(api_key_user)(token) if token else None
+            scope = dict(scope, user=user or AnonymousUser())
+        return await super().__call__(scope, receive, send)
+
+
+class OriginMiddleware(BaseMiddleware):
+    """Browsers always send Origin, so a cross-site page cannot ride the session cookie.
+
+    Clients with no Origin (scripts, SDKs) are let through; they authenticate with a key.
+    """
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        origin = header(scope, b"origin")
+        if origin is not None:
+            host = urlparse(origin).hostname or ""
+            if origin == "null" or not validate_host(host, settings.ALLOWED_HOSTS):
+                await send({"type": "websocket.close", "code": 4403})
+                return None
+        return await super().__call__(scope, receive, send)

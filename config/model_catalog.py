@@ -1,0 +1,68 @@
+"""The model registry as configured by ``ATELIER_MODELS``.
+
+Kept free of Django imports so that settings can read it to declare the RQ queues.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILTIN_MODEL = "atelier-tiny"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: str
+    pool: str
+    family: str = "sd15"
+    min_side: int = 64
+    max_side: int = 1024
+    default_side: int = 512
+    max_steps: int = 150
+    default_steps: int = 20
+    cost_multiplier: float = 1.0
+    builtin: bool = False
+
+
+def builtin_model(data_dir: Path) -> ModelSpec:
+    return ModelSpec(
+        name=BUILTIN_MODEL,
+        path=str(data_dir / "models" / BUILTIN_MODEL),
+        pool="tiny",
+        max_side=768,
+        builtin=True,
+    )
+
+
+def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
+    """Parse ``ATELIER_MODELS``.
+
+    Empty: the built-in small model. A JSON list of objects with the ``ModelSpec`` fields, or
+    ``name=path`` pairs separated by commas (the pool is then the name). The word ``builtin``
+    among them stands for the built-in model.
+    """
+    value = value.strip()
+    if not value:
+        spec = builtin_model(data_dir)
+        return {spec.name: spec}
+    specs: list[ModelSpec] = []
+    if value.startswith("["):
+        for item in json.loads(value):
+            if not isinstance(item, dict) or "name" not in item or "path" not in item:
+                raise ValueError("ATELIER_MODELS: each entry needs a name and a path")
+            item.setdefault("pool", item["name"])
+            specs.append(ModelSpec(**item))
+    else:
+        for part in value.split(","):
+            part = part.strip()
+            if part == "builtin":
+                specs.append(builtin_model(data_dir))
+                continue
+            name, sep, path = part.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"ATELIER_MODELS: expected name=path, got {part!r}")
+            specs.append(ModelSpec(name=name.strip(), path=path.strip(), pool=name.strip()))
+    return {spec.name: spec for spec in specs}

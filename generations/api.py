@@ -1,0 +1,127 @@
+"""``/api/v1/``: thin views that validate, call one service and serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from generations.errors import ApiError
+from generations.registry import all_models
+from generations.selectors import (
+    generation_of,
+    generation_resource,
+    generations_of,
+    image_of,
+)
+from generations.serializers import GenerationCreateSerializer
+from generations.services import cancel_generation, submit_generation, upload_create
+from generations.storage import open_content
+
+
+def current_user(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+class GenerationPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 20
+    max_page_size = 100
+    page_size_query_param = "limit"
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"data": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
+
+
+class GenerationListApi(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get(self, request: Request) -> Response:
+        paginator = GenerationPagination()
+        page = paginator.paginate_queryset(generations_of(current_user(request)), request, view=self)
+        assert page is not None
+        return paginator.get_paginated_response([generation_resource(g) for g in page])
+
+    def post(self, request: Request) -> Response:
+        user = current_user(request)
+        serializer = GenerationCreateSerializer(data=request.data, context={"user": user})
+        serializer.is_valid(raise_exception=True)
+        generation = submit_generation(user=user, spec=serializer.validated_data["spec"])
+        body = generation_resource(generation)
+        return Response(body, status=202, headers={"Location": body["url"]})
+
+
+def owned_generation(request: Request, generation_id: Any) -> Any:
+    generation = generation_of(current_user(request), generation_id)
+    if generation is None:
+        raise ApiError("not_found", "No such generation.")
+    return generation
+
+
+class GenerationDetailApi(APIView):
+    def get(self, request: Request, generation_id: str) -> Response:
+        return Response(generation_resource(owned_generation(request, generation_id)))
+
+
+class GenerationCancelApi(APIView):
+    def post(self, request: Request, generation_id: str) -> Response:
+        generation = cancel_generation(generation=owned_generation(request, generation_id))
+        return Response(generation_resource(generation), status=202)
+
+
+class UploadApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request: Request) -> Response:
+        file = request.FILES.get("file")
+        if file is None:
+            raise ApiError("validation_error", "Invalid field(s): file.", {"file": ["No file was sent."]})
+        upload = upload_create(user=current_user(request), data=file.read())
+        body = {"id": str(upload.id), "object": "upload", "width": upload.width, "height": upload.height}
+        return Response(body, status=201)
+
+
+class ImageFileApi(APIView):
+    """An image file, served only to its owner."""
+
+    variant = "original"
+
+    def get(self, request: Request, image_id: str) -> HttpResponse:
+        image = image_of(current_user(request), image_id)
+        if image is None:
+            raise ApiError("not_found", "No such image.")
+        if self.variant == "original":
+            path, content_type, extension = image.original, "image/png", "png"
+        else:
+            path, content_type, extension = image.thumbnail, "image/webp", "webp"
+        response = HttpResponse(open_content(path), content_type=content_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        if request.query_params.get("download"):
+            response["Content-Disposition"] = f'attachment; filename="atelier-{image.id}.{extension}"'
+        return response
+
+
+class ModelListApi(APIView):
+    def get(self, request: Request) -> Response:
+        data = [
+            {
+                "id": m.name,
+                "object": "model",
+                "pool": m.pool,
+                "family": m.family,
+                "min_side": m.min_side,
+                "max_side": m.max_side,
+                "default_side": m.default_side,
+                "max_steps": m.max_steps,
+                "default_steps": m.default_steps,
+            }
+            for m in all_models().values()
+        ]
+        return Response({"data": data})

@@ -1,0 +1,84 @@
+"""The one catalogue of error codes, used by the API, the WebSocket and the worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+CATALOGUE: dict[str, tuple[int, str]] = {
+    "validation_error": (400, "The request has invalid fields."),
+    "malformed_request": (400, "The request body could not be parsed."),
+    "not_authenticated": (401, "Authentication is required: a session or an API key."),
+    "authentication_failed": (401, "The API key is invalid or revoked."),
+    "permission_denied": (403, "You may not do this."),
+    "not_found": (404, "No such resource."),
+    "method_not_allowed": (405, "This method is not allowed here."),
+    "generation_finished": (409, "The generation has already finished."),
+    "unsupported_media_type": (415, "This content type is not supported."),
+    "rate_limited": (429, "Too many requests."),
+    "internal_error": (500, "Something went wrong on our side."),
+    # Failures recorded on a generation by the worker.
+    "model_unavailable": (500, "The model could not be loaded."),
+    "input_missing": (500, "The input image is no longer available."),
+    "generation_failed": (500, "The image could not be generated."),
+    "worker_lost": (500, "The worker running this generation was lost."),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str | None = None, details: dict[str, Any] | None = None):
+        self.code = code
+        self.status, default_message = CATALOGUE[code]
+        self.message = message or default_message
+        self.details = details or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.details)
+
+
+def error_body(
+    code: str, message: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message or CATALOGUE[code][1], "details": details or {}}}
+
+
+_DRF_CODES: list[tuple[type[Exception], str]] = [
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.AuthenticationFailed, "authentication_failed"),
+    (exceptions.PermissionDenied, "permission_denied"),
+    (exceptions.NotFound, "not_found"),
+    (Http404, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.ParseError, "malformed_request"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "rate_limited"),
+]
+
+
+def validation_message(details: dict[str, Any]) -> str:
+    fields = ", ".join(sorted(details)) or "request"
+    return f"Invalid field(s): {fields}."
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApiError):
+        return Response(exc.body(), status=exc.status)
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        return Response(error_body("validation_error", validation_message(details), details), status=400)
+    for exc_type, code in _DRF_CODES:
+        if isinstance(exc, exc_type):
+            status, message = CATALOGUE[code]
+            detail = getattr(exc, "detail", None)
+            response = Response(error_body(code, str(detail) if detail else message), status=status)
+            if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+                response["WWW-Authenticate"] = 'Bearer realm="api"'
+            wait = getattr(exc, "wait", None)
+            if wait:
+                response["Retry-After"] = str(int(wait) + 1)
+            return response
+    return None

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Model, QuerySet
+from django.urls import reverse
+
+from accounts.models import User
+from generations.events import iso, progress_fraction
+from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
+
+M = TypeVar("M", bound=Model)
+
+
+def generations_of(user: User) -> QuerySet[Generation]:
+    return Generation.objects.filter(user=user).prefetch_related("images")
+
+
+def _one_or_none(queryset: QuerySet[M], pk: Any) -> M | None:
+    """The row with this primary key, or None for a missing row or a malformed id alike."""
+    try:
+        return queryset.get(pk=pk)
+    except (ObjectDoesNotExist, ValueError, TypeError, ValidationError):
+        return None
+
+
+def generation_of(user: User, generation_id: Any) -> Generation | None:
+    """The user's own generation, or None: others' generations are indistinguishable from missing."""
+    return _one_or_none(generations_of(user), generation_id)
+
+
+def active_generations_of(user: User) -> list[Generation]:
+    return list(generations_of(user).filter(status__in=ACTIVE_STATUSES).order_by("created_at"))
+
+
+def image_of(user: User, image_id: Any) -> Image | None:
+    return _one_or_none(Image.objects.select_related("generation").filter(generation__user=user), image_id)
+
+
+def upload_of(user: User, upload_id: Any) -> Upload | None:
+    return _one_or_none(Upload.objects.filter(user=user), upload_id)
+
+
+def queue_position(generation: Generation) -> int | None:
+    """1 for the next job to run in its pool: queued jobs of the same or a higher lane ahead of it."""
+    if generation.status != GenerationStatus.QUEUED:
+        return None
+    lanes = settings.LANES[: settings.LANES.index(generation.lane) + 1]
+    ahead = Generation.objects.filter(
+        status=GenerationStatus.QUEUED,
+        pool=generation.pool,
+        lane__in=lanes,
+        created_at__lt=generation.created_at,
+    ).count()
+    return ahead + 1
+
+
+def image_resource(image: Image) -> dict[str, Any]:
+    return {
+        "id": str(image.id),
+        "url": reverse("api_image_content", args=[image.id]),
+        "thumbnail_url": reverse("api_image_thumbnail", args=[image.id]),
+        "width": image.width,
+        "height": image.height,
+        "seed": image.seed,
+    }
+
+
+def generation_resource(generation: Generation) -> dict[str, Any]:
+    error = None
+    if generation.error_code:
+        error = {"code": generation.error_code, "message": generation.error_message}
+    return {
+        "id": str(generation.id),
+        "object": "generation",
+        "status": generation.status,
+        "kind": generation.kind,
+        "model": generation.model_name,
+        "prompt": generation.prompt,
+        "negative_prompt": generation.negative_prompt,
+        "width": generation.width,
+        "height": generation.height,
+        "steps": generation.steps,
+        "guidance": generation.guidance,
+        "seed": generation.seed,
+        "n": generation.n,
+        "input_image": str(generation.input_upload_id) if generation.input_upload_id else None,
+        "strength": generation.strength,
+        "lane": generation.lane,
+        "queue_position": queue_position(generation),
+        "progress": progress_fraction(generation),
+        "step": generation.step,
+        "total_steps": generation.total_steps or generation.steps,
+        "images": [image_resource(image) for image in generation.images.all()],
+        "error": error,
+        "created_at": iso(generation.created_at),
+        "started_at": iso(generation.started_at),
+        "finished_at": iso(generation.finished_at),
+        "url": reverse("api_generation_detail", args=[generation.id]),
+    }

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from generations.registry import default_model, get_model
+from generations.selectors import upload_of
+from generations.services import GenerationSpec
+
+MAX_SEED = 2**32 - 1
+
+
+class GenerationCreateSerializer(serializers.Serializer[Any]):
+    prompt = serializers.CharField(trim_whitespace=True)
+    negative_prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    model = serializers.CharField(required=False)
+    width = serializers.IntegerField(required=False)
+    height = serializers.IntegerField(required=False)
+    steps = serializers.IntegerField(required=False, min_value=1, max_value=150)
+    guidance = serializers.FloatField(required=False, min_value=0.0, max_value=30.0, default=7.0)
+    seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
+    input_image = serializers.UUIDField(required=False, allow_null=True)
+    strength = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
+
+    def validate_prompt(self, value: str) -> str:
+        limit = settings.ATELIER_PROMPT_MAX_CHARS
+        if len(value) > limit:
+            raise serializers.ValidationError(f"The prompt is longer than {limit} characters.")
+        return value
+
+    def validate_negative_prompt(self, value: str) -> str:
+        return self.validate_prompt(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        name = attrs.get("model")
+        model = get_model(name) if name else default_model()
+        if model is None:
+            raise serializers.ValidationError({"model": [f"Unknown model {name!r}."]})
+        for field in ("width", "height"):
+            value = attrs.setdefault(field, model.default_side)
+            if value % 8:
+                errors[field] = [f"{field.capitalize()} must be a multiple of 8."]
+            elif not model.min_side <= value <= model.max_side:
+                errors[field] = [
+                    f"{field.capitalize()} must be between {model.min_side} and {model.max_side}."
+                ]
+        steps = attrs.setdefault("steps", model.default_steps)
+        if steps > model.max_steps:
+            errors["steps"] = [f"This model allows at most {model.max_steps} steps."]
+        upload = None
+        if attrs.get("input_image"):
+            upload = upload_of(self.context["user"], attrs["input_image"])
+            if upload is None:
+                errors["input_image"] = ["No such upload."]
+        elif "strength" in attrs:
+            errors["strength"] = ["Strength applies only with an input_image."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs["spec"] = GenerationSpec(
+            model=model.name,
+            pool=model.pool,
+            prompt=attrs["prompt"],
+            negative_prompt=attrs.get("negative_prompt", ""),
+            width=attrs["width"],
+            height=attrs["height"],
+            steps=steps,
+            guidance=attrs["guidance"],
+            seed=attrs.get("seed"),
+            n=attrs["n"],
+            input_upload=upload,
+            strength=attrs.get("strength", 0.6) if upload else None,
+        )
+        return attrs

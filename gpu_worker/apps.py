@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class GpuWorkerConfig(AppConfig):
+    name = "gpu_worker"

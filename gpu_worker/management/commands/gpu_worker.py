@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rq import Queue, SimpleWorker
+
+from generations.registry import lanes_for_pools
+from gpu_worker.jobs import install_runner
+from gpu_worker.runner import GenerationRunner
+from gpu_worker.tiny_model import ensure_tiny_model
+
+log = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run a GPU worker: a long-lived process that keeps models loaded and runs jobs in-process."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        pools = sorted({m.pool for m in settings.ATELIER_MODELS.values()})
+        parser.add_argument("--pools", default=",".join(pools), help="comma-separated pools to serve")
+        parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
+        parser.add_argument("--name", default=None, help="worker name (default host.pid)")
+        parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        pools = [p.strip() for p in options["pools"].split(",") if p.strip()]
+        known = {m.pool for m in settings.ATELIER_MODELS.values()}
+        unknown = sorted(set(pools) - known)
+        if not pools or unknown:
+            raise CommandError(f"Unknown pools {unknown}; configured: {sorted(known)}")
+        for spec in settings.ATELIER_MODELS.values():
+            if spec.builtin and spec.pool in pools and ensure_tiny_model(Path(spec.path)):
+                self.stdout.write(f"Built the small model in {spec.path}")
+        runner = GenerationRunner(device=options["device"], name=options["name"])
+        runner.preload(pools)
+        install_runner(runner)
+        connection = redis.Redis.from_url(settings.REDIS_URL)
+        queues = [Queue(name, connection=connection) for name in lanes_for_pools(pools)]
+        # SimpleWorker runs each job in this process: no fork, so loaded weights and CUDA survive.
+        worker = SimpleWorker(queues, connection=connection, name=runner.name)
+        self.stdout.write(f"gpu_worker {runner.name} serving {', '.join(q.name for q in queues)}")
+        try:
+            worker.work(burst=options["burst"], with_scheduler=False, logging_level="WARNING")
+        finally:
+            runner.publisher.flush()
+            runner.publisher.close()

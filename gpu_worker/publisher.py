@@ -1,0 +1,53 @@
+"""Sends events from the worker without slowing the denoising loop.
+
+One thread owns one event loop and one channel-layer connection, and sends in order: a new loop
+per event (what ``async_to_sync`` does from a plain thread) would reconnect to Redis every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from generations.events import channel_message, user_group
+
+log = logging.getLogger(__name__)
+
+
+class EventPublisher:
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, user_id: int, event: dict[str, Any]) -> None:
+        self._queue.put((user_id, event))
+
+    def flush(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        layer = get_channel_layer()
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                user_id, event = item
+                if layer is not None:
+                    loop.run_until_complete(layer.group_send(user_group(user_id), channel_message(event)))
+            except Exception:
+                # A lost push costs nothing: clients resync from the DB on reconnect.
+                log.exception("could not publish %s", item[1]["type"] if item else None)
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,141 @@
+"use strict";
+(function () {
+  const history = document.getElementById("history");
+  const form = document.getElementById("create-form");
+  const errorBox = document.getElementById("form-error");
+  const cards = new Map();
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function card(id) {
+    let c = cards.get(id);
+    if (c) return c;
+    const root = el("article", { class: "gen-card", "data-id": id });
+    const title = el("a", { class: "gen-title", href: "/generations/" + id + "/" });
+    const status = el("p", { class: "gen-status" });
+    const bar = el("progress", { class: "gen-progress", max: "1", value: "0", "aria-label": "progress" });
+    const preview = el("img", { class: "gen-preview", alt: "preview", hidden: "" });
+    const images = el("div", { class: "gen-images" });
+    const actions = el("div", { class: "gen-actions" });
+    const cancel = el("button", { type: "button", class: "gen-cancel" }, "Cancel");
+    cancel.addEventListener("click", () => cancelGeneration(id));
+    actions.append(cancel);
+    root.append(title, status, bar, preview, images, actions);
+    history.prepend(root);
+    c = { root, title, status, bar, preview, images, cancel };
+    cards.set(id, c);
+    return c;
+  }
+
+  function apply(data) {
+    if (!data || !data.id) return;
+    const c = card(data.id);
+    if (data.prompt !== undefined) c.title.textContent = data.prompt;
+    if (!c.title.textContent) c.title.textContent = "Generation";
+    const status = data.status;
+    c.root.dataset.status = status;
+    let text = status;
+    if (status === "queued" && data.queue_position) text += " · position " + data.queue_position;
+    if (status === "running" && data.steps) text += " · step " + (data.step || 0) + "/" + data.steps;
+    if (data.error) text += " · " + data.error.message;
+    c.status.textContent = text;
+    if (typeof data.progress === "number") c.bar.value = data.progress;
+    if (data.preview) {
+      c.preview.src = data.preview;
+      c.preview.hidden = false;
+    }
+    const done = ["succeeded", "failed", "canceled"].includes(status);
+    c.cancel.hidden = done;
+    c.bar.hidden = done;
+    if (done) c.preview.hidden = true;
+    if (data.images && data.images.length && !c.images.childElementCount) {
+      data.images.forEach((image) => {
+        const link = el("a", { href: "/generations/" + data.id + "/" });
+        link.append(el("img", { class: "gen-image", src: image.thumbnail_url, alt: c.title.textContent, loading: "lazy", width: "256", height: String(Math.round(256 * image.height / image.width)) }));
+        c.images.append(link);
+      });
+    }
+  }
+
+  async function api(path, options) {
+    const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options, {
+      headers: Object.assign({ "X-CSRFToken": csrfToken() }, (options || {}).headers),
+    }));
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw body.error || { message: "Request failed (" + response.status + ")" };
+    return body;
+  }
+
+  async function cancelGeneration(id) {
+    try { apply(await api("/api/v1/generations/" + id + "/cancel", { method: "POST" })); }
+    catch (err) { showError(err); }
+  }
+
+  function showError(err) {
+    let text = err.message || "Something went wrong.";
+    if (err.details) {
+      text += " " + Object.entries(err.details).map(([f, msgs]) => f + ": " + [].concat(msgs).join(" ")).join("; ");
+    }
+    errorBox.textContent = text;
+    errorBox.hidden = false;
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    errorBox.hidden = true;
+    const button = document.getElementById("submit");
+    button.disabled = true;
+    try {
+      const f = new FormData(form);
+      const body = { prompt: f.get("prompt"), negative_prompt: f.get("negative_prompt"), model: f.get("model") };
+      ["width", "height", "steps", "n"].forEach((k) => { body[k] = parseInt(f.get(k), 10); });
+      body.guidance = parseFloat(f.get("guidance"));
+      if (f.get("seed")) body.seed = parseInt(f.get("seed"), 10);
+      const file = document.getElementById("init-image").files[0];
+      if (file) {
+        const upload = new FormData();
+        upload.append("file", file);
+        const uploaded = await api("/api/v1/uploads", { method: "POST", body: upload });
+        body.input_image = uploaded.id;
+        body.strength = parseFloat(f.get("strength"));
+      }
+      apply(await api("/api/v1/generations", {
+        method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+      }));
+    } catch (err) {
+      showError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  let retry = 500;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/ws/v1/events/");
+    socket.addEventListener("open", () => { retry = 500; document.body.dataset.live = "1"; });
+    socket.addEventListener("message", (message) => {
+      const data = JSON.parse(message.data);
+      if (data.type === "snapshot") data.generations.forEach(apply);
+      else if (data.type && data.type.startsWith("generation.")) apply(data);
+    });
+    socket.addEventListener("close", () => {
+      document.body.dataset.live = "0";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    });
+  }
+
+  JSON.parse(document.getElementById("recent-data").textContent).reverse().forEach(apply);
+  connect();
+})();

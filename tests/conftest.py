@@ -1,0 +1,194 @@
+"""Shared fixtures: users and keys, real web + worker processes, a WebSocket helper."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from django.conf import settings
+from django.db import connection
+from websockets.sync.client import ClientConnection, connect
+
+from accounts.models import User
+from accounts.services import api_key_create
+from scripts.private_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_redis() -> None:
+    """Stale jobs from an earlier run would point at rows that no longer exist."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, MEDIA_ROOT=str(settings.MEDIA_ROOT))
+    env["ATELIER_PROGRESS_INTERVAL"] = str(settings.ATELIER_PROGRESS_INTERVAL)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - not up yet
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+@dataclass
+class Servers:
+    url: str
+    ws_url: str
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        connection_ = redis.Redis.from_url(settings.REDIS_URL)
+        before = connection_.scard("rq:workers")
+        process = subprocess.Popen([sys.executable, "manage.py", "gpu_worker", *args], cwd=ROOT, env=self.env)
+        self.workers.append(process)
+        wait_for(lambda: connection_.scard("rq:workers") > before, 120, "gpu_worker")
+        return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def servers(django_db_setup: None, django_db_blocker: Any) -> Iterator[Servers]:
+    env = child_env()
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    live = Servers(url=url, ws_url=f"ws://127.0.0.1:{port}/ws/v1/events/", env=env)
+    try:
+        wait_for(lambda: requests.get(url + "/accounts/login/", timeout=2).status_code == 200, 60, "web")
+        live.start_worker()
+        yield live
+    finally:
+        for process in [*live.workers, web]:
+            stop(process)
+
+
+@dataclass
+class ApiUser:
+    user: User
+    key: str
+    base_url: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else self.base_url + path
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url(path), headers=self.headers, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url(path), headers=self.headers, timeout=30, **kwargs)
+
+    def events(self) -> EventStream:
+        return EventStream(
+            connect(self.base_url.replace("http", "ws") + "/ws/v1/events/", additional_headers=self.headers)
+        )
+
+    def wait_until_done(self, generation_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body: dict[str, Any] = self.get(f"/api/v1/generations/{generation_id}").json()
+            if body["status"] in ("succeeded", "failed", "canceled"):
+                return body
+            time.sleep(0.2)
+        raise TimeoutError(f"generation {generation_id} did not finish")
+
+
+class EventStream:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    def next(self, timeout: float = 60) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(self.ws.recv(timeout=timeout))
+        return message
+
+    def until(self, generation_id: str, types: set[str], timeout: float = 120) -> list[dict[str, Any]]:
+        """Events of one generation up to and including the first whose type is in ``types``."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next(timeout=max(0.1, deadline - time.monotonic()))
+            if event.get("id") != generation_id:
+                continue
+            seen.append(event)
+            if event["type"] in types:
+                return seen
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_user(username: str) -> User:
+    return User.objects.create_user(username=username, password="correct horse battery staple")
+
+
+@pytest.fixture
+def make_api_user(servers: Servers, transactional_db: None) -> Callable[[str], ApiUser]:
+    def make(username: str) -> ApiUser:
+        user = make_user(username)
+        _, key = api_key_create(user=user, name="tests")
+        return ApiUser(user=user, key=key, base_url=servers.url)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_api_user: Callable[[str], ApiUser]) -> ApiUser:
+    return make_api_user("alice")
+
+
+@pytest.fixture
+def bob(make_api_user: Callable[[str], ApiUser]) -> ApiUser:
+    return make_api_user("bob")
