@@ -45,7 +45,7 @@ def clean_image(data: bytes) -> tuple[bytes, int, int]:
         PILImage.DecompressionBombWarning,
     ):
         raise invalid_file("The file is not a readable image.") from None
-    image = ImageOps.exif_transpose(image).convert("RGB")
+    upright = ImageOps.exif_transpose(image).convert("RGB")
     out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue(), image.width, image.height
+    upright.save(out, format="PNG")
+    return out.getvalue(), upright.width, upright.height

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import close_old_connections
+
 from gpu_worker.runner import GenerationRunner
 
 _runner: GenerationRunner | None = None
@@ -20,4 +22,9 @@ def current_runner() -> GenerationRunner:
 
 
 def run_generation(generation_id: str) -> str:
-    return current_runner().run_one(generation_id)
+    # Like Django's request cycle: a connection broken or expired between jobs is replaced.
+    close_old_connections()
+    try:
+        return current_runner().run_one(generation_id)
+    finally:
+        close_old_connections()

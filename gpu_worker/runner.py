@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -60,7 +60,6 @@ class GenerationRunner:
         self.publisher.publish(generation.user_id, build_event(generation, event_type, **extra))
 
     def run_one(self, generation_id: str) -> str:
-        close_old_connections()
         claimed = Generation.objects.filter(pk=generation_id, status=GenerationStatus.QUEUED).update(
             status=GenerationStatus.RUNNING, started_at=timezone.now(), worker_name=self.name, step=0
         )

@@ -27,34 +27,13 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
 MAX_TOKENS = 77
+TEXT_DIM = 32
 
 # Module init draws from torch's global RNG, which threads share; serialise seeded construction.
 _SEEDED_BUILD = threading.Lock()
-TEXT_DIM = 32
 
 # A few whole words get their own BPE tokens so common prompts don't tokenize to single characters.
-MERGE_WORDS = (
-    "the",
-    "and",
-    "of",
-    "a",
-    "in",
-    "with",
-    "on",
-    "portrait",
-    "photo",
-    "painting",
-    "cat",
-    "dog",
-    "city",
-    "night",
-    "forest",
-    "mountain",
-    "sky",
-    "sea",
-    "red",
-    "blue",
-)
+MERGE_WORDS = ("the", "and", "of", "photo", "portrait", "cat", "dog", "city", "night", "forest")
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -145,10 +124,10 @@ def build_unet() -> UNet2DConditionModel:
     )
 
 
-def build_vae() -> AutoencoderKL:
+def build_vae() -> Any:
     # Four blocks give SD's 8x latent downsampling; the full-resolution decoder block is what costs
     # time at 512x512, so the first (= last decoded) block is kept very narrow.
-    vae = AutoencoderKL(
+    vae: Any = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -162,7 +141,7 @@ def build_vae() -> AutoencoderKL:
     )
     # Default init decodes to nearly flat grey; a stronger output layer gives visibly varied images.
     with torch.no_grad():
-        vae.get_parameter("decoder.conv_out.weight").mul_(4.0)
+        vae.decoder.conv_out.weight.mul_(4.0)
     return vae
 
 

@@ -1,0 +1,81 @@
+"""The worker's single step, run in this process: claim once, finish once, fail with a code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from accounts.models import User
+from generations.models import Generation, GenerationStatus, Image
+from generations.registry import default_model
+from gpu_worker.runner import GenerationRunner
+from gpu_worker.tiny_model import ensure_tiny_model
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[GenerationRunner]:
+    ensure_tiny_model(Path(default_model().path))
+    instance = GenerationRunner(name="test-runner")
+    yield instance
+    instance.publisher.close()
+
+
+def queued(**fields: object) -> Generation:
+    user, _ = User.objects.get_or_create(username="runner-user")
+    model = default_model()
+    values: dict[str, object] = {
+        "user": user,
+        "model_name": model.name,
+        "pool": model.pool,
+        "lane": "standard",
+        "prompt": "a boat",
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+        "guidance": 5.0,
+        "seed": 7,
+        "n": 2,
+        **fields,
+    }
+    return Generation.objects.create(**values)
+
+
+def test_a_job_delivered_twice_runs_once(runner: GenerationRunner) -> None:
+    generation = queued()
+    assert runner.run_one(str(generation.id)) == GenerationStatus.SUCCEEDED
+    assert runner.run_one(str(generation.id)) == "skipped"
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.SUCCEEDED
+    assert Image.objects.filter(generation=generation).count() == 2
+    assert generation.worker_name == "test-runner"
+
+
+def test_a_job_canceled_while_queued_is_dropped(runner: GenerationRunner) -> None:
+    generation = queued(status=GenerationStatus.CANCELED)
+    assert runner.run_one(str(generation.id)) == "skipped"
+    assert not Image.objects.filter(generation=generation).exists()
+
+
+def test_an_unconfigured_model_fails_with_a_code(runner: GenerationRunner) -> None:
+    generation = queued(model_name="retired-model")
+    assert runner.run_one(str(generation.id)) == GenerationStatus.FAILED
+    generation.refresh_from_db()
+    assert generation.error_code == "model_unavailable"
+    assert "retired-model" in generation.error_message
+    assert generation.finished_at is not None
+
+
+def test_a_missing_input_image_fails_with_a_code(runner: GenerationRunner) -> None:
+    from generations.models import Upload
+
+    upload = Upload.objects.create(
+        user=User.objects.create(username="u2"), file="uploads/none.png", width=8, height=8, sha256="0"
+    )
+    generation = queued(input_upload=upload, strength=0.5, kind="img2img")
+    assert runner.run_one(str(generation.id)) == GenerationStatus.FAILED
+    generation.refresh_from_db()
+    assert generation.error_code == "input_missing"
