@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django_rq",
     "channels",
     "accounts",
+    "billing",
     "generations",
     "gpu_worker",
 ]
@@ -77,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "billing.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -154,6 +156,17 @@ ATELIER_MODELS = parse_models(os.environ.get("ATELIER_MODELS", ""), DATA_DIR)
 ATELIER_DEFAULT_MODEL = os.environ.get("ATELIER_DEFAULT_MODEL", next(iter(ATELIER_MODELS)))
 if ATELIER_DEFAULT_MODEL not in ATELIER_MODELS:
     raise ValueError(f"ATELIER_DEFAULT_MODEL {ATELIER_DEFAULT_MODEL!r} is not in ATELIER_MODELS")
+# Billing: disabled (everyone on the default plan) unless Stripe keys are set.
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+BILLING_ENABLED = bool(STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET)
+ATELIER_DEFAULT_PLAN = os.environ.get("ATELIER_DEFAULT_PLAN", "free" if BILLING_ENABLED else "pro")
+# Number of reverse proxies in front of the web tier whose X-Forwarded-For entries are trusted.
+ATELIER_TRUSTED_PROXIES = env_int("ATELIER_TRUSTED_PROXIES", 0)
+ATELIER_ANON_RATE_PER_MINUTE = env_int("ATELIER_ANON_RATE_PER_MINUTE", 60)
+
 LANES = ("priority", "standard", "free", "relax")
 RQ_QUEUES = {
     f"gen.{pool}.{lane}": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("ATELIER_JOB_TIMEOUT", 900)}

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from billing.credits import format_credits
 from generations.errors import ApiError
 from generations.registry import all_models
 from generations.selectors import (
@@ -21,7 +22,7 @@ from generations.selectors import (
     image_of,
 )
 from generations.serializers import GenerationCreateSerializer
-from generations.services import cancel_generation, submit_generation, upload_create
+from generations.services import cancel_generation, quote_generation, submit_generation, upload_create
 from generations.storage import open_content
 
 
@@ -56,6 +57,25 @@ class GenerationListApi(APIView):
         generation = submit_generation(user=user, spec=serializer.validated_data["spec"])
         body = generation_resource(generation)
         return Response(body, status=202, headers={"Location": body["url"]})
+
+
+class GenerationQuoteApi(APIView):
+    def post(self, request: Request) -> Response:
+        user = current_user(request)
+        serializer = GenerationCreateSerializer(data=request.data, context={"user": user})
+        serializer.is_valid(raise_exception=True)
+        quote = quote_generation(user=user, spec=serializer.validated_data["spec"])
+        balance = quote.account.balance
+        return Response(
+            {
+                "object": "quote",
+                "credits": format_credits(quote.cost.total),
+                "credits_per_image": format_credits(quote.cost.per_image),
+                "balance": format_credits(balance),
+                "sufficient": balance >= quote.cost.total,
+                "lane": quote.lane,
+            }
+        )
 
 
 def owned_generation(request: Request, generation_id: Any) -> Any:

@@ -4,6 +4,7 @@ from generations import api
 
 urlpatterns = [
     path("generations", api.GenerationListApi.as_view(), name="api_generations"),
+    path("generations/quote", api.GenerationQuoteApi.as_view(), name="api_generation_quote"),
     path("generations/<str:generation_id>", api.GenerationDetailApi.as_view(), name="api_generation_detail"),
     path(
         "generations/<str:generation_id>/cancel",

@@ -8,6 +8,7 @@ from django.db.models import Model, QuerySet
 from django.urls import reverse
 
 from accounts.models import User
+from billing.credits import format_credits
 from generations.events import iso, progress_fraction
 from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
 
@@ -89,6 +90,8 @@ def generation_resource(generation: Generation) -> dict[str, Any]:
         "input_image": str(generation.input_upload_id) if generation.input_upload_id else None,
         "strength": generation.strength,
         "lane": generation.lane,
+        "mode": "relax" if generation.relax else "fast",
+        "credits": format_credits(generation.credits_held),
         "queue_position": queue_position(generation),
         "progress": progress_fraction(generation),
         "step": generation.step,

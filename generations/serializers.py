@@ -24,6 +24,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     n = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
     input_image = serializers.UUIDField(required=False, allow_null=True)
     strength = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
+    mode = serializers.ChoiceField(choices=["fast", "relax"], required=False, default="fast")
 
     def validate_prompt(self, value: str) -> str:
         limit = settings.ATELIER_PROMPT_MAX_CHARS
@@ -73,5 +74,6 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             n=attrs["n"],
             input_upload=upload,
             strength=attrs.get("strength", 0.6) if upload else None,
+            relax=attrs["mode"] == "relax",
         )
         return attrs

@@ -9,13 +9,23 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from billing.credits import (
+    Cost,
+    InsufficientCredits,
+    account_for,
+    effective_plan,
+    format_credits,
+    generation_cost,
+    hold_credits,
+    settle_credits,
+)
+from billing.models import BillingAccount
 from generations import events, queues
 from generations.errors import ApiError
 from generations.models import Generation, GenerationKind, GenerationStatus, Upload
+from generations.registry import get_model
 from generations.storage import save_content
 from generations.uploads import clean_image
-
-DEFAULT_LANE = "standard"
 
 
 @dataclass(frozen=True)
@@ -32,14 +42,38 @@ class GenerationSpec:
     n: int
     input_upload: Upload | None = None
     strength: float | None = None
+    relax: bool = False
 
 
-def lane_for(user: User) -> str:
-    # Plans pick the lane once billing exists; until then everybody shares one.
-    return DEFAULT_LANE
+@dataclass(frozen=True)
+class Quote:
+    cost: Cost
+    lane: str
+    account: BillingAccount
+
+
+def quote_generation(*, user: User, spec: GenerationSpec) -> Quote:
+    """What a submission would cost and where it would run, with the plan's permissions checked."""
+    account = account_for(user)
+    plan = effective_plan(account)
+    if not plan.allows_pool(spec.pool):
+        raise ApiError("model_not_in_plan", f"Your plan ({plan.name}) does not include {spec.model}.")
+    if spec.relax and not plan.relax_allowed:
+        raise ApiError("relax_not_allowed", f"Your plan ({plan.name}) does not include relax mode.")
+    model = get_model(spec.model)
+    cost = generation_cost(
+        width=spec.width,
+        height=spec.height,
+        steps=spec.steps,
+        n=spec.n,
+        multiplier=model.cost_multiplier if model else 1.0,
+        relax=spec.relax,
+    )
+    return Quote(cost=cost, lane="relax" if spec.relax else plan.lane, account=account)
 
 
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
+    quote = quote_generation(user=user, spec=spec)
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
     with transaction.atomic():
         generation = Generation.objects.create(
@@ -48,7 +82,10 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             kind=GenerationKind.IMG2IMG if spec.input_upload else GenerationKind.TXT2IMG,
             model_name=spec.model,
             pool=spec.pool,
-            lane=lane_for(user),
+            lane=quote.lane,
+            relax=spec.relax,
+            credits_held=quote.cost.total,
+            credits_per_image=quote.cost.per_image,
             prompt=spec.prompt,
             negative_prompt=spec.negative_prompt,
             width=spec.width,
@@ -60,6 +97,11 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             input_upload=spec.input_upload,
             strength=spec.strength,
         )
+        try:
+            hold_credits(account=quote.account, credits=quote.cost.total, generation_id=generation.id)
+        except InsufficientCredits as exc:
+            details = {"required": format_credits(exc.required), "available": format_credits(exc.available)}
+            raise ApiError("insufficient_credits", f"{exc}.", details) from exc
         events.publish_on_commit(generation, "generation.queued")
         transaction.on_commit(lambda: queues.enqueue(generation))
     return generation
@@ -75,6 +117,7 @@ def cancel_generation(*, generation: Generation) -> Generation:
         )
         if changed:
             generation.refresh_from_db()
+            release_hold(generation)
             events.publish_on_commit(generation, "generation.canceled")
             transaction.on_commit(lambda: queues.dequeue(generation))
             return generation
@@ -86,6 +129,16 @@ def cancel_generation(*, generation: Generation) -> Generation:
         queues.request_cancel(generation)
         return generation
     raise ApiError("generation_finished", f"The generation has already {generation.status}.")
+
+
+def release_hold(generation: Generation, *, finished_images: int = 0) -> None:
+    """Settle the credits of a generation that just reached its terminal state."""
+    settle_credits(
+        user_id=generation.user_id,
+        generation_id=generation.id,
+        held=generation.credits_held,
+        captured=generation.credits_per_image * finished_images,
+    )
 
 
 def upload_create(*, user: User, data: bytes) -> Upload:

@@ -22,6 +22,7 @@ from generations.events import build_event
 from generations.models import Generation, GenerationStatus, Image
 from generations.registry import get_model
 from generations.selectors import image_resource
+from generations.services import release_hold
 from generations.storage import open_content, save_content
 from gpu_worker.pipeline import (
     ModelCache,
@@ -157,7 +158,7 @@ class GenerationRunner:
             )
         with transaction.atomic():
             done = generation.total_steps or generation.steps
-            if not self.transition(generation, GenerationStatus.SUCCEEDED, step=done):
+            if not self.transition(generation, GenerationStatus.SUCCEEDED, images=len(rows), step=done):
                 return
             Image.objects.bulk_create(rows)
         self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])
@@ -173,14 +174,16 @@ class GenerationRunner:
         extra = {"error": {"code": code, "message": message}} if code else {}
         self.publish(generation, event_type, **extra)
 
-    def transition(self, generation: Generation, status: str, **fields: Any) -> bool:
-        """running -> terminal, exactly once."""
+    def transition(self, generation: Generation, status: str, *, images: int = 0, **fields: Any) -> bool:
+        """running -> terminal exactly once, settling the credits in the same transaction."""
         now = timezone.now()
-        changed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.RUNNING).update(
-            status=status, finished_at=now, **fields
-        )
-        if changed != 1:
-            return False
+        with transaction.atomic():
+            changed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.RUNNING).update(
+                status=status, finished_at=now, **fields
+            )
+            if changed != 1:
+                return False
+            release_hold(generation, finished_images=images)
         generation.status, generation.finished_at = status, now
         for key, value in fields.items():
             setattr(generation, key, value)

@@ -1,0 +1,202 @@
+"""Credits: cost, hold at submission, capture per finished image, release the rest, grants.
+
+Every change of a balance is a conditional UPDATE plus a ledger entry in the same transaction, so
+concurrent submissions can never spend the same credits twice and the balance never goes negative.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
+from billing.plans import seed_plans
+
+BASE_PIXELS = 512 * 512
+BASE_STEPS = 20
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, required: int, available: int):
+        self.required, self.available = required, available
+        super().__init__(f"{format_credits(required)} credits needed, {format_credits(available)} available")
+
+
+@dataclass(frozen=True)
+class Cost:
+    per_image: int
+    total: int
+
+
+def format_credits(hundredths: int) -> str:
+    return f"{hundredths / 100:.2f}"
+
+
+def generation_cost(*, width: int, height: int, steps: int, n: int, multiplier: float, relax: bool) -> Cost:
+    """1 credit is one 512x512, 20-step image on a model with multiplier 1; relax mode is free."""
+    if relax:
+        return Cost(0, 0)
+    per_image = max(1, math.ceil(100 * (width * height / BASE_PIXELS) * (steps / BASE_STEPS) * multiplier))
+    return Cost(per_image, per_image * n)
+
+
+def plan_by_slug(slug: str) -> Plan:
+    plan = Plan.objects.filter(slug=slug).first()
+    if plan is None:
+        # The seeded plans were removed (a flushed database): put the defaults back.
+        seed_plans(Plan)
+        plan = Plan.objects.get(slug=slug)
+    return plan
+
+
+def default_plan() -> Plan:
+    return plan_by_slug(settings.ATELIER_DEFAULT_PLAN)
+
+
+def free_plan() -> Plan:
+    return plan_by_slug("free")
+
+
+def account_for(user: User) -> BillingAccount:
+    """The user's account, created on first use, with any due plan change applied."""
+    account = BillingAccount.objects.filter(user=user).select_related("plan", "scheduled_plan").first()
+    if account is None:
+        try:
+            with transaction.atomic():
+                account = BillingAccount.objects.create(user=user, plan=default_plan())
+        except IntegrityError:
+            account = BillingAccount.objects.select_related("plan").get(user=user)
+    apply_due_changes(account)
+    grant_unsubscribed_monthly(account)
+    return account
+
+
+def effective_plan(account: BillingAccount) -> Plan:
+    return free_plan() if account.is_delinquent else account.plan
+
+
+def apply_due_changes(account: BillingAccount, now: datetime | None = None) -> None:
+    """A scheduled downgrade or cancellation takes effect once its period has ended."""
+    now = now or timezone.now()
+    if account.scheduled_plan_id is None or account.current_period_end is None:
+        return
+    if account.current_period_end > now:
+        return
+    changed = BillingAccount.objects.filter(
+        pk=account.pk, scheduled_plan_id=account.scheduled_plan_id
+    ).update(plan_id=account.scheduled_plan_id, scheduled_plan=None)
+    account.refresh_from_db()
+    if changed and account.plan.slug == "free":
+        grant_unsubscribed_monthly(account)
+
+
+def period_key(now: datetime | None = None) -> str:
+    return f"{(now or timezone.now()):%Y-%m}"
+
+
+def grant_unsubscribed_monthly(account: BillingAccount) -> None:
+    """Accounts without a paid subscription get their plan's grant once each calendar month."""
+    if account.stripe_subscription_id and account.subscription_status:
+        return
+    reference = f"monthly:{period_key()}"
+    if CreditEntry.objects.filter(account=account, kind=EntryKind.GRANT, reference=reference).exists():
+        return
+    start_period(account, account.plan.monthly_credits * 100, reference=reference)
+
+
+def start_period(account: BillingAccount, credits: int, *, reference: str, note: str = "") -> bool:
+    """Unused credits of the last period expire and the new grant arrives; once per reference."""
+    try:
+        with transaction.atomic():
+            CreditEntry.objects.create(
+                account=account,
+                kind=EntryKind.GRANT,
+                amount=credits,
+                credits=credits,
+                reference=reference,
+                note=note or "monthly grant",
+            )
+            account.refresh_from_db(fields=["balance"])
+            if account.balance:
+                CreditEntry.objects.create(
+                    account=account,
+                    kind=EntryKind.EXPIRE,
+                    amount=-account.balance,
+                    credits=account.balance,
+                    reference=f"expire:{reference}",
+                    note="unused credits expired",
+                )
+            BillingAccount.objects.filter(pk=account.pk).update(balance=credits)
+    except IntegrityError:
+        return False
+    account.refresh_from_db(fields=["balance", "held"])
+    return True
+
+
+def grant_credits(account: BillingAccount, credits: int, *, reference: str, note: str) -> bool:
+    """Add credits on top of the balance (an upgrade mid-period); once per reference."""
+    if credits <= 0:
+        return False
+    try:
+        with transaction.atomic():
+            CreditEntry.objects.create(
+                account=account,
+                kind=EntryKind.GRANT,
+                amount=credits,
+                credits=credits,
+                reference=reference,
+                note=note,
+            )
+            BillingAccount.objects.filter(pk=account.pk).update(balance=F("balance") + credits)
+    except IntegrityError:
+        return False
+    account.refresh_from_db(fields=["balance", "held"])
+    return True
+
+
+def hold_credits(*, account: BillingAccount, credits: int, generation_id: uuid.UUID) -> None:
+    """Reserve credits for a generation, or raise InsufficientCredits. Call inside its transaction."""
+    if credits <= 0:
+        return
+    changed = BillingAccount.objects.filter(pk=account.pk, balance__gte=credits).update(
+        balance=F("balance") - credits, held=F("held") + credits
+    )
+    if changed != 1:
+        account.refresh_from_db(fields=["balance"])
+        raise InsufficientCredits(credits, account.balance)
+    CreditEntry.objects.create(
+        account=account, kind=EntryKind.HOLD, amount=-credits, credits=credits, generation_id=generation_id
+    )
+
+
+def settle_credits(*, user_id: int, generation_id: uuid.UUID, held: int, captured: int) -> None:
+    """Capture what finished images cost and release the rest. Call inside the transaction that
+    moves the generation to its terminal state, which happens exactly once."""
+    if held <= 0:
+        return
+    captured = max(0, min(captured, held))
+    released = held - captured
+    account = BillingAccount.objects.get(user_id=user_id)
+    BillingAccount.objects.filter(pk=account.pk).update(
+        held=F("held") - held, balance=F("balance") + released
+    )
+    if captured:
+        CreditEntry.objects.create(
+            account=account, kind=EntryKind.CAPTURE, amount=0, credits=captured, generation_id=generation_id
+        )
+    if released:
+        CreditEntry.objects.create(
+            account=account,
+            kind=EntryKind.RELEASE,
+            amount=released,
+            credits=released,
+            generation_id=generation_id,
+        )

@@ -1,0 +1,108 @@
+"""API rate limits, counted atomically in Redis per API key, per user and per client IP.
+
+Every /api/ response carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``;
+past the limit the answer is ``429 rate_limited`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from accounts.authentication import bearer_token
+from accounts.models import User
+from accounts.services import api_key_user
+from generations.errors import error_body
+from generations.queues import redis_client
+
+WINDOW_SECONDS = 60
+
+# INCR and EXPIRE in one step, so a counter can never be left without its expiry.
+_INCREMENT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
+@dataclass(frozen=True)
+class RateResult:
+    limit: int
+    remaining: int
+    reset: int
+
+    @property
+    def allowed(self) -> bool:
+        return self.remaining >= 0
+
+
+def hit(bucket: str, limit: int, now: float | None = None) -> RateResult:
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_SECONDS)
+    key = f"atelier:rl:{bucket}:{window}"
+    count = int(redis_client().eval(_INCREMENT, 1, key, WINDOW_SECONDS + 1))
+    reset = int((window + 1) * WINDOW_SECONDS - now) or 1
+    return RateResult(limit=limit, remaining=limit - count, reset=reset)
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The address of the hop just before our trusted proxies; X-Forwarded-For entries added by
+    the client itself are ignored, so rotating them changes nothing."""
+    remote = str(request.META.get("REMOTE_ADDR", ""))
+    proxies = settings.ATELIER_TRUSTED_PROXIES
+    if proxies <= 0:
+        return remote
+    forwarded = [
+        part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()
+    ]
+    # The last `proxies` addresses (counting REMOTE_ADDR) were written by our proxies.
+    chain = [*forwarded, remote]
+    return chain[-(proxies + 1)] if len(chain) > proxies else chain[0]
+
+
+def plan_rate(user: User) -> int:
+    from billing.credits import account_for, effective_plan
+
+    return effective_plan(account_for(user)).api_rate_per_minute
+
+
+def buckets_for(request: HttpRequest) -> list[tuple[str, int]]:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    token = bearer_token(header) if header else None
+    if token:
+        user = api_key_user(token)
+        if user is not None:
+            rate = plan_rate(user)
+            prefix = token.partition(".")[0]
+            return [(f"key:{prefix}", rate), (f"user:{user.pk}", rate)]
+    elif request.user.is_authenticated:
+        assert isinstance(request.user, User)
+        return [(f"user:{request.user.pk}", plan_rate(request.user))]
+    return [(f"ip:{client_ip(request)}", settings.ATELIER_ANON_RATE_PER_MINUTE)]
+
+
+class RateLimitMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        results = [hit(bucket, limit) for bucket, limit in buckets_for(request)]
+        tightest = min(results, key=lambda r: (r.remaining, -r.reset))
+        if not tightest.allowed:
+            response: HttpResponse = JsonResponse(
+                error_body("rate_limited", f"Rate limit of {tightest.limit} requests per minute exceeded."),
+                status=429,
+            )
+            response["Retry-After"] = str(tightest.reset)
+        else:
+            response = self.get_response(request)
+        response["RateLimit-Limit"] = str(tightest.limit)
+        response["RateLimit-Remaining"] = str(max(0, tightest.remaining))
+        response["RateLimit-Reset"] = str(tightest.reset)
+        return response

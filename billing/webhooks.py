@@ -1,0 +1,166 @@
+"""Stripe events: each processed exactly once, converging on Stripe's current state.
+
+The event only says *that* something changed; the subscription is re-fetched, so events that
+arrive late or out of order still leave the account as Stripe has it now.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from billing import stripe_gateway
+from billing.credits import apply_due_changes, free_plan, grant_credits, start_period
+from billing.models import BillingAccount, Plan, StripeEvent, SubscriptionStatus
+
+log = logging.getLogger(__name__)
+
+ENDED = (SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED)
+
+
+def process_event(event: dict[str, Any]) -> bool:
+    """Apply an event once. False when this event id was already processed."""
+    try:
+        with transaction.atomic():
+            StripeEvent.objects.create(event_id=event["id"], type=event["type"], payload=event)
+            handler = HANDLERS.get(event["type"])
+            if handler is not None:
+                handler(event["data"]["object"])
+    except IntegrityError:
+        if StripeEvent.objects.filter(event_id=event["id"]).exists():
+            return False
+        raise
+    return True
+
+
+def account_by_customer(customer_id: str | None) -> BillingAccount | None:
+    if not customer_id:
+        return None
+    return BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+
+
+def on_checkout_completed(session: dict[str, Any]) -> None:
+    user_id = session.get("client_reference_id") or (session.get("metadata") or {}).get("user_id")
+    account = BillingAccount.objects.select_for_update().filter(user_id=user_id).first()
+    if account is None:
+        log.warning("checkout for unknown user %s", user_id)
+        return
+    account.stripe_customer_id = session.get("customer") or account.stripe_customer_id
+    account.stripe_subscription_id = session.get("subscription") or account.stripe_subscription_id
+    account.save(update_fields=["stripe_customer_id", "stripe_subscription_id", "updated_at"])
+    if account.stripe_subscription_id:
+        sync_subscription(account, account.stripe_subscription_id)
+
+
+def on_subscription_changed(subscription: dict[str, Any]) -> None:
+    account = account_by_customer(subscription.get("customer"))
+    if account is None:
+        return
+    if account.stripe_subscription_id and account.stripe_subscription_id != subscription["id"]:
+        current = stripe_gateway.retrieve_subscription(account.stripe_subscription_id)
+        if current is not None and current.get("status") not in ENDED:
+            return  # an event about an older subscription of this customer
+    sync_subscription(account, subscription["id"])
+
+
+def on_invoice_paid(invoice: dict[str, Any]) -> None:
+    account = account_by_customer(invoice.get("customer"))
+    subscription_id = invoice.get("subscription") or nested_subscription(invoice)
+    if account is None or not subscription_id:
+        return
+    if not account.stripe_subscription_id:
+        account.stripe_subscription_id = subscription_id
+        account.save(update_fields=["stripe_subscription_id", "updated_at"])
+    old_plan = account.plan
+    sync_subscription(account, subscription_id)
+    plan = plan_for_subscription_invoice(invoice) or account.plan
+    reason = invoice.get("billing_reason", "")
+    if reason == "subscription_update":
+        extra = (plan.monthly_credits - old_plan.monthly_credits) * 100
+        grant_credits(account, extra, reference=invoice["id"], note=f"upgrade to {plan.name}")
+    else:
+        start_period(
+            account, account.plan.monthly_credits * 100, reference=invoice["id"], note=f"{plan.name} renewal"
+        )
+
+
+def on_payment_failed(invoice: dict[str, Any]) -> None:
+    account = account_by_customer(invoice.get("customer"))
+    if account is not None and account.stripe_subscription_id:
+        sync_subscription(account, account.stripe_subscription_id)
+
+
+HANDLERS = {
+    "checkout.session.completed": on_checkout_completed,
+    "customer.subscription.created": on_subscription_changed,
+    "customer.subscription.updated": on_subscription_changed,
+    "customer.subscription.deleted": on_subscription_changed,
+    "invoice.paid": on_invoice_paid,
+    "invoice.payment_failed": on_payment_failed,
+}
+
+
+def nested_subscription(invoice: dict[str, Any]) -> str | None:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    value = details.get("subscription")
+    return str(value) if value else None
+
+
+def price_id(subscription: dict[str, Any]) -> str | None:
+    items = (subscription.get("items") or {}).get("data") or []
+    if not items:
+        plan = subscription.get("plan") or {}
+        return plan.get("id")
+    item = items[0]
+    return (item.get("price") or {}).get("id") or (item.get("plan") or {}).get("id")
+
+
+def plan_for_subscription_invoice(invoice: dict[str, Any]) -> Plan | None:
+    for line in (invoice.get("lines") or {}).get("data") or []:
+        price = (line.get("price") or {}).get("id") or (line.get("plan") or {}).get("id")
+        plan = Plan.objects.filter(stripe_price_id=price).first() if price else None
+        if plan is not None:
+            return plan
+    return None
+
+
+def period_end(subscription: dict[str, Any]) -> datetime | None:
+    value = subscription.get("current_period_end")
+    if value is None:
+        items = (subscription.get("items") or {}).get("data") or []
+        value = items[0].get("current_period_end") if items else None
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+def sync_subscription(account: BillingAccount, subscription_id: str) -> None:
+    """Make the account match Stripe's subscription: upgrades now, downgrades at period end."""
+    apply_due_changes(account)
+    subscription = stripe_gateway.retrieve_subscription(subscription_id)
+    status = (subscription or {}).get("status", SubscriptionStatus.CANCELED)
+    if subscription is None or status in ENDED:
+        account.plan = free_plan()
+        account.scheduled_plan = None
+        account.stripe_subscription_id = ""
+        account.subscription_status = ""
+        account.cancel_at_period_end = False
+        account.save()
+        return
+    paid_plan = Plan.objects.filter(stripe_price_id=price_id(subscription)).first()
+    if paid_plan is None:
+        log.error("subscription %s has an unknown price %s", subscription_id, price_id(subscription))
+        return
+    account.stripe_subscription_id = subscription_id
+    account.subscription_status = status
+    account.current_period_end = period_end(subscription)
+    account.cancel_at_period_end = bool(subscription.get("cancel_at_period_end"))
+    if paid_plan.rank >= account.plan.rank:
+        account.plan = paid_plan
+        account.scheduled_plan = None
+    else:
+        account.scheduled_plan = paid_plan
+    if account.cancel_at_period_end:
+        account.scheduled_plan = free_plan()
+    account.save()
