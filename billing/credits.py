@@ -134,10 +134,10 @@ def start_period(account: BillingAccount, credits: int, *, reference: str, note:
                     reference=f"expire:{reference}",
                     note="unused credits expired",
                 )
-            BillingAccount.objects.filter(pk=account.pk).update(balance=credits)
+            BillingAccount.objects.filter(pk=account.pk).update(balance=credits, period_credits=credits)
     except IntegrityError:
         return False
-    account.refresh_from_db(fields=["balance", "held"])
+    account.refresh_from_db(fields=["balance", "held", "period_credits"])
     return True
 
 
@@ -155,10 +155,12 @@ def grant_credits(account: BillingAccount, credits: int, *, reference: str, note
                 reference=reference,
                 note=note,
             )
-            BillingAccount.objects.filter(pk=account.pk).update(balance=F("balance") + credits)
+            BillingAccount.objects.filter(pk=account.pk).update(
+                balance=F("balance") + credits, period_credits=F("period_credits") + credits
+            )
     except IntegrityError:
         return False
-    account.refresh_from_db(fields=["balance", "held"])
+    account.refresh_from_db(fields=["balance", "held", "period_credits"])
     return True
 
 

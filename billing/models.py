@@ -79,6 +79,7 @@ class BillingAccount(models.Model):
     held = models.BigIntegerField(
         default=0, help_text="Credits held by unfinished generations, in hundredths."
     )
+    period_credits = models.BigIntegerField(default=0, help_text="Credits granted for this period so far.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

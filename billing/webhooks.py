@@ -74,12 +74,12 @@ def on_invoice_paid(invoice: dict[str, Any]) -> None:
     if not account.stripe_subscription_id:
         account.stripe_subscription_id = subscription_id
         account.save(update_fields=["stripe_subscription_id", "updated_at"])
-    old_plan = account.plan
     sync_subscription(account, subscription_id)
     plan = plan_for_subscription_invoice(invoice) or account.plan
     reason = invoice.get("billing_reason", "")
     if reason == "subscription_update":
-        extra = (plan.monthly_credits - old_plan.monthly_credits) * 100
+        # An upgrade mid-period: top the period up to the new plan's grant.
+        extra = plan.monthly_credits * 100 - account.period_credits
         grant_credits(account, extra, reference=invoice["id"], note=f"upgrade to {plan.name}")
     else:
         start_period(

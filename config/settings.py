@@ -173,6 +173,10 @@ RQ_QUEUES = {
     for pool in sorted({m.pool for m in ATELIER_MODELS.values()})
     for lane in LANES
 }
+# A worker whose heartbeat is older than this is considered lost; its job is re-queued.
+ATELIER_HEARTBEAT_TTL = env_int("ATELIER_HEARTBEAT_TTL", 15)
+ATELIER_MAX_ATTEMPTS = env_int("ATELIER_MAX_ATTEMPTS", 3)
+ATELIER_DISPATCH_INTERVAL = float(os.environ.get("ATELIER_DISPATCH_INTERVAL", "2"))
 # Seconds between progress events of one generation (the last step is always sent).
 ATELIER_PROGRESS_INTERVAL = float(os.environ.get("ATELIER_PROGRESS_INTERVAL", "0.2"))
 

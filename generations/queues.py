@@ -19,7 +19,8 @@ def redis_client() -> redis.Redis:
 
 
 def job_id_for(generation: Generation) -> str:
-    return f"gen-{generation.id}"
+    # One RQ job per attempt: a re-queued generation never shares a job with its lost attempt.
+    return f"gen-{generation.id}-{generation.attempts}"
 
 
 def enqueue(generation: Generation) -> None:

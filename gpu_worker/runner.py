@@ -24,6 +24,7 @@ from generations.registry import get_model
 from generations.selectors import image_resource
 from generations.services import release_hold
 from generations.storage import open_content, save_content
+from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.pipeline import (
     ModelCache,
     RenderCanceled,
@@ -51,6 +52,7 @@ class GenerationRunner:
         self.cache = ModelCache(device=device)
         self.publisher = EventPublisher()
         self.progress_interval = settings.ATELIER_PROGRESS_INTERVAL
+        self.heartbeat: Heartbeat | None = None
 
     def preload(self, pools: list[str]) -> None:
         for spec in settings.ATELIER_MODELS.values():
@@ -69,6 +71,8 @@ class GenerationRunner:
             return "skipped"
         generation = Generation.objects.get(pk=generation_id)
         self.publish(generation, "generation.started")
+        if self.heartbeat is not None:
+            self.heartbeat.current_job = generation_id
         try:
             images = self.render(generation)
             self.succeed(generation, images)
@@ -81,6 +85,8 @@ class GenerationRunner:
             self.fail(generation, "generation_failed", f"The image could not be generated: {exc}")
         finally:
             queues.redis_client().delete(queues.cancel_flag_key(generation_id))
+            if self.heartbeat is not None:
+                self.heartbeat.current_job = None
         return generation.status
 
     def render(self, generation: Generation) -> list[PILImage.Image]:
@@ -127,9 +133,9 @@ class GenerationRunner:
                 return True
             last_sent = now
             generation.step, generation.total_steps = step, total
-            Generation.objects.filter(pk=generation.pk, status=GenerationStatus.RUNNING).update(
-                step=step, total_steps=total
-            )
+            Generation.objects.filter(
+                pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
+            ).update(step=step, total_steps=total)
             preview = "data:image/jpeg;base64," + base64.b64encode(latents_to_preview(latents)).decode()
             self.publish(generation, "generation.progress", preview=preview)
             return True
@@ -178,9 +184,11 @@ class GenerationRunner:
         """running -> terminal exactly once, settling the credits in the same transaction."""
         now = timezone.now()
         with transaction.atomic():
-            changed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.RUNNING).update(
-                status=status, finished_at=now, **fields
-            )
+            # Only the worker that claimed it may finish it: a job re-queued after its worker was
+            # presumed lost belongs to the next worker.
+            changed = Generation.objects.filter(
+                pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
+            ).update(status=status, finished_at=now, **fields)
             if changed != 1:
                 return False
             release_hold(generation, finished_images=images)

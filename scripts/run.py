@@ -57,6 +57,7 @@ def main() -> int:
             )
         )
         children.append(subprocess.Popen([sys.executable, "manage.py", "gpu_worker"], cwd=ROOT))
+        children.append(subprocess.Popen([sys.executable, "manage.py", "dispatcher"], cwd=ROOT))
         print(f"\nAtelier is running at http://{host}:{port}/", flush=True)
         print(f"Sign up there, or sign in as staff: user 'admin', password '{password}'")
         print(f"(the password is kept in {data_dir / 'admin-password.txt'}).")

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rq import Queue, SimpleWorker
 
 from generations.registry import lanes_for_pools
+from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.jobs import install_runner
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
@@ -38,6 +39,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"Built the small model in {spec.path}")
         runner = GenerationRunner(device=options["device"], name=options["name"])
         runner.preload(pools)
+        runner.heartbeat = Heartbeat(
+            runner.name, {"pools": pools, "device": options["device"], "models": runner.cache.paths()}
+        )
+        runner.heartbeat.start()
         install_runner(runner)
         connection = redis.Redis.from_url(settings.REDIS_URL)
         queues = [Queue(name, connection=connection) for name in lanes_for_pools(pools)]
@@ -47,5 +52,6 @@ class Command(BaseCommand):
         try:
             worker.work(burst=options["burst"], with_scheduler=False, logging_level="WARNING")
         finally:
+            runner.heartbeat.stop()
             runner.publisher.flush()
             runner.publisher.close()

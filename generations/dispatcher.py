@@ -1,0 +1,98 @@
+"""The dispatcher's step: find jobs whose worker died or whose RQ job vanished, and fix them.
+
+``python manage.py dispatcher`` runs ``tick()`` in a loop; tests call ``tick()`` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rq.job import Job
+
+from generations import events, queues
+from generations.models import Generation, GenerationStatus
+from generations.services import release_hold
+from gpu_worker.heartbeat import is_alive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickResult:
+    requeued: int = 0
+    failed: int = 0
+    reenqueued: int = 0
+
+
+def tick() -> TickResult:
+    result = TickResult()
+    reconcile_lost_workers(result)
+    reenqueue_vanished_jobs(result)
+    return result
+
+
+def reconcile_lost_workers(result: TickResult) -> None:
+    grace = timezone.now() - timedelta(seconds=settings.ATELIER_HEARTBEAT_TTL)
+    running = Generation.objects.filter(status=GenerationStatus.RUNNING, started_at__lt=grace)
+    for generation in running.only("id", "worker_name", "attempts"):
+        if is_alive(generation.worker_name):
+            continue
+        if generation.attempts + 1 >= settings.ATELIER_MAX_ATTEMPTS:
+            fail_lost(generation, result)
+        else:
+            requeue_lost(generation, result)
+
+
+def requeue_lost(generation: Generation, result: TickResult) -> None:
+    with transaction.atomic():
+        changed = Generation.objects.filter(
+            pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=generation.worker_name
+        ).update(
+            status=GenerationStatus.QUEUED,
+            worker_name="",
+            step=0,
+            started_at=None,
+            attempts=F("attempts") + 1,
+        )
+        if not changed:
+            return
+        generation.refresh_from_db()
+        events.publish_on_commit(generation, "generation.queued")
+        transaction.on_commit(lambda: queues.enqueue(generation))
+    log.warning("re-queued %s: worker %s stopped beating", generation.id, generation.worker_name)
+    result.requeued += 1
+
+
+def fail_lost(generation: Generation, result: TickResult) -> None:
+    with transaction.atomic():
+        changed = Generation.objects.filter(
+            pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=generation.worker_name
+        ).update(
+            status=GenerationStatus.FAILED,
+            finished_at=timezone.now(),
+            error_code="worker_lost",
+            error_message="The worker running this generation was lost, too many times.",
+        )
+        if not changed:
+            return
+        generation.refresh_from_db()
+        release_hold(generation)
+        error = {"code": generation.error_code, "message": generation.error_message}
+        events.publish_on_commit(generation, "generation.failed", error=error)
+    result.failed += 1
+
+
+def reenqueue_vanished_jobs(result: TickResult) -> None:
+    """After Redis lost its data, queued rows have no RQ job any more: enqueue them again."""
+    cutoff = timezone.now() - timedelta(seconds=settings.ATELIER_HEARTBEAT_TTL)
+    connection = queues.redis_client()
+    for generation in Generation.objects.filter(status=GenerationStatus.QUEUED, created_at__lt=cutoff):
+        if not Job.exists(queues.job_id_for(generation), connection=connection):
+            queues.enqueue(generation)
+            result.reenqueued += 1

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from generations.dispatcher import tick
+
+
+class Command(BaseCommand):
+    help = "Run the dispatcher: re-queue jobs of lost workers and jobs that vanished from Redis."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="run one step and exit")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not stopping:
+            close_old_connections()
+            try:
+                result = tick()
+            except Exception as exc:  # a database or Redis hiccup: log it and try again next tick
+                self.stderr.write(f"dispatcher tick failed: {exc}")
+            else:
+                if result.requeued or result.failed or result.reenqueued:
+                    self.stdout.write(str(result))
+            if options["once"]:
+                return
+            time.sleep(settings.ATELIER_DISPATCH_INTERVAL)

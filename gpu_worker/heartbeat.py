@@ -1,0 +1,55 @@
+"""The worker's heartbeat in Redis: who it is, what it serves and what it is doing right now.
+
+The dispatcher's reconciler treats a running job whose worker has no heartbeat as lost.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+
+from generations.queues import redis_client
+
+HEARTBEAT_PREFIX = "atelier:worker:"
+
+
+def heartbeat_key(name: str) -> str:
+    return HEARTBEAT_PREFIX + name
+
+
+def is_alive(name: str) -> bool:
+    return bool(name) and bool(redis_client().exists(heartbeat_key(name)))
+
+
+class Heartbeat:
+    def __init__(self, name: str, info: dict[str, Any]) -> None:
+        self.name = name
+        self.info = dict(info)
+        self.current_job: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def beat(self) -> None:
+        state = {**self.info, "current_job": self.current_job, "at": time.time()}
+        redis_client().set(heartbeat_key(self.name), json.dumps(state), ex=settings.ATELIER_HEARTBEAT_TTL)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        redis_client().delete(heartbeat_key(self.name))
+
+    def _run(self) -> None:
+        interval = max(0.5, settings.ATELIER_HEARTBEAT_TTL / 3)
+        while not self._stop.wait(interval):
+            try:
+                self.beat()
+            except Exception:  # noqa: S112 - Redis away for a moment: try again next beat
+                continue
