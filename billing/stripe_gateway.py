@@ -24,11 +24,10 @@ def ensure_customer(account: BillingAccount, user: User) -> str:
     if account.stripe_customer_id:
         return account.stripe_customer_id
     configure()
-    customer = stripe.Customer.create(
-        email=user.email or None,
-        metadata={"user_id": str(user.pk), "username": user.username},
-        idempotency_key=f"customer-{user.pk}-{account.pk}",
-    )
+    params: dict[str, Any] = {"metadata": {"user_id": str(user.pk), "username": user.username}}
+    if user.email:
+        params["email"] = user.email
+    customer = stripe.Customer.create(idempotency_key=f"customer-{user.pk}-{account.pk}", **params)
     BillingAccount.objects.filter(pk=account.pk, stripe_customer_id="").update(stripe_customer_id=customer.id)
     account.refresh_from_db(fields=["stripe_customer_id"])
     return account.stripe_customer_id

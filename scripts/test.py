@@ -47,6 +47,8 @@ def main(pytest_args: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("MEDIA_ROOT", str(ROOT / "var" / "test-media"))
     env.setdefault("ATELIER_PROGRESS_INTERVAL", "0.05")
+    # Fault tests kill workers: a short heartbeat lets the reconciler notice within seconds.
+    env.setdefault("ATELIER_HEARTBEAT_TTL", "3")
     redis = None
     if not env.get("REDIS_URL"):
         port = free_port()

@@ -90,17 +90,43 @@
     errorBox.hidden = false;
   }
 
+  function formBody() {
+    const f = new FormData(form);
+    const body = { prompt: f.get("prompt"), negative_prompt: f.get("negative_prompt"), model: f.get("model") };
+    ["width", "height", "steps", "n"].forEach((k) => { body[k] = parseInt(f.get(k), 10); });
+    body.guidance = parseFloat(f.get("guidance"));
+    if (f.get("seed")) body.seed = parseInt(f.get("seed"), 10);
+    return body;
+  }
+
+  const costBox = document.getElementById("cost");
+  let quoteTimer = null;
+  function updateCost() {
+    clearTimeout(quoteTimer);
+    quoteTimer = setTimeout(async () => {
+      const body = formBody();
+      if (!body.prompt) body.prompt = "quote";
+      try {
+        const quote = await api("/api/v1/generations/quote", {
+          method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+        });
+        costBox.textContent = "Cost: " + quote.credits + " credits · balance " + quote.balance;
+        costBox.classList.toggle("error", !quote.sufficient);
+      } catch (err) {
+        costBox.textContent = "";
+      }
+    }, 250);
+  }
+  form.addEventListener("input", updateCost);
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     errorBox.hidden = true;
     const button = document.getElementById("submit");
     button.disabled = true;
     try {
+      const body = formBody();
       const f = new FormData(form);
-      const body = { prompt: f.get("prompt"), negative_prompt: f.get("negative_prompt"), model: f.get("model") };
-      ["width", "height", "steps", "n"].forEach((k) => { body[k] = parseInt(f.get(k), 10); });
-      body.guidance = parseFloat(f.get("guidance"));
-      if (f.get("seed")) body.seed = parseInt(f.get("seed"), 10);
       const file = document.getElementById("init-image").files[0];
       if (file) {
         const upload = new FormData();
@@ -116,6 +142,7 @@
       showError(err);
     } finally {
       button.disabled = false;
+      updateCost();
     }
   });
 
@@ -137,5 +164,6 @@
   }
 
   JSON.parse(document.getElementById("recent-data").textContent).reverse().forEach(apply);
+  updateCost();
   connect();
 })();

@@ -22,6 +22,9 @@ from websockets.sync.client import ClientConnection, connect
 from accounts.models import User
 from accounts.services import api_key_create
 from scripts.private_redis import free_port
+from tests.browser_support import browser
+
+__all__ = ["browser"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def clean_redis() -> None:
     """Stale jobs from an earlier run would point at rows that no longer exist."""
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> None:
+    """Row ids repeat between tests (rolled back), so their rate-limit counters must not carry over."""
+    connection_ = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(connection_.scan_iter("atelier:rl:*"))
+    if keys:
+        connection_.delete(*keys)
 
 
 def database_url() -> str:

@@ -2,61 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_support import open_page, sign_up
 from tests.conftest import Servers
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser(servers: Servers) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it with apt-get (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls that the DB
-    # fixtures make between tests are still plain synchronous calls.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
 
 @pytest.fixture
 def page(browser: Any, servers: Servers, transactional_db: None) -> Iterator[Any]:
-    context = browser.new_context(base_url=servers.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    context.close()
-
-
-def sign_up(page: Any, username: str) -> None:
-    page.goto("/accounts/signup/")
-    page.fill("#id_username", username)
-    page.fill("#id_email", f"{username}@example.com")
-    page.fill("#id_password1", "a long enough passphrase 42")
-    page.fill("#id_password2", "a long enough passphrase 42")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/create/")
+    with open_page(browser, servers.url) as page:
+        yield page
 
 
 def test_a_new_user_signs_up_and_watches_an_image_form(page: Any) -> None:
@@ -66,6 +26,7 @@ def test_a_new_user_signs_up_and_watches_an_image_form(page: Any) -> None:
     page.fill("#width", "512")
     page.fill("#height", "512")
     page.fill("#steps", "60")
+    page.wait_for_function("document.getElementById('cost').textContent.includes('Cost: 3.00 credits')")
     page.click("#submit")
     card = page.locator(".gen-card").first
     card.wait_for()

@@ -1,0 +1,87 @@
+"""Rate limits per API key, per user and per client IP, counted in Redis."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from accounts.services import api_key_create
+from billing.credits import account_for
+from billing.models import Plan
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def tight_limits(settings: Any) -> None:
+    settings.ATELIER_DEFAULT_PLAN = "free"
+    settings.ATELIER_ANON_RATE_PER_MINUTE = 3
+    Plan.objects.filter(slug="free").update(api_rate_per_minute=3)
+
+
+def keyed_client(user: User) -> Client:
+    _, key = api_key_create(user=user)
+    return Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+
+
+def unique_user() -> User:
+    user = User.objects.create_user(f"rl-{uuid.uuid4().hex[:8]}")
+    account_for(user)
+    return user
+
+
+def test_every_api_response_carries_the_headers_and_the_limit_answers_429() -> None:
+    api = keyed_client(unique_user())
+    remaining = []
+    for _ in range(3):
+        response = api.get("/api/v1/models")
+        assert response.status_code == 200
+        assert response["RateLimit-Limit"] == "3"
+        assert 0 < int(response["RateLimit-Reset"]) <= 60
+        remaining.append(int(response["RateLimit-Remaining"]))
+    assert remaining == [2, 1, 0]
+    refused = api.get("/api/v1/models")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(refused["Retry-After"]) <= 60
+
+
+def test_a_second_key_does_not_escape_the_users_limit() -> None:
+    user = unique_user()
+    first, second = keyed_client(user), keyed_client(user)
+    for _ in range(3):
+        first.get("/api/v1/models")
+    assert second.get("/api/v1/models").status_code == 429
+
+
+def test_the_limit_follows_the_plan() -> None:
+    user = unique_user()
+    Plan.objects.filter(slug="basic").update(api_rate_per_minute=5)
+    account_for(user).__class__.objects.filter(user=user).update(plan=Plan.objects.get(slug="basic"))
+    response = keyed_client(user).get("/api/v1/models")
+    assert response["RateLimit-Limit"] == "5"
+
+
+def test_rotating_x_forwarded_for_does_not_reset_an_anonymous_limit() -> None:
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    statuses = [
+        client.get("/api/v1/models", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+def test_behind_a_trusted_proxy_the_client_address_comes_from_its_entry(settings: Any) -> None:
+    settings.ATELIER_TRUSTED_PROXIES = 1
+    proxy = "10.0.0.2"
+
+    def status(forwarded: str) -> int:
+        client = Client(REMOTE_ADDR=proxy)
+        return int(client.get("/api/v1/models", HTTP_X_FORWARDED_FOR=forwarded).status_code)
+
+    # The client prepends fake entries; the proxy appends the real address, which is what counts.
+    assert [status(f"1.1.1.{i}, 192.0.2.50") for i in range(4)] == [401, 401, 401, 429]
+    assert status("192.0.2.51") == 401
