@@ -70,3 +70,28 @@ def test_choosing_a_plan_goes_through_checkout_and_shows_on_billing(
             "invoice.paid",
         ]
         assert all(status == 200 for _, status in stub.deliveries)
+
+        # The customer portal: an upgrade shows at once, a cancellation is kept until the period ends.
+        page.click("text=Manage payment or cancel")
+        page.wait_for_url(f"{stub.url}/portal/**")
+        page.click("text=Switch to price_atelier_pro")
+        page.wait_for_url(f"{url}/billing/**")
+        assert page.inner_text("#current-plan") == "Pro"
+        page.click("text=Manage payment or cancel")
+        page.click("text=Cancel subscription")
+        page.wait_for_url(f"{url}/billing/**")
+        assert page.inner_text("#current-plan") == "Pro"
+        assert page.inner_text("#scheduled-plan").startswith("Free on ")
+
+
+def test_billing_pages_say_when_billing_is_disabled(
+    browser: Any, servers: Servers, transactional_db: None
+) -> None:
+    with open_page(browser, servers.url) as page:
+        sign_up(page, "quinn")
+        page.goto("/billing/")
+        assert "Billing is disabled" in page.inner_text("#billing-disabled")
+        assert page.inner_text("#current-plan") == "Pro"  # the default plan when billing is off
+        page.goto("/pricing/")
+        assert page.locator(".plan").count() == 4
+        assert page.locator("button[aria-label^='Choose']").count() == 0
