@@ -114,39 +114,20 @@ def grant_unsubscribed_monthly(account: BillingAccount) -> None:
 
 def start_period(account: BillingAccount, credits: int, *, reference: str, note: str = "") -> bool:
     """Unused credits of the last period expire and the new grant arrives; once per reference."""
-    try:
-        with transaction.atomic():
-            CreditEntry.objects.create(
-                account=account,
-                kind=EntryKind.GRANT,
-                amount=credits,
-                credits=credits,
-                reference=reference,
-                note=note or "monthly grant",
-            )
-            account.refresh_from_db(fields=["balance"])
-            if account.balance:
-                CreditEntry.objects.create(
-                    account=account,
-                    kind=EntryKind.EXPIRE,
-                    amount=-account.balance,
-                    credits=account.balance,
-                    reference=f"expire:{reference}",
-                    note="unused credits expired",
-                )
-            BillingAccount.objects.filter(pk=account.pk).update(balance=credits, period_credits=credits)
-    except IntegrityError:
-        return False
-    account.refresh_from_db(fields=["balance", "held", "period_credits"])
-    return True
+    return _grant(account, credits, reference=reference, note=note or "monthly grant", expire_unused=True)
 
 
 def grant_credits(account: BillingAccount, credits: int, *, reference: str, note: str) -> bool:
     """Add credits on top of the balance (an upgrade mid-period); once per reference."""
     if credits <= 0:
         return False
+    return _grant(account, credits, reference=reference, note=note, expire_unused=False)
+
+
+def _grant(account: BillingAccount, credits: int, *, reference: str, note: str, expire_unused: bool) -> bool:
     try:
         with transaction.atomic():
+            # The entry goes first: its unique reference is what makes a repeated grant a no-op.
             CreditEntry.objects.create(
                 account=account,
                 kind=EntryKind.GRANT,
@@ -155,8 +136,23 @@ def grant_credits(account: BillingAccount, credits: int, *, reference: str, note
                 reference=reference,
                 note=note,
             )
+            expired = 0
+            if expire_unused:
+                account.refresh_from_db(fields=["balance"])
+                expired = account.balance
+            if expired:
+                CreditEntry.objects.create(
+                    account=account,
+                    kind=EntryKind.EXPIRE,
+                    amount=-expired,
+                    credits=expired,
+                    reference=f"expire:{reference}",
+                    note="unused credits expired",
+                )
+            # Relative updates: a hold taken meanwhile by a concurrent submission is kept.
             BillingAccount.objects.filter(pk=account.pk).update(
-                balance=F("balance") + credits, period_credits=F("period_credits") + credits
+                balance=F("balance") - expired + credits,
+                period_credits=credits if expire_unused else F("period_credits") + credits,
             )
     except IntegrityError:
         return False

@@ -115,6 +115,7 @@ class StripeStub:
         self.checkout_sessions: dict[str, dict[str, Any]] = {}
         self.portal_sessions: dict[str, dict[str, Any]] = {}
         self.deliveries: list[tuple[dict[str, Any], int]] = []  # every event posted, with the app's status
+        self.api_posts: list[tuple[str, str | None]] = []  # (path, Idempotency-Key) of each API POST
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -379,6 +380,8 @@ def _handler_for(stub: StripeStub) -> type[BaseHTTPRequestHandler]:
 
         def route(self, path: str, body: bytes) -> None:
             method = self.command
+            if method == "POST" and path.startswith("/v1/"):
+                stub.api_posts.append((path, self.headers.get("Idempotency-Key")))
             sessions, _, session_id = path.rpartition("/")
             authorized = self.headers.get("Authorization", "").startswith("Bearer sk_")
             if path.startswith(("/v1/checkout/", "/v1/billing_portal/")) and not authorized:

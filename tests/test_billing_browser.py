@@ -82,6 +82,15 @@ def test_choosing_a_plan_goes_through_checkout_and_shows_on_billing(
         page.wait_for_url(f"{url}/billing/**")
         assert page.inner_text("#current-plan") == "Pro"
         assert page.inner_text("#scheduled-plan").startswith("Free on ")
+        app_posts = [
+            (path, key) for path, key in stub.api_posts if not path.startswith(("/v1/products", "/v1/plans"))
+        ]
+        assert {path for path, _ in app_posts} >= {
+            "/v1/customers",
+            "/v1/checkout/sessions",
+            "/v1/billing_portal/sessions",
+        }
+        assert all(key for _, key in app_posts), "every Stripe POST carries an idempotency key"
 
 
 def test_billing_pages_say_when_billing_is_disabled(
