@@ -168,11 +168,39 @@ ATELIER_TRUSTED_PROXIES = env_int("ATELIER_TRUSTED_PROXIES", 0)
 ATELIER_ANON_RATE_PER_MINUTE = env_int("ATELIER_ANON_RATE_PER_MINUTE", 60)
 
 LANES = ("priority", "standard", "free", "relax")
+
+
+def parse_pairs(name: str, default: str) -> dict[str, float]:
+    """``a=1,b=2`` from an environment variable, failing loudly on a malformed value."""
+    pairs: dict[str, float] = {}
+    for part in os.environ.get(name, default).split(","):
+        key, sep, value = part.strip().partition("=")
+        if not part.strip():
+            continue
+        try:
+            pairs[key] = float(value) if sep else float("nan")
+        except ValueError as exc:
+            raise ValueError(f"{name}: expected name=number, got {part!r}") from exc
+    return pairs
+
+
+# Seconds a job may run, per pool (RQ stops it and it fails with `timeout`).
+ATELIER_POOL_TIMEOUTS = parse_pairs("ATELIER_POOL_TIMEOUTS", "")
+ATELIER_JOB_TIMEOUT = env_int("ATELIER_JOB_TIMEOUT", 900)
 RQ_QUEUES = {
-    f"gen.{pool}.{lane}": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("ATELIER_JOB_TIMEOUT", 900)}
+    f"gen.{pool}.{lane}": {
+        "URL": REDIS_URL,
+        "DEFAULT_TIMEOUT": int(ATELIER_POOL_TIMEOUTS.get(pool, ATELIER_JOB_TIMEOUT)),
+    }
     for pool in sorted({m.pool for m in ATELIER_MODELS.values()})
     for lane in LANES
 }
+# Seconds a queued job waits in a lane before it moves one lane up.
+ATELIER_LANE_AGE_LIMITS = parse_pairs("ATELIER_LANE_AGE_LIMITS", "standard=600,free=300,relax=3600")
+# Relax jobs are released into RQ by the dispatcher, a few at a time per pool.
+ATELIER_RELAX_QUEUE_DEPTH = env_int("ATELIER_RELAX_QUEUE_DEPTH", 2)
+# Transient failures are retried after base * 2**attempt seconds.
+ATELIER_RETRY_BASE_SECONDS = float(os.environ.get("ATELIER_RETRY_BASE_SECONDS", "5"))
 # A worker whose heartbeat is older than this is considered lost; its job is re-queued.
 ATELIER_HEARTBEAT_TTL = env_int("ATELIER_HEARTBEAT_TTL", 15)
 ATELIER_MAX_ATTEMPTS = env_int("ATELIER_MAX_ATTEMPTS", 3)

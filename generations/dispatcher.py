@@ -17,7 +17,8 @@ from rq.job import Job
 
 from generations import events, queues
 from generations.models import Generation, GenerationStatus
-from generations.services import release_hold
+from generations.scheduling import age_queued, release_all_pending, release_relax
+from generations.services import settle
 from gpu_worker.heartbeat import is_alive
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,21 @@ class TickResult:
     requeued: int = 0
     failed: int = 0
     reenqueued: int = 0
+    released: int = 0
+    relax_released: int = 0
+    aged: int = 0
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
 
 
 def tick() -> TickResult:
     result = TickResult()
     reconcile_lost_workers(result)
     reenqueue_vanished_jobs(result)
+    result.released = release_all_pending()
+    result.relax_released = release_relax()
+    result.aged = age_queued()
     return result
 
 
@@ -82,7 +92,7 @@ def fail_lost(generation: Generation, result: TickResult) -> None:
         if not changed:
             return
         generation.refresh_from_db()
-        release_hold(generation)
+        settle(generation)
         error = {"code": generation.error_code, "message": generation.error_message}
         events.publish_on_commit(generation, "generation.failed", error=error)
     result.failed += 1

@@ -22,6 +22,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "generation_finished": (409, "The generation has already finished."),
     "unsupported_media_type": (415, "This content type is not supported."),
     "rate_limited": (429, "Too many requests."),
+    "queue_full": (429, "You have as many jobs waiting as your plan allows."),
     "billing_disabled": (503, "Billing is not configured on this server."),
     "invalid_signature": (400, "The webhook signature is missing, invalid or too old."),
     "internal_error": (500, "Something went wrong on our side."),
@@ -30,12 +31,21 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "input_missing": (500, "The input image is no longer available."),
     "generation_failed": (500, "The image could not be generated."),
     "worker_lost": (500, "The worker running this generation was lost."),
+    "timeout": (500, "The generation took longer than its pool allows."),
+    "retries_exhausted": (500, "The generation kept failing on a temporary error."),
 }
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str | None = None, details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.code = code
+        self.headers = headers or {}
         self.status, default_message = CATALOGUE[code]
         self.message = message or default_message
         self.details = details or {}
@@ -71,7 +81,7 @@ def validation_message(details: dict[str, Any]) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response(exc.body(), status=exc.status)
+        return Response(exc.body(), status=exc.status, headers=exc.headers)
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return Response(error_body("validation_error", validation_message(details), details), status=400)

@@ -69,6 +69,9 @@ class Generation(models.Model):
     error_message = models.TextField(blank=True)
     worker_name = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    lane_entered_at = models.DateTimeField(default=timezone.now)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    run_seconds = models.FloatField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -79,6 +82,7 @@ class Generation(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "pool", "created_at"]),
+            models.Index(fields=["user", "status"]),
         ]
 
     def __str__(self) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import django_rq
 import redis
 from django.conf import settings
+from rq import Queue
 
 from generations.models import Generation
 
@@ -24,14 +26,73 @@ def job_id_for(generation: Generation) -> str:
 
 
 def enqueue(generation: Generation) -> None:
+    enqueue_many([generation])
+
+
+def enqueue_many(generations: list[Generation]) -> None:
+    """One Redis pipeline per queue, so releasing many jobs costs few round trips."""
+    by_queue: dict[str, list[Generation]] = {}
+    for generation in generations:
+        by_queue.setdefault(generation.queue_name, []).append(generation)
+    for name, members in by_queue.items():
+        queue = django_rq.get_queue(name)
+        jobs = [
+            Queue.prepare_data(
+                JOB_FUNCTION,
+                args=(str(g.id),),
+                job_id=job_id_for(g),
+                result_ttl=0,
+                failure_ttl=7 * 24 * 3600,
+            )
+            for g in members
+        ]
+        queue.enqueue_many(jobs)
+
+
+def move(generation: Generation, old_queue: str) -> None:
+    """Move a waiting job to the back of ``generation.queue_name`` (aging, staff moves)."""
+    job_id = job_id_for(generation)
+    django_rq.get_queue(old_queue).remove(job_id)
+    enqueue(generation)
+
+
+def move_to_front(generation: Generation) -> None:
     queue = django_rq.get_queue(generation.queue_name)
-    queue.enqueue(
-        JOB_FUNCTION,
-        str(generation.id),
-        job_id=job_id_for(generation),
-        result_ttl=0,
-        failure_ttl=7 * 24 * 3600,
-    )
+    job_id = job_id_for(generation)
+    queue.remove(job_id)
+    queue.connection.lpush(queue.key, job_id)
+
+
+def queue_length(name: str) -> int:
+    return int(redis_client().llen(f"rq:queue:{name}"))
+
+
+DURATIONS_KEPT = 50
+
+
+def durations_key(pool: str) -> str:
+    return f"atelier:durations:{pool}"
+
+
+def record_duration(pool: str, seconds: float, *, at: float) -> None:
+    pipe = redis_client().pipeline()
+    pipe.lpush(durations_key(pool), f"{seconds:.3f}")
+    pipe.ltrim(durations_key(pool), 0, DURATIONS_KEPT - 1)
+    pipe.execute()
+
+
+def mean_duration(pool: str, default: float = 10.0) -> float:
+    values = [float(v) for v in redis_client().lrange(durations_key(pool), 0, -1)]
+    return sum(values) / len(values) if values else default
+
+
+def pool_workers_key(pool: str) -> str:
+    return f"atelier:pool-workers:{pool}"
+
+
+def live_workers(pool: str) -> int:
+    cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
+    return int(redis_client().zcount(pool_workers_key(pool), cutoff, "+inf"))
 
 
 def dequeue(generation: Generation) -> None:

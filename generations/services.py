@@ -24,6 +24,7 @@ from generations import events, queues
 from generations.errors import ApiError
 from generations.models import Generation, GenerationKind, GenerationStatus, Upload
 from generations.registry import get_model
+from generations.scheduling import admission, release_pending
 from generations.storage import save_content
 from generations.uploads import clean_image
 
@@ -76,9 +77,10 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
     quote = quote_generation(user=user, spec=spec)
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
     with transaction.atomic():
+        status = admission(user_id=user.pk, relax=spec.relax)
         generation = Generation.objects.create(
             user=user,
-            status=GenerationStatus.QUEUED,
+            status=status,
             kind=GenerationKind.IMG2IMG if spec.input_upload else GenerationKind.TXT2IMG,
             model_name=spec.model,
             pool=spec.pool,
@@ -103,7 +105,8 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             details = {"required": format_credits(exc.required), "available": format_credits(exc.available)}
             raise ApiError("insufficient_credits", f"{exc}.", details) from exc
         events.publish_on_commit(generation, "generation.queued")
-        transaction.on_commit(lambda: queues.enqueue(generation))
+        if status == GenerationStatus.QUEUED:
+            transaction.on_commit(lambda: queues.enqueue(generation))
     return generation
 
 
@@ -117,7 +120,7 @@ def cancel_generation(*, generation: Generation) -> Generation:
         )
         if changed:
             generation.refresh_from_db()
-            release_hold(generation)
+            settle(generation)
             events.publish_on_commit(generation, "generation.canceled")
             transaction.on_commit(lambda: queues.dequeue(generation))
             return generation
@@ -131,14 +134,16 @@ def cancel_generation(*, generation: Generation) -> Generation:
     raise ApiError("generation_finished", f"The generation has already {generation.status}.")
 
 
-def release_hold(generation: Generation, *, finished_images: int = 0) -> None:
-    """Settle the credits of a generation that just reached its terminal state."""
+def settle(generation: Generation, *, finished_images: int = 0) -> None:
+    """A generation just reached its terminal state (inside that transaction): settle its credits
+    and let the user's next pending job take its place."""
     settle_credits(
         user_id=generation.user_id,
         generation_id=generation.id,
         held=generation.credits_held,
         captured=generation.credits_per_image * finished_images,
     )
+    release_pending(generation.user_id)
 
 
 def upload_create(*, user: User, data: bytes) -> Upload:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from generations.queues import redis_client
+from generations.queues import pool_workers_key, redis_client
 
 HEARTBEAT_PREFIX = "atelier:worker:"
 
@@ -38,13 +38,23 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        state = {**self.info, "current_job": self.current_job, "at": time.time()}
-        redis_client().set(heartbeat_key(self.name), json.dumps(state), ex=settings.ATELIER_HEARTBEAT_TTL)
+        now = time.time()
+        state = {**self.info, "current_job": self.current_job, "at": now}
+        pipe = redis_client().pipeline()
+        pipe.set(heartbeat_key(self.name), json.dumps(state), ex=settings.ATELIER_HEARTBEAT_TTL)
+        for pool in self.info.get("pools", []):
+            pipe.zadd(pool_workers_key(pool), {self.name: now})
+            pipe.zremrangebyscore(pool_workers_key(pool), "-inf", now - 3600)
+        pipe.execute()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        redis_client().delete(heartbeat_key(self.name))
+        pipe = redis_client().pipeline()
+        pipe.delete(heartbeat_key(self.name))
+        for pool in self.info.get("pools", []):
+            pipe.zrem(pool_workers_key(pool), self.name)
+        pipe.execute()
 
     def _run(self) -> None:
         interval = max(0.5, settings.ATELIER_HEARTBEAT_TTL / 3)

@@ -8,21 +8,26 @@ import logging
 import os
 import socket
 import time
+from datetime import timedelta
 from typing import Any
 
 import torch
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from PIL import Image as PILImage
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.timeouts import JobTimeoutException
 
 from generations import queues
 from generations.errors import CATALOGUE
 from generations.events import build_event
 from generations.models import Generation, GenerationStatus, Image
 from generations.registry import get_model
+from generations.scheduling import release_pending
 from generations.selectors import image_resource
-from generations.services import release_hold
+from generations.services import settle
 from generations.storage import open_content, save_content
 from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.pipeline import (
@@ -37,6 +42,14 @@ from gpu_worker.pipeline import (
 from gpu_worker.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
+
+
+# Errors that another try may not hit: memory pressure on the device, a broken connection.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    torch.OutOfMemoryError,
+    RedisConnectionError,
+    ConnectionError,
+)
 
 
 class GenerationFailed(Exception):
@@ -80,6 +93,11 @@ class GenerationRunner:
             self.finish(generation, GenerationStatus.CANCELED, "generation.canceled")
         except GenerationFailed as exc:
             self.fail(generation, exc.code, exc.message)
+        except JobTimeoutException:
+            self.fail(generation, "timeout", "The generation ran longer than its pool's limit.")
+        except TRANSIENT_ERRORS as exc:
+            log.warning("generation %s hit a transient error: %s", generation_id, exc)
+            self.retry_later(generation, exc)
         except Exception as exc:
             log.exception("generation %s failed", generation_id)
             self.fail(generation, "generation_failed", f"The image could not be generated: {exc}")
@@ -169,6 +187,28 @@ class GenerationRunner:
             Image.objects.bulk_create(rows)
         self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])
 
+    def retry_later(self, generation: Generation, exc: Exception) -> None:
+        """Back to pending with a backoff; the dispatcher releases it when it is due."""
+        if generation.attempts + 1 >= settings.ATELIER_MAX_ATTEMPTS:
+            self.fail(generation, "retries_exhausted", f"Failed {generation.attempts + 1} times: {exc}")
+            return
+        delay = settings.ATELIER_RETRY_BASE_SECONDS * 2**generation.attempts
+        with transaction.atomic():
+            changed = Generation.objects.filter(
+                pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
+            ).update(
+                status=GenerationStatus.PENDING,
+                worker_name="",
+                step=0,
+                attempts=F("attempts") + 1,
+                retry_at=timezone.now() + timedelta(seconds=delay),
+            )
+            if changed:
+                generation.refresh_from_db()
+                release_pending(generation.user_id)
+        if changed:
+            self.publish(generation, "generation.queued", retry_in=delay)
+
     def fail(self, generation: Generation, code: str, message: str) -> None:
         self.finish(generation, GenerationStatus.FAILED, "generation.failed", code=code, message=message)
 
@@ -191,7 +231,7 @@ class GenerationRunner:
             ).update(status=status, finished_at=now, **fields)
             if changed != 1:
                 return False
-            release_hold(generation, finished_images=images)
+            settle(generation, finished_images=images)
         generation.status, generation.finished_at = status, now
         for key, value in fields.items():
             setattr(generation, key, value)

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             except Exception as exc:  # a database or Redis hiccup: log it and try again next tick
                 self.stderr.write(f"dispatcher tick failed: {exc}")
             else:
-                if result.requeued or result.failed or result.reenqueued:
+                if result:
                     self.stdout.write(str(result))
             if options["once"]:
                 return

@@ -1,0 +1,177 @@
+"""Fair use of the queues: per-user caps, pending jobs released in order, relax ordering, aging.
+
+Everything that changes which jobs are in RQ takes the user's billing row lock first, so two
+requests for one user can never push them past their cap together.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from billing.credits import account_for, effective_plan
+from billing.models import BillingAccount, Plan
+from generations import events, queues
+from generations.errors import ApiError
+from generations.models import Generation, GenerationStatus
+
+IN_FLIGHT = (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
+
+
+def lock_plan(user_id: int) -> Plan:
+    """Lock the user's billing row for the rest of the transaction and return their plan."""
+    account = (
+        BillingAccount.objects.select_for_update().select_related("plan").filter(user_id=user_id).first()
+    )
+    if account is None:
+        from accounts.models import User
+
+        account = account_for(User.objects.get(pk=user_id))
+    return effective_plan(account)
+
+
+def counts(user_id: int) -> tuple[int, int]:
+    """(jobs in RQ or running, jobs pending) for one user."""
+    rows = (
+        Generation.objects.filter(user_id=user_id, status__in=(*IN_FLIGHT, GenerationStatus.PENDING))
+        .values("status")
+        .annotate(n=Count("id"))
+    )
+    by_status = {row["status"]: row["n"] for row in rows}
+    return sum(by_status.get(s, 0) for s in IN_FLIGHT), by_status.get(GenerationStatus.PENDING, 0)
+
+
+def admission(*, user_id: int, relax: bool) -> str:
+    """The status a new job starts in, or ``429 queue_full``. Call inside the submit transaction."""
+    plan = lock_plan(user_id)
+    active, pending = counts(user_id)
+    if not relax and pending == 0 and active < plan.max_concurrent:
+        return GenerationStatus.QUEUED
+    if pending < plan.max_pending:
+        return GenerationStatus.PENDING
+    raise ApiError(
+        "queue_full",
+        f"You already have {pending} jobs waiting, the most your plan ({plan.name}) allows.",
+        {"pending": pending, "max_pending": plan.max_pending},
+        headers={"Retry-After": str(max(1, round(pool_eta(None, 1))))},
+    )
+
+
+def release_pending(user_id: int, now: datetime | None = None) -> int:
+    """Move the user's oldest pending (non-relax, due) jobs into RQ while they are under their cap."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        plan = lock_plan(user_id)
+        active, _ = counts(user_id)
+        slots = plan.max_concurrent - active
+        if slots <= 0:
+            return 0
+        due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+        ids = list(
+            Generation.objects.filter(due, user_id=user_id, status=GenerationStatus.PENDING, relax=False)
+            .order_by("created_at")
+            .values_list("id", flat=True)[:slots]
+        )
+        return promote(ids, now)
+
+
+def promote(ids: list[Any], now: datetime) -> int:
+    """pending -> queued for these ids (the caller holds the user's lock), enqueued after commit."""
+    if not ids:
+        return 0
+    Generation.objects.filter(id__in=ids, status=GenerationStatus.PENDING).update(
+        status=GenerationStatus.QUEUED, lane_entered_at=now, retry_at=None
+    )
+    released = list(Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED))
+    for generation in released:
+        events.publish_on_commit(generation, "generation.queued")
+    transaction.on_commit(lambda: queues.enqueue_many(released))
+    return len(released)
+
+
+def release_all_pending(now: datetime | None = None) -> int:
+    """The dispatcher's sweep: every user with due pending jobs and room under their cap."""
+    now = now or timezone.now()
+    due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+    users = (
+        Generation.objects.filter(due, status=GenerationStatus.PENDING, relax=False)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    return sum(release_pending(user_id, now) for user_id in list(users))
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def release_relax(now: datetime | None = None) -> int:
+    """Keep each pool's relax queue short, filled fewest-relax-GPU-seconds-this-month first."""
+    now = now or timezone.now()
+    released = 0
+    waiting = Generation.objects.filter(status=GenerationStatus.PENDING, relax=True)
+    for pool in sorted(set(waiting.values_list("pool", flat=True))):
+        room = settings.ATELIER_RELAX_QUEUE_DEPTH - queues.queue_length(f"gen.{pool}.relax")
+        if room <= 0:
+            continue
+        users = set(waiting.filter(pool=pool).values_list("user_id", flat=True))
+        used = dict(
+            Generation.objects.filter(user_id__in=users, relax=True, finished_at__gte=month_start(now))
+            .values("user_id")
+            .annotate(seconds=Sum("run_seconds"))
+            .values_list("user_id", "seconds")
+        )
+        for user_id in sorted(users, key=lambda u: used.get(u) or 0.0):
+            if room <= 0:
+                break
+            with transaction.atomic():
+                plan = lock_plan(user_id)
+                if counts(user_id)[0] >= plan.max_concurrent:
+                    continue
+                oldest = waiting.filter(pool=pool, user_id=user_id).order_by("created_at").first()
+                if oldest is not None and promote([oldest.id], now):
+                    room -= 1
+                    released += 1
+    return released
+
+
+def lane_age_limits() -> dict[str, float]:
+    return dict(settings.ATELIER_LANE_AGE_LIMITS)
+
+
+def age_queued(now: datetime | None = None) -> int:
+    """A job that waited longer than its lane's limit moves one lane up, so nothing starves."""
+    now = now or timezone.now()
+    moved = 0
+    lanes = list(settings.LANES)
+    for lane, limit in lane_age_limits().items():
+        if lane not in lanes or lanes.index(lane) == 0:
+            continue
+        higher = lanes[lanes.index(lane) - 1]
+        cutoff = now - timedelta(seconds=limit)
+        stale = Generation.objects.filter(
+            status=GenerationStatus.QUEUED, lane=lane, lane_entered_at__lt=cutoff
+        )
+        for generation in stale.order_by("lane_entered_at")[:500]:
+            changed = Generation.objects.filter(
+                pk=generation.pk, status=GenerationStatus.QUEUED, lane=lane
+            ).update(lane=higher, lane_entered_at=now)
+            if changed:
+                old_queue = generation.queue_name
+                generation.lane = higher
+                queues.move(generation, old_queue)
+                moved += 1
+    return moved
+
+
+def pool_eta(pool: str | None, position: int) -> float:
+    """Seconds until a job at ``position`` starts, from the pool's recent job durations."""
+    mean = queues.mean_duration(pool) if pool else 10.0
+    workers = max(1, queues.live_workers(pool)) if pool else 1
+    return math.ceil(position * mean / workers)
