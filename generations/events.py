@@ -57,6 +57,11 @@ def send_now(user_id: int, event: dict[str, Any]) -> None:
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:
     """Publish after the surrounding transaction commits: the DB row is the truth, the push a hint."""
+    if event_type == "generation.queued" and "queue_position" not in extra:
+        from generations.selectors import eta_seconds, queue_position
+
+        position = queue_position(generation)
+        extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))
     event = build_event(generation, event_type, **extra)
     user_id = generation.user_id
     transaction.on_commit(lambda: send_now(user_id, event))

@@ -83,6 +83,7 @@ class Generation(models.Model):
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "pool", "created_at"]),
             models.Index(fields=["user", "status"]),
+            models.Index(fields=["status", "pool", "lane", "lane_entered_at"]),
         ]
 
     def __str__(self) -> str:

@@ -4,13 +4,14 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.urls import reverse
 
 from accounts.models import User
 from billing.credits import format_credits
 from generations.events import iso, progress_fraction
 from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
+from generations.scheduling import pool_eta
 
 M = TypeVar("M", bound=Model)
 
@@ -45,17 +46,21 @@ def upload_of(user: User, upload_id: Any) -> Upload | None:
 
 
 def queue_position(generation: Generation) -> int | None:
-    """1 for the next job to run in its pool: queued jobs of the same or a higher lane ahead of it."""
+    """1 for the next job to run in its pool: every queued job in a higher lane is ahead, and in
+    its own lane every job that entered the lane before it."""
     if generation.status != GenerationStatus.QUEUED:
         return None
-    lanes = settings.LANES[: settings.LANES.index(generation.lane) + 1]
-    ahead = Generation.objects.filter(
-        status=GenerationStatus.QUEUED,
-        pool=generation.pool,
-        lane__in=lanes,
-        created_at__lt=generation.created_at,
-    ).count()
-    return ahead + 1
+    higher = settings.LANES[: settings.LANES.index(generation.lane)]
+    ahead = Generation.objects.filter(status=GenerationStatus.QUEUED, pool=generation.pool).filter(
+        Q(lane__in=higher) | Q(lane=generation.lane, lane_entered_at__lt=generation.lane_entered_at)
+    )
+    return ahead.count() + 1
+
+
+def eta_seconds(generation: Generation, position: int | None) -> int | None:
+    if position is None:
+        return None
+    return int(pool_eta(generation.pool, position))
 
 
 def image_resource(image: Image) -> dict[str, Any]:
@@ -70,6 +75,7 @@ def image_resource(image: Image) -> dict[str, Any]:
 
 
 def generation_resource(generation: Generation) -> dict[str, Any]:
+    position = queue_position(generation)
     error = None
     if generation.error_code:
         error = {"code": generation.error_code, "message": generation.error_message}
@@ -92,7 +98,8 @@ def generation_resource(generation: Generation) -> dict[str, Any]:
         "lane": generation.lane,
         "mode": "relax" if generation.relax else "fast",
         "credits": format_credits(generation.credits_held),
-        "queue_position": queue_position(generation),
+        "queue_position": position,
+        "eta_seconds": eta_seconds(generation, position),
         "progress": progress_fraction(generation),
         "step": generation.step,
         "total_steps": generation.total_steps or generation.steps,

@@ -172,6 +172,21 @@ def render(model: LoadedModel, spec: RenderSpec, on_step: StepCallback | None = 
     return list(output.images)
 
 
+def render_trivial(spec: RenderSpec, on_step: StepCallback | None = None) -> list[Image.Image]:
+    """The "noop" family: no model, flat images from the seed, the same step callbacks. It lets
+    benchmarks and tests measure the queue instead of the denoiser."""
+    latents = torch.zeros(1, 4, max(1, spec.height // 8), max(1, spec.width // 8))
+    steps = spec.denoising_steps
+    for step in range(1, steps + 1):
+        if on_step is not None and on_step(step, steps, latents) is False:
+            raise RenderCanceled(f"canceled after step {step}")
+    return [Image.new("RGB", (spec.width, spec.height), seed_color(seed)) for seed in spec.seeds]
+
+
+def seed_color(seed: int) -> tuple[int, int, int]:
+    return (seed * 97 % 256, seed * 57 % 256, seed * 31 % 256)
+
+
 def latents_to_preview(latents: torch.Tensor, *, max_side: int = 128) -> bytes:
     """JPEG preview of the first latent in the batch; its longer side is scaled to `max_side`."""
     if latents.ndim != 4 or latents.shape[1] != LATENT_RGB_FACTORS.shape[0]:

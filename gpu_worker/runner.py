@@ -37,6 +37,7 @@ from gpu_worker.pipeline import (
     latents_to_preview,
     png_with_parameters,
     render,
+    render_trivial,
     webp_thumbnail,
 )
 from gpu_worker.publisher import EventPublisher
@@ -69,7 +70,7 @@ class GenerationRunner:
 
     def preload(self, pools: list[str]) -> None:
         for spec in settings.ATELIER_MODELS.values():
-            if spec.pool in pools:
+            if spec.pool in pools and spec.family != "noop":
                 self.cache.get(spec.path)
 
     def publish(self, generation: Generation, event_type: str, **extra: Any) -> None:
@@ -113,6 +114,9 @@ class GenerationRunner:
             raise GenerationFailed(
                 "model_unavailable", f"The model {generation.model_name!r} is not configured."
             )
+        on_step = self.progress_callback(generation)
+        if spec.family == "noop":
+            return render_trivial(self.render_spec(generation, None), on_step)
         try:
             model = self.cache.get(spec.path)
         except Exception as exc:
@@ -125,7 +129,10 @@ class GenerationRunner:
             except OSError as exc:
                 raise GenerationFailed("input_missing") from exc
             init_image = PILImage.open(io.BytesIO(data)).convert("RGB")
-        render_spec = RenderSpec(
+        return render(model, self.render_spec(generation, init_image), on_step)
+
+    def render_spec(self, generation: Generation, init_image: PILImage.Image | None) -> RenderSpec:
+        return RenderSpec(
             prompt=generation.prompt,
             negative_prompt=generation.negative_prompt,
             width=generation.width,
@@ -136,7 +143,6 @@ class GenerationRunner:
             init_image=init_image,
             strength=generation.strength or 0.6,
         )
-        return render(model, render_spec, self.progress_callback(generation))
 
     def progress_callback(self, generation: Generation) -> Any:
         generation_id = str(generation.id)
