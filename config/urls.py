@@ -3,10 +3,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
 
+from generations.admin_views import workers_view
 from generations.errors import error_body
 
 urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
+    path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("generations.api_urls")),

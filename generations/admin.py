@@ -1,6 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from billing.credits import InsufficientCredits
 from generations.models import Generation, Image, Upload
+from generations.operations import move_generation_to_front, retry_failed_generation
 
 
 class ImageInline(admin.TabularInline[Image, Generation]):
@@ -12,11 +16,53 @@ class ImageInline(admin.TabularInline[Image, Generation]):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin[Generation]):
-    list_display = ["id", "user", "status", "kind", "model_name", "lane", "created_at", "finished_at"]
-    list_filter = ["status", "kind", "model_name", "lane"]
+    list_display = [
+        "id",
+        "user",
+        "status",
+        "kind",
+        "model_name",
+        "lane",
+        "error_code",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "kind", "model_name", "lane", "error_code"]
     search_fields = ["id", "prompt", "user__username"]
     readonly_fields = ["id", "created_at", "started_at", "finished_at", "worker_name"]
     inlines = [ImageInline]
+    actions = ["retry_failed", "move_to_front"]
+
+    @admin.action(description="Retry failed generations")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        retried, not_failed, short = 0, 0, []
+        for generation in queryset.select_related("user"):
+            try:
+                if retry_failed_generation(generation=generation):
+                    retried += 1
+                else:
+                    not_failed += 1
+            except InsufficientCredits as exc:
+                short.append(f"{generation.id} ({exc})")
+        self.message_user(request, f"Retried {retried} failed generation(s).", messages.SUCCESS)
+        if not_failed:
+            self.message_user(request, f"Skipped {not_failed} that were not failed.", messages.WARNING)
+        if short:
+            self.message_user(
+                request, f"Skipped for insufficient credits: {'; '.join(short)}.", messages.WARNING
+            )
+
+    @admin.action(description="Move to the front of its lane")
+    def move_to_front(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        moved, skipped = 0, []
+        for generation in queryset:
+            if move_generation_to_front(generation=generation):
+                moved += 1
+            else:
+                skipped.append(f"{generation.id} ({generation.status})")
+        self.message_user(request, f"Moved {moved} queued generation(s) to the front.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped, not queued: {'; '.join(skipped)}.", messages.WARNING)
 
 
 @admin.register(Image)

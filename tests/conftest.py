@@ -182,6 +182,15 @@ class EventStream:
         self.close()
 
 
+def set_plan_limits(slug: str, **limits: Any) -> None:
+    """Change a seeded plan (transactional tests empty the tables, so seed them again first)."""
+    from billing.credits import plan_by_slug
+    from billing.models import Plan
+
+    plan_by_slug(slug)
+    Plan.objects.filter(slug=slug).update(**limits)
+
+
 def make_user(username: str) -> User:
     return User.objects.create_user(username=username, password="correct horse battery staple")
 

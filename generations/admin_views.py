@@ -1,0 +1,130 @@
+"""Staff pages beside the model admin: the live GPU workers and the queues they serve."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Min
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from generations import queues
+from generations.models import Generation, GenerationStatus
+from gpu_worker.heartbeat import HEARTBEAT_PREFIX
+
+DEAD_LETTERS_QUERY = f"?status__exact={GenerationStatus.FAILED}"
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str
+    pools: list[str]
+    device: str
+    models: list[str]
+    current_job: str | None
+    current_job_url: str | None
+    seconds_since_beat: float | None
+
+
+@dataclass(frozen=True)
+class LaneRow:
+    lane: str
+    queue: str
+    length: int
+    oldest_seconds: float | None
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    pool: str
+    lanes: list[LaneRow]
+
+
+def live_workers(now: float | None = None) -> list[WorkerRow]:
+    """Every worker whose heartbeat key has not expired, by name."""
+    now = time.time() if now is None else now
+    client = queues.redis_client()
+    keys = sorted(client.scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=500))
+    values = client.mget(keys) if keys else []
+    rows = []
+    for key, raw in zip(keys, values, strict=True):
+        if raw is None:
+            continue  # expired between SCAN and MGET
+        try:
+            state: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            state = {}
+        job = state.get("current_job") or None
+        beat = state.get("at")
+        rows.append(
+            WorkerRow(
+                name=key.decode()[len(HEARTBEAT_PREFIX) :],
+                pools=list(state.get("pools") or []),
+                device=str(state.get("device") or ""),
+                models=[str(m) for m in state.get("models") or []],
+                current_job=job,
+                current_job_url=reverse("admin:generations_generation_change", args=[job]) if job else None,
+                seconds_since_beat=max(0.0, now - float(beat)) if isinstance(beat, int | float) else None,
+            )
+        )
+    return rows
+
+
+def pool_queues(pools: list[str]) -> list[PoolRow]:
+    """RQ length of every lane of every pool, and how long its oldest queued job has waited there."""
+    names = [(pool, lane) for pool in pools for lane in settings.LANES]
+    pipe = queues.redis_client().pipeline()
+    for pool, lane in names:
+        pipe.llen(f"rq:queue:gen.{pool}.{lane}")
+    lengths = dict(zip(names, pipe.execute(), strict=True))
+    oldest = {
+        (row["pool"], row["lane"]): row["oldest"]
+        for row in Generation.objects.filter(status=GenerationStatus.QUEUED, pool__in=pools)
+        .values("pool", "lane")
+        .annotate(oldest=Min("lane_entered_at"))
+    }
+    now = timezone.now()
+    return [
+        PoolRow(
+            pool=pool,
+            lanes=[
+                LaneRow(
+                    lane=lane,
+                    queue=f"gen.{pool}.{lane}",
+                    length=int(lengths[(pool, lane)]),
+                    oldest_seconds=(now - oldest[(pool, lane)]).total_seconds()
+                    if (pool, lane) in oldest
+                    else None,
+                )
+                for lane in settings.LANES
+            ],
+        )
+        for pool in pools
+    ]
+
+
+def workers(request: HttpRequest) -> HttpResponse:
+    rows = live_workers()
+    configured = {m.pool for m in settings.ATELIER_MODELS.values()}
+    served = {pool for row in rows for pool in row.pools}
+    context = {
+        **admin.site.each_context(request),
+        "title": "Workers and queues",
+        "workers": rows,
+        "pools": pool_queues(sorted(configured | served)),
+        "lanes": settings.LANES,
+        "heartbeat_ttl": settings.ATELIER_HEARTBEAT_TTL,
+        "dead_letters_url": reverse("admin:generations_generation_changelist") + DEAD_LETTERS_QUERY,
+    }
+    return TemplateResponse(request, "admin/workers.html", context)
+
+
+# Staff only: anyone else is sent to the admin's login page.
+workers_view = admin.site.admin_view(workers)
