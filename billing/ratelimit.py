@@ -6,12 +6,14 @@ past the limit the answer is ``429 rate_limited`` with ``Retry-After``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from redis.exceptions import RedisError
 
 from accounts.authentication import bearer_token
 from accounts.models import User
@@ -20,6 +22,7 @@ from generations.errors import error_body
 from generations.queues import redis_client
 
 WINDOW_SECONDS = 60
+log = logging.getLogger(__name__)
 
 # INCR and EXPIRE in one step, so a counter can never be left without its expiry.
 _INCREMENT = """
@@ -92,7 +95,12 @@ class RateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith("/api/"):
             return self.get_response(request)
-        results = [hit(bucket, limit) for bucket, limit in buckets_for(request)]
+        try:
+            results = [hit(bucket, limit) for bucket, limit in buckets_for(request)]
+        except RedisError as exc:
+            # Fail open: an outage of the counters must not take the API down with it.
+            log.warning("rate limits unavailable: %s", exc)
+            return self.get_response(request)
         tightest = min(results, key=lambda r: (r.remaining, -r.reset))
         if not tightest.allowed:
             response: HttpResponse = JsonResponse(

@@ -74,7 +74,7 @@ def requeue_lost(generation: Generation, result: TickResult) -> None:
             return
         generation.refresh_from_db()
         events.publish_on_commit(generation, "generation.queued")
-        transaction.on_commit(lambda: queues.enqueue(generation))
+        queues.enqueue_after_commit([generation])
     log.warning("re-queued %s: worker %s stopped beating", generation.id, generation.worker_name)
     result.requeued += 1
 

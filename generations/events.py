@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from generations.models import Generation
+
+log = logging.getLogger(__name__)
 
 
 def user_group(user_id: int) -> str:
@@ -52,7 +56,11 @@ def send_now(user_id: int, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(user_group(user_id), channel_message(event))
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), channel_message(event))
+    except (OSError, RedisError) as exc:
+        # Redis is away: clients resync from the DB when they reconnect, so nothing is lost.
+        log.warning("could not publish %s for %s: %s", event["type"], event["id"], exc)
 
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import lru_cache
 
 import django_rq
 import redis
 from django.conf import settings
+from django.db import transaction
 from rq import Queue
 
 from generations.models import Generation
 
 JOB_FUNCTION = "gpu_worker.jobs.run_generation"
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -27,6 +30,19 @@ def job_id_for(generation: Generation) -> str:
 
 def enqueue(generation: Generation) -> None:
     enqueue_many([generation])
+
+
+def enqueue_after_commit(generations: list[Generation]) -> None:
+    """Enqueue once the rows are committed. If Redis is away the rows stay queued and the
+    dispatcher enqueues them again when it is back, so the request still succeeds."""
+
+    def run() -> None:
+        try:
+            enqueue_many(generations)
+        except redis.RedisError as exc:
+            log.warning("could not enqueue %d jobs, the dispatcher will: %s", len(generations), exc)
+
+    transaction.on_commit(run)
 
 
 def enqueue_many(generations: list[Generation]) -> None:

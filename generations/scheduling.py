@@ -91,7 +91,7 @@ def promote(ids: list[Any], now: datetime) -> int:
     released = list(Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED))
     for generation in released:
         events.publish_on_commit(generation, "generation.queued")
-    transaction.on_commit(lambda: queues.enqueue_many(released))
+    queues.enqueue_after_commit(released)
     return len(released)
 
 

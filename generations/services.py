@@ -106,7 +106,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             raise ApiError("insufficient_credits", f"{exc}.", details) from exc
         events.publish_on_commit(generation, "generation.queued")
         if status == GenerationStatus.QUEUED:
-            transaction.on_commit(lambda: queues.enqueue(generation))
+            queues.enqueue_after_commit([generation])
     return generation
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 from rq import Queue, SimpleWorker
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def clean_queues() -> None:
     connection = queues.redis_client()
-    for name in queues.settings.RQ_QUEUES:
+    for name in settings.RQ_QUEUES:
         connection.delete(f"rq:queue:{name}")
 
 
