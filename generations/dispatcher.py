@@ -19,7 +19,7 @@ from generations import events, queues
 from generations.models import Generation, GenerationStatus
 from generations.scheduling import age_queued, release_all_pending, release_relax
 from generations.services import settle
-from gpu_worker.heartbeat import is_alive
+from gpu_worker.heartbeat import is_running
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def reconcile_lost_workers(result: TickResult) -> None:
     grace = timezone.now() - timedelta(seconds=settings.ATELIER_HEARTBEAT_TTL)
     running = Generation.objects.filter(status=GenerationStatus.RUNNING, started_at__lt=grace)
     for generation in running.only("id", "worker_name", "attempts"):
-        if is_alive(generation.worker_name):
+        # A live worker that is busy with something else lost this job (say, Redis restarted).
+        if is_running(generation.worker_name, str(generation.id)):
             continue
         if generation.attempts + 1 >= settings.ATELIER_MAX_ATTEMPTS:
             fail_lost(generation, result)

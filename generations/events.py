@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -57,10 +59,25 @@ def send_now(user_id: int, event: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), channel_message(event))
+        send = async_to_sync(layer.group_send)
+        if running_loop():
+            # Called from a thread that runs an event loop (rare: an async caller that should
+            # have awaited); send from a helper thread rather than fail.
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(send, user_group(user_id), channel_message(event)).result()
+        else:
+            send(user_group(user_id), channel_message(event))
     except (OSError, RedisError) as exc:
         # Redis is away: clients resync from the DB when they reconnect, so nothing is lost.
         log.warning("could not publish %s for %s: %s", event["type"], event["id"], exc)
+
+
+def running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:

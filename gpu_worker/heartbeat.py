@@ -5,12 +5,14 @@ The dispatcher's reconciler treats a running job whose worker has no heartbeat a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from generations.queues import pool_workers_key, redis_client
 
@@ -23,6 +25,14 @@ def heartbeat_key(name: str) -> str:
 
 def is_alive(name: str) -> bool:
     return bool(name) and bool(redis_client().exists(heartbeat_key(name)))
+
+
+def is_running(name: str, generation_id: str) -> bool:
+    """Whether worker ``name`` is alive and says it is running this generation."""
+    raw = redis_client().get(heartbeat_key(name)) if name else None
+    if raw is None:
+        return False
+    return bool(json.loads(raw).get("current_job") == generation_id)
 
 
 class Heartbeat:
@@ -47,9 +57,17 @@ class Heartbeat:
             pipe.zremrangebyscore(pool_workers_key(pool), "-inf", now - 3600)
         pipe.execute()
 
+    def beat_quietly(self) -> None:
+        with contextlib.suppress(RedisError):
+            self.beat()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        with contextlib.suppress(RedisError):  # else the key expires by itself
+            self._forget()
+
+    def _forget(self) -> None:
         pipe = redis_client().pipeline()
         pipe.delete(heartbeat_key(self.name))
         for pool in self.info.get("pools", []):
@@ -59,7 +77,4 @@ class Heartbeat:
     def _run(self) -> None:
         interval = max(0.5, settings.ATELIER_HEARTBEAT_TTL / 3)
         while not self._stop.wait(interval):
-            try:
-                self.beat()
-            except Exception:  # noqa: S112 - Redis away for a moment: try again next beat
-                continue
+            self.beat_quietly()  # Redis away for a moment: try again next beat

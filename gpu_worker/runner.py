@@ -87,6 +87,7 @@ class GenerationRunner:
         self.publish(generation, "generation.started")
         if self.heartbeat is not None:
             self.heartbeat.current_job = generation_id
+            self.heartbeat.beat_quietly()
         try:
             images = self.render(generation)
             self.succeed(generation, images)

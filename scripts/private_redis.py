@@ -18,7 +18,11 @@ def start_redis(port: int, data_dir: Path, *, persist: bool = True) -> subproces
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
     args += ["--save", "60 1", "--appendonly", "no"] if persist else ["--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    # Its own session: Ctrl-C in the terminal stops the other processes first, and the caller
+    # stops Redis last, so they can still say goodbye through it.
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:

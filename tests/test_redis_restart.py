@@ -52,7 +52,7 @@ def own_redis_stack(tmp_path: Path, transactional_db: None) -> Iterator[tuple[st
 def test_every_generation_ends_after_redis_restarts_empty(
     own_redis_stack: tuple[str, int, dict[str, str]], tmp_path: Path
 ) -> None:
-    url, redis_port, env = own_redis_stack
+    url, redis_port, _ = own_redis_stack
     set_plan_limits("pro", max_concurrent=3, max_pending=40)
     user = User.objects.create_user("outage")
     _, key = api_key_create(user=user)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -95,3 +96,5 @@ def test_the_run_command_starts_everything_and_stops_on_ctrl_c(tmp_path: Path) -
         requests.get(f"http://127.0.0.1:{port}/", timeout=2)
     leftovers = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout
     assert leftovers.strip() == "", f"processes still running: {leftovers}"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", redis_port), timeout=2)  # the private Redis stopped too

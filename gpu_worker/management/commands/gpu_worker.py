@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,32 @@ class Command(BaseCommand):
         runner.heartbeat.start()
         install_runner(runner)
         connection = redis.Redis.from_url(settings.REDIS_URL)
-        queues = [Queue(name, connection=connection) for name in lanes_for_pools(pools)]
-        # SimpleWorker runs each job in this process: no fork, so loaded weights and CUDA survive.
-        worker = SimpleWorker(queues, connection=connection, name=runner.name)
-        self.stdout.write(f"gpu_worker {runner.name} serving {', '.join(q.name for q in queues)}")
+        names = lanes_for_pools(pools)
+        self.stdout.write(f"gpu_worker {runner.name} serving {', '.join(names)}")
         try:
-            worker.work(burst=options["burst"], with_scheduler=False, logging_level="WARNING")
+            while True:
+                queues = [Queue(name, connection=connection) for name in names]
+                # SimpleWorker runs each job in this process: no fork, so weights and CUDA survive.
+                worker = SimpleWorker(queues, connection=connection, name=runner.name)
+                try:
+                    worker.work(burst=options["burst"], with_scheduler=False, logging_level="WARNING")
+                    return
+                except redis.ConnectionError as exc:
+                    # Redis went away: keep the loaded models and start a fresh RQ worker once it is
+                    # back. Jobs that vanished with it are re-enqueued from the DB by the dispatcher.
+                    self.stderr.write(f"gpu_worker {runner.name}: Redis unavailable ({exc}); reconnecting")
+                    wait_for_redis(connection)
         finally:
             runner.heartbeat.stop()
-            runner.publisher.flush()
-            runner.publisher.close()
+            runner.publisher.close()  # sends what is left, but never waits long for a lost Redis
+
+
+def wait_for_redis(connection: redis.Redis) -> None:
+    delay = 0.5
+    while True:
+        time.sleep(delay)
+        try:
+            connection.ping()
+            return
+        except redis.ConnectionError:
+            delay = min(delay * 2, 10.0)
