@@ -25,7 +25,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         token = bearer_token(header)
         if token is None:
             return None
-        user = api_key_user(token)
+        # The rate limiter already looked the key up for this request.
+        cached = getattr(request._request, "api_key_user", None)
+        user = cached if cached is not None else api_key_user(token)
         if user is None:
             raise exceptions.AuthenticationFailed("The API key is invalid or revoked.")
         return user, None

@@ -74,6 +74,11 @@ def account_for(user: User) -> BillingAccount:
                 account = BillingAccount.objects.create(user=user, plan=default_plan())
         except IntegrityError:
             account = BillingAccount.objects.select_related("plan").get(user=user)
+    return bring_up_to_date(account)
+
+
+def bring_up_to_date(account: BillingAccount) -> BillingAccount:
+    """Apply a plan change whose period has ended and this month's grant, if either is due."""
     apply_due_changes(account)
     grant_unsubscribed_monthly(account)
     return account
@@ -106,10 +111,13 @@ def grant_unsubscribed_monthly(account: BillingAccount) -> None:
     """Accounts without a paid subscription get their plan's grant once each calendar month."""
     if account.stripe_subscription_id and account.subscription_status:
         return
-    reference = f"monthly:{period_key()}"
-    if CreditEntry.objects.filter(account=account, kind=EntryKind.GRANT, reference=reference).exists():
+    month = period_key()
+    if account.granted_month == month:
         return
-    start_period(account, account.plan.monthly_credits * 100, reference=reference)
+    # The ledger's unique reference is what makes this exactly once; the field saves the lookup.
+    start_period(account, account.plan.monthly_credits * 100, reference=f"monthly:{month}")
+    BillingAccount.objects.filter(pk=account.pk).update(granted_month=month)
+    account.granted_month = month
 
 
 def start_period(account: BillingAccount, credits: int, *, reference: str, note: str = "") -> bool:

@@ -80,6 +80,7 @@ class BillingAccount(models.Model):
         default=0, help_text="Credits held by unfinished generations, in hundredths."
     )
     period_credits = models.BigIntegerField(default=0, help_text="Credits granted for this period so far.")
+    granted_month = models.CharField(max_length=7, blank=True, help_text="Last monthly grant (YYYY-MM).")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -69,8 +69,16 @@ def client_ip(request: HttpRequest) -> str:
 
 def plan_rate(user: User) -> int:
     from billing.credits import account_for, effective_plan
+    from billing.models import DELINQUENT, BillingAccount
 
-    return effective_plan(account_for(user)).api_rate_per_minute
+    row = (
+        BillingAccount.objects.filter(user=user)
+        .values_list("plan__api_rate_per_minute", "subscription_status")
+        .first()
+    )
+    if row is None or row[1] in DELINQUENT:
+        return effective_plan(account_for(user)).api_rate_per_minute
+    return int(row[0])
 
 
 def buckets_for(request: HttpRequest) -> list[tuple[str, int]]:
@@ -79,6 +87,7 @@ def buckets_for(request: HttpRequest) -> list[tuple[str, int]]:
     if token:
         user = api_key_user(token)
         if user is not None:
+            request.api_key_user = user  # type: ignore[attr-defined]
             rate = plan_rate(user)
             prefix = token.partition(".")[0]
             return [(f"key:{prefix}", rate), (f"user:{user.pk}", rate)]

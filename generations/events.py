@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from generations.models import Generation
+from generations.publisher import channel_message, shared_publisher, user_group
 
-log = logging.getLogger(__name__)
-
-
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
+__all__ = ["channel_message", "user_group"]
 
 
 def iso(value: Any) -> str | None:
@@ -50,40 +41,15 @@ def progress_fraction(generation: Generation) -> float:
     return round(generation.step / total, 4) if total else 0.0
 
 
-def channel_message(event: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "generation.event", "event": event}
-
-
 def send_now(user_id: int, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        send = async_to_sync(layer.group_send)
-        if running_loop():
-            # Called from a thread that runs an event loop (rare: an async caller that should
-            # have awaited); send from a helper thread rather than fail.
-            with ThreadPoolExecutor(1) as pool:
-                pool.submit(send, user_group(user_id), channel_message(event)).result()
-        else:
-            send(user_group(user_id), channel_message(event))
-    except (OSError, RedisError) as exc:
-        # Redis is away: clients resync from the DB when they reconnect, so nothing is lost.
-        log.warning("could not publish %s for %s: %s", event["type"], event["id"], exc)
-
-
-def running_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    """Hand the event to this process's publisher thread; it reaches the channel layer in order."""
+    shared_publisher().publish(user_id, event)
 
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:
     """Publish after the surrounding transaction commits: the DB row is the truth, the push a hint."""
     if event_type == "generation.queued" and "queue_position" not in extra:
-        from generations.selectors import eta_seconds, queue_position
+        from generations.scheduling import eta_seconds, queue_position
 
         position = queue_position(generation)
         extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))

@@ -6,7 +6,6 @@ import logging
 import time
 from functools import lru_cache
 
-import django_rq
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +20,12 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def rq_queue(name: str) -> Queue:
+    """An RQ queue on this process's one Redis client (django_rq would open a connection per call)."""
+    timeout = int(str(settings.RQ_QUEUES[name]["DEFAULT_TIMEOUT"]))
+    return Queue(name, connection=redis_client(), default_timeout=timeout)
 
 
 def job_id_for(generation: Generation) -> str:
@@ -51,7 +56,7 @@ def enqueue_many(generations: list[Generation]) -> None:
     for generation in generations:
         by_queue.setdefault(generation.queue_name, []).append(generation)
     for name, members in by_queue.items():
-        queue = django_rq.get_queue(name)
+        queue = rq_queue(name)
         jobs = [
             Queue.prepare_data(
                 JOB_FUNCTION,
@@ -68,12 +73,12 @@ def enqueue_many(generations: list[Generation]) -> None:
 def move(generation: Generation, old_queue: str) -> None:
     """Move a waiting job to the back of ``generation.queue_name`` (aging, staff moves)."""
     job_id = job_id_for(generation)
-    django_rq.get_queue(old_queue).remove(job_id)
+    rq_queue(old_queue).remove(job_id)
     enqueue(generation)
 
 
 def move_to_front(generation: Generation) -> None:
-    queue = django_rq.get_queue(generation.queue_name)
+    queue = rq_queue(generation.queue_name)
     job_id = job_id_for(generation)
     queue.remove(job_id)
     queue.connection.lpush(queue.key, job_id)
@@ -113,7 +118,7 @@ def live_workers(pool: str) -> int:
 
 def dequeue(generation: Generation) -> None:
     """Drop the job from its queue if it is still there; a worker that gets it anyway drops it."""
-    queue = django_rq.get_queue(generation.queue_name)
+    queue = rq_queue(generation.queue_name)
     queue.remove(job_id_for(generation))
 
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from billing.credits import account_for, effective_plan
+from billing.credits import account_for, bring_up_to_date, effective_plan
 from billing.models import BillingAccount, Plan
 from generations import events, queues
 from generations.errors import ApiError
@@ -24,16 +24,20 @@ from generations.models import Generation, GenerationStatus
 IN_FLIGHT = (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
 
 
-def lock_plan(user_id: int) -> Plan:
-    """Lock the user's billing row for the rest of the transaction and return their plan."""
-    account = (
-        BillingAccount.objects.select_for_update().select_related("plan").filter(user_id=user_id).first()
-    )
+def lock_account(user_id: int) -> BillingAccount:
+    """Lock the user's billing row for the rest of the transaction."""
+    rows = BillingAccount.objects.select_for_update(of=("self",)).select_related("plan", "scheduled_plan")
+    account = rows.filter(user_id=user_id).first()
     if account is None:
         from accounts.models import User
 
-        account = account_for(User.objects.get(pk=user_id))
-    return effective_plan(account)
+        return account_for(User.objects.get(pk=user_id))
+    return bring_up_to_date(account)
+
+
+def lock_plan(user_id: int) -> Plan:
+    """Lock the user's billing row for the rest of the transaction and return their plan."""
+    return effective_plan(lock_account(user_id))
 
 
 def counts(user_id: int) -> tuple[int, int]:
@@ -47,9 +51,9 @@ def counts(user_id: int) -> tuple[int, int]:
     return sum(by_status.get(s, 0) for s in IN_FLIGHT), by_status.get(GenerationStatus.PENDING, 0)
 
 
-def admission(*, user_id: int, relax: bool) -> str:
-    """The status a new job starts in, or ``429 queue_full``. Call inside the submit transaction."""
-    plan = lock_plan(user_id)
+def admission(*, plan: Plan, user_id: int, relax: bool) -> str:
+    """The status a new job starts in, or ``429 queue_full``. Call inside the submit transaction,
+    with the user's billing row locked."""
     active, pending = counts(user_id)
     if not relax and pending == 0 and active < plan.max_concurrent:
         return GenerationStatus.QUEUED
@@ -88,9 +92,24 @@ def promote(ids: list[Any], now: datetime) -> int:
     Generation.objects.filter(id__in=ids, status=GenerationStatus.PENDING).update(
         status=GenerationStatus.QUEUED, lane_entered_at=now, retry_at=None
     )
-    released = list(Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED))
-    for generation in released:
-        events.publish_on_commit(generation, "generation.queued")
+    released = list(
+        Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED).order_by("created_at")
+    )
+    if released:
+        # They all just entered the back of their lane: one count gives every position.
+        first = released[0]
+        base = queue_position(first) or 1
+        pace = seconds_per_position(first.pool)
+        for offset, generation in enumerate(released):
+            if generation.queue_name == first.queue_name:
+                position: int | None = base + offset
+                eta: int | None = math.ceil((base + offset) * pace)
+            else:
+                position = queue_position(generation)
+                eta = eta_seconds(generation, position)
+            events.publish_on_commit(
+                generation, "generation.queued", queue_position=position, eta_seconds=eta
+            )
     queues.enqueue_after_commit(released)
     return len(released)
 
@@ -101,6 +120,7 @@ def release_all_pending(now: datetime | None = None) -> int:
     due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
     users = (
         Generation.objects.filter(due, status=GenerationStatus.PENDING, relax=False)
+        .order_by()  # the model's default ordering would make DISTINCT return one row per job
         .values_list("user_id", flat=True)
         .distinct()
     )
@@ -170,8 +190,30 @@ def age_queued(now: datetime | None = None) -> int:
     return moved
 
 
+def queue_position(generation: Generation) -> int | None:
+    """1 for the next job to run in its pool: every queued job in a higher lane is ahead, and in
+    its own lane every job that entered the lane before it."""
+    if generation.status != GenerationStatus.QUEUED:
+        return None
+    higher = settings.LANES[: settings.LANES.index(generation.lane)]
+    ahead = Generation.objects.filter(status=GenerationStatus.QUEUED, pool=generation.pool).filter(
+        Q(lane__in=higher) | Q(lane=generation.lane, lane_entered_at__lt=generation.lane_entered_at)
+    )
+    return ahead.count() + 1
+
+
+def eta_seconds(generation: Generation, position: int | None) -> int | None:
+    if position is None:
+        return None
+    return int(pool_eta(generation.pool, position))
+
+
 def pool_eta(pool: str | None, position: int) -> float:
     """Seconds until a job at ``position`` starts, from the pool's recent job durations."""
-    mean = queues.mean_duration(pool) if pool else 10.0
-    workers = max(1, queues.live_workers(pool)) if pool else 1
-    return math.ceil(position * mean / workers)
+    return math.ceil(position * seconds_per_position(pool))
+
+
+def seconds_per_position(pool: str | None) -> float:
+    if pool is None:
+        return 10.0
+    return queues.mean_duration(pool) / max(1, queues.live_workers(pool))

@@ -2,16 +2,15 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.urls import reverse
 
 from accounts.models import User
 from billing.credits import format_credits
 from generations.events import iso, progress_fraction
 from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
-from generations.scheduling import pool_eta
+from generations.scheduling import eta_seconds, queue_position
 
 M = TypeVar("M", bound=Model)
 
@@ -45,24 +44,6 @@ def upload_of(user: User, upload_id: Any) -> Upload | None:
     return _one_or_none(Upload.objects.filter(user=user), upload_id)
 
 
-def queue_position(generation: Generation) -> int | None:
-    """1 for the next job to run in its pool: every queued job in a higher lane is ahead, and in
-    its own lane every job that entered the lane before it."""
-    if generation.status != GenerationStatus.QUEUED:
-        return None
-    higher = settings.LANES[: settings.LANES.index(generation.lane)]
-    ahead = Generation.objects.filter(status=GenerationStatus.QUEUED, pool=generation.pool).filter(
-        Q(lane__in=higher) | Q(lane=generation.lane, lane_entered_at__lt=generation.lane_entered_at)
-    )
-    return ahead.count() + 1
-
-
-def eta_seconds(generation: Generation, position: int | None) -> int | None:
-    if position is None:
-        return None
-    return int(pool_eta(generation.pool, position))
-
-
 def image_resource(image: Image) -> dict[str, Any]:
     return {
         "id": str(image.id),
@@ -74,8 +55,9 @@ def image_resource(image: Image) -> dict[str, Any]:
     }
 
 
-def generation_resource(generation: Generation) -> dict[str, Any]:
-    position = queue_position(generation)
+def generation_resource(generation: Generation, *, position: int | None = None) -> dict[str, Any]:
+    if position is None:
+        position = queue_position(generation)
     error = None
     if generation.error_code:
         error = {"code": generation.error_code, "message": generation.error_message}
@@ -103,7 +85,9 @@ def generation_resource(generation: Generation) -> dict[str, Any]:
         "progress": progress_fraction(generation),
         "step": generation.step,
         "total_steps": generation.total_steps or generation.steps,
-        "images": [image_resource(image) for image in generation.images.all()],
+        "images": [image_resource(image) for image in generation.images.all()]
+        if generation.status == GenerationStatus.SUCCEEDED
+        else [],
         "error": error,
         "created_at": iso(generation.created_at),
         "started_at": iso(generation.started_at),

@@ -24,7 +24,7 @@ from generations import events, queues
 from generations.errors import ApiError
 from generations.models import Generation, GenerationKind, GenerationStatus, Upload
 from generations.registry import get_model
-from generations.scheduling import admission, release_pending
+from generations.scheduling import admission, lock_account, release_pending
 from generations.storage import save_content
 from generations.uploads import clean_image
 
@@ -53,9 +53,9 @@ class Quote:
     account: BillingAccount
 
 
-def quote_generation(*, user: User, spec: GenerationSpec) -> Quote:
+def quote_generation(*, user: User, spec: GenerationSpec, account: BillingAccount | None = None) -> Quote:
     """What a submission would cost and where it would run, with the plan's permissions checked."""
-    account = account_for(user)
+    account = account or account_for(user)
     plan = effective_plan(account)
     if not plan.allows_pool(spec.pool):
         raise ApiError("model_not_in_plan", f"Your plan ({plan.name}) does not include {spec.model}.")
@@ -74,10 +74,11 @@ def quote_generation(*, user: User, spec: GenerationSpec) -> Quote:
 
 
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
-    quote = quote_generation(user=user, spec=spec)
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
     with transaction.atomic():
-        status = admission(user_id=user.pk, relax=spec.relax)
+        account = lock_account(user.pk)
+        quote = quote_generation(user=user, spec=spec, account=account)
+        status = admission(plan=effective_plan(account), user_id=user.pk, relax=spec.relax)
         generation = Generation.objects.create(
             user=user,
             status=status,

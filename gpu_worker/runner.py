@@ -24,6 +24,7 @@ from generations import queues
 from generations.errors import CATALOGUE
 from generations.events import build_event
 from generations.models import Generation, GenerationStatus, Image
+from generations.publisher import EventPublisher
 from generations.registry import get_model
 from generations.scheduling import release_pending
 from generations.selectors import image_resource
@@ -40,7 +41,6 @@ from gpu_worker.pipeline import (
     render_trivial,
     webp_thumbnail,
 )
-from gpu_worker.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from generations import queues
 from generations.dispatcher import tick
 from generations.models import Generation
 from generations.registry import default_model
-from generations.scheduling import age_queued, release_relax
-from generations.selectors import queue_position
+from generations.scheduling import age_queued, queue_position, release_relax
 from gpu_worker import jobs
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model

@@ -1,4 +1,4 @@
-"""Sends events from the worker without slowing the denoising loop.
+"""Sends events without slowing the caller (a request, the denoising loop, the dispatcher).
 
 One thread owns one event loop and one channel-layer connection, and sends in order: a new loop
 per event (what ``async_to_sync`` does from a plain thread) would reconnect to Redis every time.
@@ -14,9 +14,15 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from generations.events import channel_message, user_group
-
 log = logging.getLogger(__name__)
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def channel_message(event: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "generation.event", "event": event}
 
 
 class EventPublisher:
@@ -46,8 +52,21 @@ class EventPublisher:
                 user_id, event = item
                 if layer is not None:
                     loop.run_until_complete(layer.group_send(user_group(user_id), channel_message(event)))
-            except Exception:
+            except Exception as exc:
                 # A lost push costs nothing: clients resync from the DB on reconnect.
-                log.exception("could not publish %s", item[1]["type"] if item else None)
+                log.warning("could not publish %s: %s", item[1]["type"] if item else None, exc)
             finally:
                 self._queue.task_done()
+
+
+_shared: EventPublisher | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_publisher() -> EventPublisher:
+    """The process's publisher, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = EventPublisher()
+        return _shared
