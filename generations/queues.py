@@ -24,7 +24,7 @@ def redis_client() -> redis.Redis:
 
 def rq_queue(name: str) -> Queue:
     """An RQ queue on this process's one Redis client (django_rq would open a connection per call)."""
-    timeout = int(str(settings.RQ_QUEUES[name]["DEFAULT_TIMEOUT"]))
+    timeout = int(str(settings.RQ_QUEUES.get(name, {}).get("DEFAULT_TIMEOUT", settings.ATELIER_JOB_TIMEOUT)))
     return Queue(name, connection=redis_client(), default_timeout=timeout)
 
 

@@ -76,7 +76,7 @@ def test_free_gets_a_new_grant_in_a_new_month_and_unused_credits_expire() -> Non
     user = User.objects.create_user("monthly")
     account = account_for(user)
     CreditEntry.objects.filter(account=account, kind=EntryKind.GRANT).update(reference="monthly:2020-01")
-    BillingAccount.objects.filter(pk=account.pk).update(balance=3_00)
+    BillingAccount.objects.filter(pk=account.pk).update(balance=3_00, granted_month="2020-01")
     account = account_for(user)
     assert account.balance == 25_00
     assert entries(user, EntryKind.EXPIRE) == [3_00]

@@ -179,14 +179,24 @@ def test_a_transient_error_is_retried_with_backoff_then_gives_up(
 @pytest.mark.django_db(transaction=True)
 def test_a_job_over_its_pools_time_limit_fails_with_timeout() -> None:
     ensure_tiny_model(Path(default_model().path))
-    _, api = user_on("basic", "slow")
-    job = submit(api, width=512, height=512, steps=150).json()
+    user, _ = user_on("basic", "slow")
+    model = default_model()
+    generation = Generation.objects.create(
+        user=user,
+        model_name=model.name,
+        pool=model.pool,
+        lane="standard",
+        prompt="slow",
+        width=512,
+        height=512,
+        steps=150,
+        guidance=7,
+        seed=1,
+    )
     jobs.install_runner(GenerationRunner(name="timeout-runner"))
-    queue = Queue("gen.tiny.standard", connection=queues.redis_client(), default_timeout=1)
-    rq_job = queue.fetch_job(f"gen-{job['id']}-0")
-    assert rq_job is not None
-    rq_job.timeout = 1
-    rq_job.save()
+    # A queue of its own, so that no live worker of the session takes the job; one second allowed.
+    queue = Queue("timeout-test", connection=queues.redis_client(), default_timeout=1)
+    queue.enqueue(queues.JOB_FUNCTION, str(generation.id))
     SimpleWorker([queue], connection=queues.redis_client()).work(burst=True)
-    generation = Generation.objects.get(pk=job["id"])
+    generation.refresh_from_db()
     assert (generation.status, generation.error_code) == ("failed", "timeout")
