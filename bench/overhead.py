@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/, whose queue.py would shadow the standard library's queue
 
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
