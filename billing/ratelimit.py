@@ -102,7 +102,7 @@ class RateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(("/api/", "/v1/")):
             return self.get_response(request)
         try:
             results = [hit(bucket, limit) for bucket, limit in buckets_for(request)]

@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "billing.ratelimit.RateLimitMiddleware",
+    "generations.idempotency.ApiVersionMiddleware",
+    "generations.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -224,6 +226,12 @@ ATELIER_UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+# The API's version, sent as `API-Version`; /api/v1/ stays compatible within it.
+ATELIER_API_VERSION = "1.0"
+# Deprecated routes by URL name: {"name": {"sunset": HTTP-date, "link": docs URL}} adds
+# `Deprecation`, `Sunset` and `Link` headers to their responses (RFC 9745, RFC 8594).
+ATELIER_DEPRECATED_ROUTES: dict[str, dict[str, str]] = {}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

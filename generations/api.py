@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpResponse
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from billing.credits import format_credits
 from generations.errors import ApiError
+from generations.models import Image
 from generations.registry import all_models
 from generations.selectors import (
     generation_of,
@@ -23,7 +25,9 @@ from generations.selectors import (
 )
 from generations.serializers import GenerationCreateSerializer
 from generations.services import cancel_generation, quote_generation, submit_generation, upload_create
+from generations.signing import signed_image_id
 from generations.storage import open_content
+from generations.waiting import preferred_wait, wait_for_terminal
 
 
 def current_user(request: Request) -> User:
@@ -55,6 +59,13 @@ class GenerationListApi(APIView):
         serializer = GenerationCreateSerializer(data=request.data, context={"user": user})
         serializer.is_valid(raise_exception=True)
         generation = submit_generation(user=user, spec=serializer.validated_data["spec"])
+        wait = preferred_wait(request.headers.get("Prefer", ""))
+        if wait:
+            finished = wait_for_terminal(generation.id, wait)
+            if finished is not None:
+                body = generation_resource(finished)
+                headers = {"Location": body["url"], "Preference-Applied": f"wait={wait}"}
+                return Response(body, status=201, headers=headers)
         body = generation_resource(generation)
         return Response(body, status=202, headers={"Location": body["url"]})
 
@@ -108,13 +119,27 @@ class UploadApi(APIView):
         return Response(body, status=201)
 
 
+class SignedOrAuthenticated(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.query_params.get("signature")) or bool(
+            request.user and request.user.is_authenticated
+        )
+
+
 class ImageFileApi(APIView):
-    """An image file, served only to its owner."""
+    """An image file, served only to its owner, or to whoever holds a valid signed URL."""
 
     variant = "original"
+    permission_classes = [SignedOrAuthenticated]
 
     def get(self, request: Request, image_id: str) -> HttpResponse:
-        image = image_of(current_user(request), image_id)
+        signature = request.query_params.get("signature")
+        if signature:
+            variant = "content" if self.variant == "original" else "thumbnail"
+            granted = signed_image_id(signature, variant)
+            image = Image.objects.filter(pk=image_id).first() if granted == image_id else None
+        else:
+            image = image_of(current_user(request), image_id)
         if image is None:
             raise ApiError("not_found", "No such image.")
         if self.variant == "original":

@@ -134,8 +134,9 @@ class ApiUser:
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url(path), headers=self.headers, timeout=30, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.url(path), headers=self.headers, timeout=30, **kwargs)
+    def post(self, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        merged = {**self.headers, **(headers or {})}
+        return requests.post(self.url(path), headers=merged, timeout=60, **kwargs)
 
     def events(self) -> EventStream:
         return EventStream(
