@@ -18,6 +18,9 @@ from tests.conftest import ApiUser
 
 pytestmark = pytest.mark.live
 
+# The client's types list OpenAI's own sizes; Atelier takes any size the model allows.
+TINY: Any = "64x64"
+ODD: Any = "100x100"
 SMALL = {"prompt": "an idempotent lantern", "width": 64, "height": 64, "steps": 3}
 
 
@@ -76,13 +79,13 @@ def test_the_official_openai_client_generates_images(alice: ApiUser) -> None:
     assert [m.id for m in client.models.list().data] == ["atelier-tiny"]
 
     encoded = client.images.generate(
-        model="atelier-tiny", prompt="a paper boat", n=2, size="64x64", response_format="b64_json"
+        model="atelier-tiny", prompt="a paper boat", n=2, size=TINY, response_format="b64_json"
     )
     assert len(encoded.data) == 2
     picture = Image.open(io.BytesIO(base64.b64decode(encoded.data[0].b64_json or "")))
     assert picture.size == (64, 64)
 
-    linked = client.images.generate(prompt="a paper boat", size="64x64", response_format="url")
+    linked = client.images.generate(prompt="a paper boat", size=TINY, response_format="url")
     url = linked.data[0].url or ""
     fetched = requests.get(url, timeout=10)  # a signed URL: no credentials needed
     assert fetched.status_code == 200 and fetched.headers["Content-Type"] == "image/png"
@@ -93,7 +96,7 @@ def test_the_official_openai_client_generates_images(alice: ApiUser) -> None:
 def test_openai_errors_come_in_openais_shape(alice: ApiUser) -> None:
     client = openai.OpenAI(api_key=alice.key, base_url=alice.base_url + "/v1", max_retries=0)
     with pytest.raises(openai.BadRequestError) as bad:
-        client.images.generate(prompt="x", size="100x100")
+        client.images.generate(prompt="x", size=ODD)
     assert bad.value.body["param"] == "size"  # type: ignore[index]
     anonymous = openai.OpenAI(api_key="atl_nope.nope", base_url=alice.base_url + "/v1", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
