@@ -81,11 +81,12 @@ def test_the_official_openai_client_generates_images(alice: ApiUser) -> None:
     encoded = client.images.generate(
         model="atelier-tiny", prompt="a paper boat", n=2, size=TINY, response_format="b64_json"
     )
-    assert len(encoded.data) == 2
+    assert encoded.data is not None and len(encoded.data) == 2
     picture = Image.open(io.BytesIO(base64.b64decode(encoded.data[0].b64_json or "")))
     assert picture.size == (64, 64)
 
     linked = client.images.generate(prompt="a paper boat", size=TINY, response_format="url")
+    assert linked.data is not None
     url = linked.data[0].url or ""
     fetched = requests.get(url, timeout=10)  # a signed URL: no credentials needed
     assert fetched.status_code == 200 and fetched.headers["Content-Type"] == "image/png"
