@@ -23,6 +23,7 @@ TERMINAL_STATUSES = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, Genera
 class GenerationKind(models.TextChoices):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
+    INPAINT = "inpaint"
 
 
 class Upload(models.Model):
@@ -59,6 +60,14 @@ class Generation(models.Model):
     seed = models.BigIntegerField()
     n = models.PositiveSmallIntegerField(default=1)
     input_upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.PROTECT)
+    mask_upload = models.ForeignKey(
+        Upload,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="White repaints, black keeps (inpainting).",
+    )
     strength = models.FloatField(null=True, blank=True)
     relax = models.BooleanField(default=False)
     credits_held = models.PositiveIntegerField(default=0, help_text="Hundredths of credits held.")

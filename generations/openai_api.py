@@ -1,9 +1,10 @@
 """OpenAI-compatible image endpoints, so the official ``openai`` client works unchanged:
-``POST /v1/images/generations`` and ``GET /v1/models``."""
+``POST /v1/images/generations``, ``POST /v1/images/edits`` and ``GET /v1/models``."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
@@ -12,6 +13,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from PIL import Image as PILImage
 
 from accounts.authentication import bearer_token
 from accounts.models import User
@@ -20,7 +22,7 @@ from generations.errors import ApiError
 from generations.models import GenerationStatus, Image
 from generations.registry import all_models
 from generations.serializers import GenerationCreateSerializer
-from generations.services import submit_generation
+from generations.services import submit_generation, upload_create
 from generations.signing import signed_image_url
 from generations.storage import open_content
 from generations.waiting import wait_for_terminal
@@ -67,12 +69,18 @@ def images_generations(request: HttpRequest) -> JsonResponse:
         return openai_error(
             400, "response_format must be url or b64_json.", code="invalid_value", param="response_format"
         )
+    return generate_and_wait(request, user, fields, response_format)
+
+
+def generate_and_wait(
+    request: HttpRequest, user: User, fields: dict[str, Any], response_format: str
+) -> JsonResponse:
     serializer = GenerationCreateSerializer(data=fields, context={"user": user})
     if not serializer.is_valid():
         param = next(iter(serializer.errors))
         message = f"{param}: {' '.join(str(m) for m in serializer.errors[param])}"
-        mapped = {"width": "size", "height": "size"}.get(param, param)
-        return openai_error(400, message, code="invalid_value", param=mapped)
+        mapped = {"width": "size", "height": "size", "input_image": "image", "mask_image": "mask"}
+        return openai_error(400, message, code="invalid_value", param=mapped.get(param, param))
     try:
         generation = submit_generation(user=user, spec=serializer.validated_data["spec"])
     except ApiError as exc:
@@ -81,14 +89,71 @@ def images_generations(request: HttpRequest) -> JsonResponse:
     if finished is None:
         return openai_error(504, "The images were not ready in time.", code="timeout")
     if finished.status != GenerationStatus.SUCCEEDED:
-        return openai_error(
-            500,
-            finished.error_message or "The images could not be made.",
-            code=finished.error_code or "failed",
-        )
+        message = finished.error_message or "The images could not be made."
+        return openai_error(500, message, code=finished.error_code or "failed")
     images = list(Image.objects.filter(generation=finished).order_by("index"))
     data = [image_data(request, image, response_format) for image in images]
     return JsonResponse({"created": int(finished.created_at.timestamp()), "data": data})
+
+
+@csrf_exempt
+@require_POST
+def images_edits(request: HttpRequest) -> JsonResponse:
+    """Multipart ``image`` and optional ``mask``: transparent pixels (of the mask, else of the
+    image) are repainted, as in OpenAI's edits; an opaque mask may also be white-means-repaint."""
+    user = authenticated(request)
+    if user is None:
+        return openai_error(401, "Invalid or missing API key.", code="invalid_api_key")
+    image_file = request.FILES.get("image") or request.FILES.get("image[]")
+    if image_file is None:
+        return openai_error(400, "An image file is required.", code="invalid_value", param="image")
+    mask_file = request.FILES.get("mask")
+    try:
+        image_bytes = image_file.read()
+        source = upload_create(user=user, data=image_bytes)
+        mask_png = edit_mask(image_bytes, mask_file.read() if mask_file else None)
+        mask = upload_create(user=user, data=mask_png)
+    except ApiError as exc:
+        return openai_error(400, exc.message, code="invalid_image", param="mask" if mask_file else "image")
+    response_format = request.POST.get("response_format") or "url"
+    if response_format not in ("url", "b64_json"):
+        message = "response_format must be url or b64_json."
+        return openai_error(400, message, code="invalid_value", param="response_format")
+    fields: dict[str, Any] = {
+        "prompt": request.POST.get("prompt", ""),
+        "n": request.POST.get("n", 1),
+        "input_image": str(source.id),
+        "mask_image": str(mask.id),
+        "strength": 1.0,
+    }
+    if request.POST.get("model"):
+        fields["model"] = request.POST["model"]
+    size = request.POST.get("size")
+    match = SIZE.match(size) if size else None
+    if size and not match:
+        return openai_error(400, "size must look like 512x512.", code="invalid_size", param="size")
+    if match:
+        fields["width"], fields["height"] = int(match.group(1)), int(match.group(2))
+    else:
+        fields["width"], fields["height"] = source.width // 8 * 8, source.height // 8 * 8
+    return generate_and_wait(request, user, fields, response_format)
+
+
+def edit_mask(image_bytes: bytes, mask_bytes: bytes | None) -> bytes:
+    """A black-and-white PNG mask, white where the picture is to be repainted."""
+    with PILImage.open(io.BytesIO(mask_bytes or image_bytes)) as picture:
+        if "A" in picture.getbands():
+            alpha = picture.getchannel("A")
+            repaint = alpha.point(lambda value: 255 if value == 0 else 0)
+        elif mask_bytes is None:
+            raise ApiError(
+                "validation_error", "Without a mask, the image needs transparent pixels to repaint."
+            )
+        else:
+            repaint = picture.convert("L").point(lambda value: 255 if value >= 128 else 0)
+    out = io.BytesIO()
+    repaint.convert("RGB").save(out, format="PNG")
+    return out.getvalue()
 
 
 def image_data(request: HttpRequest, image: Image, response_format: str) -> dict[str, Any]:

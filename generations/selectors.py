@@ -76,6 +76,7 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         "seed": generation.seed,
         "n": generation.n,
         "input_image": str(generation.input_upload_id) if generation.input_upload_id else None,
+        "mask_image": str(generation.mask_upload_id) if generation.mask_upload_id else None,
         "strength": generation.strength,
         "lane": generation.lane,
         "mode": "relax" if generation.relax else "fast",

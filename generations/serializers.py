@@ -23,6 +23,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
     n = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
     input_image = serializers.UUIDField(required=False, allow_null=True)
+    mask_image = serializers.UUIDField(required=False, allow_null=True)
     strength = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
     mode = serializers.ChoiceField(choices=["fast", "relax"], required=False, default="fast")
 
@@ -59,6 +60,16 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
                 errors["input_image"] = ["No such upload."]
         elif "strength" in attrs:
             errors["strength"] = ["Strength applies only with an input_image."]
+        mask = None
+        if attrs.get("mask_image"):
+            mask = upload_of(self.context["user"], attrs["mask_image"])
+            if mask is None:
+                errors["mask_image"] = ["No such upload."]
+            elif upload is None:
+                errors["mask_image"] = ["A mask needs an input_image to paint on."]
+            elif (mask.width, mask.height) != (upload.width, upload.height):
+                size = f"{upload.width}x{upload.height}"
+                errors["mask_image"] = [f"The mask must be the input image's size ({size})."]
         if errors:
             raise serializers.ValidationError(errors)
         attrs["spec"] = GenerationSpec(
@@ -73,7 +84,8 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             seed=attrs.get("seed"),
             n=attrs["n"],
             input_upload=upload,
-            strength=attrs.get("strength", 0.6) if upload else None,
+            mask_upload=mask,
+            strength=attrs.get("strength", 1.0 if mask else 0.6) if upload else None,
             relax=attrs["mode"] == "relax",
         )
         return attrs

@@ -42,6 +42,7 @@ class GenerationSpec:
     seed: int | None
     n: int
     input_upload: Upload | None = None
+    mask_upload: Upload | None = None
     strength: float | None = None
     relax: bool = False
 
@@ -73,6 +74,12 @@ def quote_generation(*, user: User, spec: GenerationSpec, account: BillingAccoun
     return Quote(cost=cost, lane="relax" if spec.relax else plan.lane, account=account)
 
 
+def kind_of(spec: GenerationSpec) -> str:
+    if spec.mask_upload is not None:
+        return GenerationKind.INPAINT
+    return GenerationKind.IMG2IMG if spec.input_upload else GenerationKind.TXT2IMG
+
+
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
     with transaction.atomic():
@@ -82,7 +89,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
         generation = Generation.objects.create(
             user=user,
             status=status,
-            kind=GenerationKind.IMG2IMG if spec.input_upload else GenerationKind.TXT2IMG,
+            kind=kind_of(spec),
             model_name=spec.model,
             pool=spec.pool,
             lane=quote.lane,
@@ -98,6 +105,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             seed=seed,
             n=spec.n,
             input_upload=spec.input_upload,
+            mask_upload=spec.mask_upload,
             strength=spec.strength,
         )
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -44,6 +44,7 @@ class LoadedModel:
     # The scheduler is stateful and shared by both pipelines, so renders on one model must not overlap.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _img2img: Any = field(default=None, repr=False)
+    _inpaint: Any = field(default=None, repr=False)
 
     @property
     def img2img(self) -> Any:
@@ -55,6 +56,18 @@ class LoadedModel:
             pipe.set_progress_bar_config(disable=True)
             self._img2img = pipe
         return self._img2img
+
+    @property
+    def inpaint(self) -> Any:
+        """StableDiffusionInpaintPipeline on the same components. With a 4-channel UNet (a plain
+        txt2img model) diffusers keeps the unmasked latents from the source at every step."""
+        if self._inpaint is None:
+            pipe: Any = StableDiffusionInpaintPipeline(
+                **self.txt2img.components, requires_safety_checker=False
+            )
+            pipe.set_progress_bar_config(disable=True)
+            self._inpaint = pipe
+        return self._inpaint
 
 
 class ModelCache:
@@ -127,6 +140,7 @@ class RenderSpec:
     guidance: float = 7.0
     seeds: list[int] = field(default_factory=lambda: [0])
     init_image: Image.Image | None = None
+    mask_image: Image.Image | None = None  # white = repaint, black = keep (with init_image)
     strength: float = 0.75
 
     @property
@@ -168,7 +182,20 @@ def render(model: LoadedModel, spec: RenderSpec, on_step: StepCallback | None = 
             output = model.txt2img(width=spec.width, height=spec.height, **arguments)
         else:
             init = spec.init_image.convert("RGB").resize((spec.width, spec.height), Image.Resampling.LANCZOS)
-            output = model.img2img(image=init, strength=spec.strength, **arguments)
+            if spec.mask_image is None:
+                output = model.img2img(image=init, strength=spec.strength, **arguments)
+            else:
+                mask = spec.mask_image.convert("L").resize(
+                    (spec.width, spec.height), Image.Resampling.NEAREST
+                )
+                output = model.inpaint(
+                    image=init,
+                    mask_image=mask,
+                    strength=spec.strength,
+                    width=spec.width,
+                    height=spec.height,
+                    **arguments,
+                )
     return list(output.images)
 
 

@@ -23,7 +23,7 @@ from rq.timeouts import JobTimeoutException
 from generations import queues
 from generations.errors import CATALOGUE
 from generations.events import build_event
-from generations.models import Generation, GenerationStatus, Image
+from generations.models import Generation, GenerationStatus, Image, Upload
 from generations.publisher import EventPublisher
 from generations.registry import get_model
 from generations.scheduling import release_pending
@@ -123,14 +123,10 @@ class GenerationRunner:
         except Exception as exc:
             log.exception("could not load %s", spec.path)
             raise GenerationFailed("model_unavailable") from exc
-        init_image = None
-        if generation.input_upload_id is not None:
-            try:
-                data = open_content(generation.input_upload.file)  # type: ignore[union-attr]
-            except OSError as exc:
-                raise GenerationFailed("input_missing") from exc
-            init_image = PILImage.open(io.BytesIO(data)).convert("RGB")
-        return render(model, self.render_spec(generation, init_image), on_step)
+        init_image = load_upload(generation.input_upload)
+        render_spec = self.render_spec(generation, init_image)
+        render_spec.mask_image = load_upload(generation.mask_upload)
+        return render(model, render_spec, on_step)
 
     def render_spec(self, generation: Generation, init_image: PILImage.Image | None) -> RenderSpec:
         return RenderSpec(
@@ -243,6 +239,16 @@ class GenerationRunner:
         for key, value in fields.items():
             setattr(generation, key, value)
         return True
+
+
+def load_upload(upload: Upload | None) -> PILImage.Image | None:
+    if upload is None:
+        return None
+    try:
+        data = open_content(upload.file)
+    except OSError as exc:
+        raise GenerationFailed("input_missing") from exc
+    return PILImage.open(io.BytesIO(data)).convert("RGB")
 
 
 def parameters(generation: Generation, seed: int) -> dict[str, Any]:

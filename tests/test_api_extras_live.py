@@ -102,3 +102,48 @@ def test_openai_errors_come_in_openais_shape(alice: ApiUser) -> None:
     anonymous = openai.OpenAI(api_key="atl_nope.nope", base_url=alice.base_url + "/v1", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         anonymous.images.generate(prompt="x")
+
+
+def png(size: tuple[int, int], mode: str = "RGB", color: Any = (30, 90, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_the_official_openai_client_edits_an_image_with_a_mask(alice: ApiUser) -> None:
+    client = openai.OpenAI(api_key=alice.key, base_url=alice.base_url + "/v1", max_retries=0)
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (16, 16, 48, 48))  # transparent: repaint this square
+    mask_file = io.BytesIO()
+    mask.save(mask_file, format="PNG")
+    edited = client.images.edit(
+        image=("photo.png", png((64, 64)), "image/png"),
+        mask=("mask.png", mask_file.getvalue(), "image/png"),
+        prompt="a red door",
+        response_format="b64_json",
+    )
+    assert edited.data is not None
+    result = Image.open(io.BytesIO(base64.b64decode(edited.data[0].b64_json or "")))
+    assert result.size == (64, 64)
+    generation = alice.get("/api/v1/generations").json()["data"][0]
+    assert generation["kind"] == "inpaint" and generation["mask_image"]
+
+
+def test_inpainting_through_the_api_checks_the_masks_size(alice: ApiUser) -> None:
+    def upload(data: bytes) -> str:
+        response = alice.post("/api/v1/uploads", files={"file": ("f.png", data, "image/png")})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    source = upload(png((64, 64)))
+    wrong = upload(png((32, 32), "L", 255))
+    refused = alice.post("/api/v1/generations", json={**SMALL, "input_image": source, "mask_image": wrong})
+    assert refused.status_code == 400 and "mask_image" in refused.json()["error"]["details"]
+    right = upload(png((64, 64), "L", 255))
+    accepted = alice.post(
+        "/api/v1/generations",
+        json={**SMALL, "input_image": source, "mask_image": right},
+        headers={"Prefer": "wait=30"},
+    )
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["kind"] == "inpaint" and accepted.json()["status"] == "succeeded"
