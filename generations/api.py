@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission
@@ -14,6 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from billing.credits import format_credits
+from generations import schema
 from generations.errors import ApiError
 from generations.models import Image
 from generations.registry import all_models
@@ -48,12 +51,26 @@ class GenerationPagination(CursorPagination):
 class GenerationListApi(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
+    @extend_schema(
+        operation_id="generations_list",
+        responses={200: schema.GenerationPageSerializer, **schema.errors(401)},
+    )
     def get(self, request: Request) -> Response:
         paginator = GenerationPagination()
         page = paginator.paginate_queryset(generations_of(current_user(request)), request, view=self)
         assert page is not None
         return paginator.get_paginated_response([generation_resource(g) for g in page])
 
+    @extend_schema(
+        request=GenerationCreateSerializer,
+        parameters=[schema.PREFER, schema.IDEMPOTENCY],
+        examples=[schema.CREATE_EXAMPLE],
+        responses={
+            201: schema.GenerationOutSerializer,
+            202: schema.GenerationOutSerializer,
+            **schema.errors(400, 401, 402, 403, 409, 429),
+        },
+    )
     def post(self, request: Request) -> Response:
         user = current_user(request)
         serializer = GenerationCreateSerializer(data=request.data, context={"user": user})
@@ -71,6 +88,10 @@ class GenerationListApi(APIView):
 
 
 class GenerationQuoteApi(APIView):
+    @extend_schema(
+        request=GenerationCreateSerializer,
+        responses={200: schema.QuoteSerializer, **schema.errors(400, 401, 403)},
+    )
     def post(self, request: Request) -> Response:
         user = current_user(request)
         serializer = GenerationCreateSerializer(data=request.data, context={"user": user})
@@ -97,11 +118,15 @@ def owned_generation(request: Request, generation_id: Any) -> Any:
 
 
 class GenerationDetailApi(APIView):
+    @extend_schema(responses={200: schema.GenerationOutSerializer, **schema.errors(401, 404)})
     def get(self, request: Request, generation_id: str) -> Response:
         return Response(generation_resource(owned_generation(request, generation_id)))
 
 
 class GenerationCancelApi(APIView):
+    @extend_schema(
+        request=None, responses={202: schema.GenerationOutSerializer, **schema.errors(401, 404, 409)}
+    )
     def post(self, request: Request, generation_id: str) -> Response:
         generation = cancel_generation(generation=owned_generation(request, generation_id))
         return Response(generation_resource(generation), status=202)
@@ -110,6 +135,10 @@ class GenerationCancelApi(APIView):
 class UploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        request=schema.UploadInSerializer,
+        responses={201: schema.UploadOutSerializer, **schema.errors(400, 401)},
+    )
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")
         if file is None:
@@ -132,6 +161,17 @@ class ImageFileApi(APIView):
     variant = "original"
     permission_classes = [SignedOrAuthenticated]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("signature", str, required=False),
+            OpenApiParameter("download", str, required=False),
+        ],
+        responses={
+            (200, "image/png"): OpenApiTypes.BINARY,
+            (200, "image/webp"): OpenApiTypes.BINARY,
+            **schema.errors(401, 404),
+        },
+    )
     def get(self, request: Request, image_id: str) -> HttpResponse:
         signature = request.query_params.get("signature")
         if signature:
@@ -154,6 +194,7 @@ class ImageFileApi(APIView):
 
 
 class ModelListApi(APIView):
+    @extend_schema(responses={200: schema.ModelListSerializer, **schema.errors(401)})
     def get(self, request: Request) -> Response:
         data = [
             {

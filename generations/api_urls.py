@@ -1,8 +1,11 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from generations import api
 
 urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("generations", api.GenerationListApi.as_view(), name="api_generations"),
     path("generations/quote", api.GenerationQuoteApi.as_view(), name="api_generation_quote"),
     path("generations/<str:generation_id>", api.GenerationDetailApi.as_view(), name="api_generation_detail"),

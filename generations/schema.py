@@ -1,0 +1,149 @@
+"""OpenAPI descriptions of the API's responses (the views build them as plain dicts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+from generations.models import GenerationKind
+
+
+class ErrorDetailSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    error = ErrorDetailSerializer()
+
+
+class ImageOutSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    url = serializers.CharField()
+    thumbnail_url = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    seed = serializers.IntegerField()
+
+
+class GenerationErrorSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class GenerationOutSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    object = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pending", "queued", "running", "succeeded", "failed", "canceled"]
+    )
+    kind = serializers.ChoiceField(choices=GenerationKind.values)
+    model = serializers.CharField()
+    prompt = serializers.CharField()
+    negative_prompt = serializers.CharField(allow_blank=True)
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    steps = serializers.IntegerField()
+    guidance = serializers.FloatField()
+    seed = serializers.IntegerField()
+    n = serializers.IntegerField()
+    input_image = serializers.UUIDField(allow_null=True)
+    mask_image = serializers.UUIDField(allow_null=True)
+    strength = serializers.FloatField(allow_null=True)
+    lane = serializers.CharField()
+    mode = serializers.ChoiceField(choices=["fast", "relax"])
+    credits = serializers.CharField()
+    queue_position = serializers.IntegerField(allow_null=True)
+    eta_seconds = serializers.IntegerField(allow_null=True)
+    progress = serializers.FloatField()
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    images = ImageOutSerializer(many=True)
+    error = GenerationErrorSerializer(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.CharField()
+
+
+# A field named "data" would shadow Serializer.data, so these two are built inline.
+GenerationPageSerializer = inline_serializer(
+    "GenerationPage",
+    fields={
+        "data": GenerationOutSerializer(many=True),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+    },
+)
+
+
+class QuoteSerializer(serializers.Serializer[Any]):
+    object = serializers.CharField()
+    credits = serializers.CharField()
+    credits_per_image = serializers.CharField()
+    balance = serializers.CharField()
+    sufficient = serializers.BooleanField()
+    lane = serializers.CharField()
+
+
+class UploadOutSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    object = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class UploadInSerializer(serializers.Serializer[Any]):
+    file = serializers.ImageField()
+
+
+class ModelOutSerializer(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    pool = serializers.CharField()
+    family = serializers.CharField()
+    min_side = serializers.IntegerField()
+    max_side = serializers.IntegerField()
+    default_side = serializers.IntegerField()
+    max_steps = serializers.IntegerField()
+    default_steps = serializers.IntegerField()
+
+
+ModelListSerializer = inline_serializer("ModelList", fields={"data": ModelOutSerializer(many=True)})
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    descriptions = {
+        400: "A field is invalid (`validation_error`, naming the field) or the body is malformed.",
+        401: "No session and no valid API key.",
+        402: "Not enough credits (`insufficient_credits`).",
+        403: "The plan does not allow this (`model_not_in_plan`, `relax_not_allowed`).",
+        404: "No such object, or another user's.",
+        409: "Already finished, or an Idempotency-Key reused with another body.",
+        429: "Rate limited or `queue_full`; see Retry-After.",
+    }
+    return {status: OpenApiResponse(ErrorSerializer, description=descriptions[status]) for status in statuses}
+
+
+CREATE_EXAMPLE = OpenApiExample(
+    "A 512x512 image",
+    value={"prompt": "a lighthouse at dusk, oil painting", "width": 512, "height": 512, "steps": 20, "n": 1},
+    request_only=True,
+)
+PREFER = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="`wait=N` (N ≤ 60): answer 201 when done.",
+)
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Repeat a POST safely: the first response is returned for 24 h.",
+)
