@@ -59,9 +59,8 @@ def client_ip(request: HttpRequest) -> str:
     proxies = settings.ATELIER_TRUSTED_PROXIES
     if proxies <= 0:
         return remote
-    forwarded = [
-        part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()
-    ]
+    header = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    forwarded = [part.strip() for part in header.split(",") if part.strip()]
     # The last `proxies` addresses (counting REMOTE_ADDR) were written by our proxies.
     chain = [*forwarded, remote]
     return chain[-(proxies + 1)] if len(chain) > proxies else chain[0]

@@ -43,8 +43,11 @@ def account_by_customer(customer_id: str | None) -> BillingAccount | None:
 
 
 def on_checkout_completed(session: dict[str, Any]) -> None:
-    user_id = session.get("client_reference_id") or (session.get("metadata") or {}).get("user_id")
-    account = BillingAccount.objects.select_for_update().filter(user_id=user_id).first()
+    user_id = str(session.get("client_reference_id") or (session.get("metadata") or {}).get("user_id") or "")
+    if not user_id.isdigit():
+        log.warning("checkout without a user reference: %s", session.get("id"))
+        return
+    account = BillingAccount.objects.select_for_update().filter(user_id=int(user_id)).first()
     if account is None:
         log.warning("checkout for unknown user %s", user_id)
         return

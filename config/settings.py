@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "billing",
     "generations",
     "gpu_worker",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -228,6 +229,9 @@ ATELIER_UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+# Webhook receivers on private or loopback addresses (and plain http) only while developing.
+ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 
 # The API's version, sent as `API-Version`; /api/v1/ stays compatible within it.
 ATELIER_API_VERSION = "1.0"

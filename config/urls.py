@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("generations.api_urls")),
+    path("api/v1/", include("webhooks.urls")),
     path("v1/", include("generations.openai_urls")),
     path("", include("billing.urls")),
     path("", include("generations.urls")),

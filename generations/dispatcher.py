@@ -20,6 +20,7 @@ from generations.models import Generation, GenerationStatus
 from generations.scheduling import age_queued, release_all_pending, release_relax
 from generations.services import settle
 from gpu_worker.heartbeat import is_running
+from webhooks.services import deliver_due
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class TickResult:
     released: int = 0
     relax_released: int = 0
     aged: int = 0
+    webhooks_sent: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -44,6 +46,7 @@ def tick() -> TickResult:
     result.released = release_all_pending()
     result.relax_released = release_relax()
     result.aged = age_queued()
+    result.webhooks_sent = deliver_due()
     return result
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from generations.models import Generation
 from generations.publisher import channel_message, shared_publisher, user_group
 
 __all__ = ["channel_message", "user_group"]
+log = logging.getLogger(__name__)
 
 
 def iso(value: Any) -> str | None:
@@ -41,9 +43,30 @@ def progress_fraction(generation: Generation) -> float:
     return round(generation.step / total, 4) if total else 0.0
 
 
+EVENT_TYPES = [
+    "generation.queued",
+    "generation.started",
+    "generation.progress",
+    "generation.succeeded",
+    "generation.failed",
+    "generation.canceled",
+]
+
+
 def send_now(user_id: int, event: dict[str, Any]) -> None:
-    """Hand the event to this process's publisher thread; it reaches the channel layer in order."""
+    """Push the event to the user's sockets (via this process's publisher thread) and record a
+    webhook delivery for each endpoint that wants it."""
     shared_publisher().publish(user_id, event)
+    record_webhooks(user_id, event)
+
+
+def record_webhooks(user_id: int, event: dict[str, Any]) -> None:
+    from webhooks.services import record_deliveries
+
+    try:
+        record_deliveries(user_id, event)
+    except DatabaseError as exc:
+        log.warning("could not record webhook deliveries for %s: %s", event["type"], exc)
 
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:

@@ -22,7 +22,7 @@ from rq.timeouts import JobTimeoutException
 
 from generations import queues
 from generations.errors import CATALOGUE
-from generations.events import build_event
+from generations.events import build_event, record_webhooks
 from generations.models import Generation, GenerationStatus, Image, Upload
 from generations.publisher import EventPublisher
 from generations.registry import get_model
@@ -74,7 +74,9 @@ class GenerationRunner:
                 self.cache.get(spec.path)
 
     def publish(self, generation: Generation, event_type: str, **extra: Any) -> None:
-        self.publisher.publish(generation.user_id, build_event(generation, event_type, **extra))
+        event = build_event(generation, event_type, **extra)
+        self.publisher.publish(generation.user_id, event)
+        record_webhooks(generation.user_id, event)
 
     def run_one(self, generation_id: str) -> str:
         claimed = Generation.objects.filter(pk=generation_id, status=GenerationStatus.QUEUED).update(

@@ -1,9 +1,11 @@
+from typing import Any
+
 from django.db import migrations
 
 from billing.plans import seed_plans
 
 
-def seed(apps, schema_editor):
+def seed(apps: Any, schema_editor: Any) -> None:
     seed_plans(apps.get_model("billing", "Plan"))
 
 
