@@ -146,7 +146,11 @@ class ApiUser:
     def wait_until_done(self, generation_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            body: dict[str, Any] = self.get(f"/api/v1/generations/{generation_id}").json()
+            response = self.get(f"/api/v1/generations/{generation_id}")
+            if response.status_code == 429:  # a polite client waits as told
+                time.sleep(min(float(response.headers.get("Retry-After", "1")), 5))
+                continue
+            body: dict[str, Any] = response.json()
             if body["status"] in ("succeeded", "failed", "canceled"):
                 return body
             time.sleep(0.2)

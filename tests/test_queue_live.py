@@ -68,6 +68,7 @@ def test_a_free_job_runs_even_while_the_priority_lane_stays_full(
     make_api_user: Callable[[str], ApiUser], settings: object
 ) -> None:
     set_plan_limits("pro", max_concurrent=2, max_pending=40)
+    set_plan_limits("free", api_rate_per_minute=1000)
     pro, free = make_api_user("pro_user"), make_api_user("free_user")
     account = account_for(free.user)
     BillingAccount.objects.filter(pk=account.pk).update(plan=Plan.objects.get(slug="free"))
