@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.http import HttpResponse
@@ -27,10 +28,18 @@ from generations.selectors import (
     image_of,
 )
 from generations.serializers import GenerationCreateSerializer
-from generations.services import cancel_generation, quote_generation, submit_generation, upload_create
+from generations.services import (
+    GenerationSpec,
+    cancel_generation,
+    quote_generation,
+    submit_generation,
+    upload_create,
+)
 from generations.signing import signed_image_id
 from generations.storage import open_content
 from generations.waiting import preferred_wait, wait_for_terminal
+from webhooks.services import endpoint_for_generation
+from webhooks.targets import UnsafeUrl
 
 
 def current_user(request: Request) -> User:
@@ -75,15 +84,16 @@ class GenerationListApi(APIView):
         user = current_user(request)
         serializer = GenerationCreateSerializer(data=request.data, context={"user": user})
         serializer.is_valid(raise_exception=True)
-        generation = submit_generation(user=user, spec=serializer.validated_data["spec"])
+        spec, webhook = with_webhook(user, serializer.validated_data)
+        generation = submit_generation(user=user, spec=spec)
         wait = preferred_wait(request.headers.get("Prefer", ""))
         if wait:
             finished = wait_for_terminal(generation.id, wait)
             if finished is not None:
-                body = generation_resource(finished)
+                body = generation_resource(finished) | webhook
                 headers = {"Location": body["url"], "Preference-Applied": f"wait={wait}"}
                 return Response(body, status=201, headers=headers)
-        body = generation_resource(generation)
+        body = generation_resource(generation) | webhook
         return Response(body, status=202, headers={"Location": body["url"]})
 
 
@@ -108,6 +118,25 @@ class GenerationQuoteApi(APIView):
                 "lane": quote.lane,
             }
         )
+
+
+def with_webhook(user: User, data: dict[str, Any]) -> tuple[GenerationSpec, dict[str, Any]]:
+    """The spec with the generation's own webhook endpoint, made on first use of its URL; the
+    endpoint's secret is in the response only then."""
+    spec: GenerationSpec = data["spec"]
+    if not data.get("webhook_url"):
+        return spec, {}
+    try:
+        endpoint, created = endpoint_for_generation(user=user, url=data["webhook_url"])
+    except UnsafeUrl as exc:
+        raise ApiError(
+            "validation_error", f"Invalid field(s): webhook_url. {exc}", {"webhook_url": [str(exc)]}
+        ) from exc
+    webhook = {"id": str(endpoint.id), "url": endpoint.url}
+    if created:
+        webhook["secret"] = endpoint.secret
+    spec = replace(spec, webhook=endpoint, webhook_events=tuple(data.get("webhook_events") or ()))
+    return spec, {"webhook": webhook}
 
 
 def owned_generation(request: Request, generation_id: Any) -> Any:

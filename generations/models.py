@@ -78,6 +78,10 @@ class Generation(models.Model):
     error_message = models.TextField(blank=True)
     worker_name = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    webhook = models.ForeignKey(
+        "webhooks.WebhookEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    webhook_events = models.JSONField(default=list, blank=True)
     lane_entered_at = models.DateTimeField(default=timezone.now)
     retry_at = models.DateTimeField(null=True, blank=True)
     run_seconds = models.FloatField(null=True, blank=True)

@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from generations.events import EVENT_TYPES
 from generations.registry import default_model, get_model
 from generations.selectors import upload_of
 from generations.services import GenerationSpec
@@ -26,6 +27,10 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     mask_image = serializers.UUIDField(required=False, allow_null=True)
     strength = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
     mode = serializers.ChoiceField(choices=["fast", "relax"], required=False, default="fast")
+    webhook_url = serializers.URLField(max_length=500, required=False)
+    webhook_events = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, default=list
+    )
 
     def validate_prompt(self, value: str) -> str:
         limit = settings.ATELIER_PROMPT_MAX_CHARS

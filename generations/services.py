@@ -27,6 +27,7 @@ from generations.registry import get_model
 from generations.scheduling import admission, lock_account, release_pending
 from generations.storage import save_content
 from generations.uploads import clean_image
+from webhooks.models import WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class GenerationSpec:
     mask_upload: Upload | None = None
     strength: float | None = None
     relax: bool = False
+    webhook: WebhookEndpoint | None = None
+    webhook_events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             input_upload=spec.input_upload,
             mask_upload=spec.mask_upload,
             strength=spec.strength,
+            webhook=spec.webhook,
+            webhook_events=list(spec.webhook_events),
         )
         try:
             hold_credits(account=quote.account, credits=quote.cost.total, generation_id=generation.id)

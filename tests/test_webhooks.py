@@ -18,7 +18,7 @@ from accounts.models import User
 from accounts.services import api_key_create
 from generations.events import record_webhooks
 from webhooks import services
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +206,48 @@ def test_in_production_a_public_https_target_is_accepted(settings: Any) -> None:
     settings.ATELIER_WEBHOOK_ALLOW_PRIVATE = False
     _, api = api_for("public")
     assert register(api, "https://93.184.216.34/hooks").status_code == 201
+
+
+def test_a_generation_can_name_its_own_webhook(
+    receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    user, api = api_for("per_generation")
+    body = {
+        "prompt": "a kite",
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+        "webhook_url": receiver.url,
+        "webhook_events": ["generation.succeeded"],
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        first = api.post("/api/v1/generations", body, content_type="application/json").json()
+        second = api.post("/api/v1/generations", body, content_type="application/json").json()
+    secret = first["webhook"]["secret"]
+    assert "secret" not in second["webhook"] and second["webhook"]["id"] == first["webhook"]["id"]
+    assert WebhookDelivery.objects.count() == 0  # only generation.succeeded was asked for
+    record_webhooks(user.pk, event("generation.succeeded", first["id"]))
+    record_webhooks(user.pk, event("generation.succeeded", "00000000-0000-0000-0000-000000000000"))
+    deliver_all()
+    assert len(receiver.received) == 1
+    headers, payload = receiver.received[0]
+    assert standardwebhooks.Webhook(secret).verify(payload, headers)["id"] == first["id"]
+    listed = api.get("/api/v1/webhooks").json()["data"]
+    assert [e["url"] for e in listed] == [receiver.url]
+
+
+def test_the_account_page_registers_tests_and_logs_deliveries(receiver: Receiver) -> None:
+    user = User.objects.create_user("pager")
+    browser = Client()
+    browser.force_login(user)
+    page = browser.post("/accounts/webhooks/", {"url": receiver.url, "events": ["generation.failed"]})
+    html = page.content.decode()
+    assert 'id="new-secret">whsec_' in html
+    endpoint_id = WebhookEndpoint.objects.get(user=user).pk
+    browser.post(f"/accounts/webhooks/{endpoint_id}/test/")
+    deliver_all()
+    html = browser.get("/accounts/webhooks/").content.decode()
+    assert "webhook.test" in html and "succeeded" in html and "new-secret" not in html
+    stranger = Client()
+    stranger.force_login(User.objects.create_user("intruder"))
+    assert stranger.post(f"/accounts/webhooks/{endpoint_id}/test/").status_code == 404

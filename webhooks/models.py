@@ -16,6 +16,8 @@ class WebhookEndpoint(models.Model):
     secret = models.CharField(max_length=100)
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
+    # Made by a generation's `webhook_url`: hears only the generations that name it.
+    per_generation = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -32,10 +33,14 @@ def message_id() -> str:
 
 
 def record_deliveries(user_id: int, event: dict[str, Any]) -> int:
-    """A pending delivery per endpoint of the user that wants this event."""
+    """A pending delivery per endpoint of the user that wants this event, and for the
+    generation's own `webhook_url` if it named one."""
     endpoints = [
-        e for e in WebhookEndpoint.objects.filter(user_id=user_id, enabled=True) if e.wants(event["type"])
+        e
+        for e in WebhookEndpoint.objects.filter(user_id=user_id, enabled=True, per_generation=False)
+        if e.wants(event["type"])
     ]
+    endpoints += generation_endpoints(event)
     if not endpoints:
         return 0
     rows = []
@@ -47,6 +52,45 @@ def record_deliveries(user_id: int, event: dict[str, Any]) -> int:
         )
     WebhookDelivery.objects.bulk_create(rows)
     return len(rows)
+
+
+def generation_endpoints(event: dict[str, Any]) -> list[WebhookEndpoint]:
+    from generations.models import Generation
+
+    if not str(event.get("type", "")).startswith("generation.") or not is_uuid(event.get("id")):
+        return []
+    row = (
+        Generation.objects.filter(pk=event["id"], webhook__isnull=False, webhook__enabled=True)
+        .select_related("webhook")
+        .only("webhook", "webhook_events")
+        .first()
+    )
+    if row is None or row.webhook is None:
+        return []
+    if row.webhook_events and event["type"] not in row.webhook_events:
+        return []
+    return [row.webhook]
+
+
+def is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def endpoint_for_generation(*, user: Any, url: str) -> tuple[WebhookEndpoint, bool]:
+    """The per-generation endpoint for this URL, made on first use; True when just made (its
+    secret is then shown once, in the submit response)."""
+    existing = WebhookEndpoint.objects.filter(user=user, url=url, per_generation=True).first()
+    if existing is not None:
+        return existing, False
+    check_url(url)
+    endpoint = WebhookEndpoint.objects.create(
+        user=user, url=url, per_generation=True, secret=signing.new_secret(), description="per generation"
+    )
+    return endpoint, True
 
 
 def progress_due(endpoint: WebhookEndpoint, event: dict[str, Any]) -> bool:
