@@ -127,6 +127,15 @@ def test_the_official_openai_client_edits_an_image_with_a_mask(alice: ApiUser) -
     assert result.size == (64, 64)
     generation = alice.get("/api/v1/generations").json()["data"][0]
     assert generation["kind"] == "inpaint" and generation["mask_image"]
+    linked = client.images.edit(
+        image=("photo.png", png((64, 64)), "image/png"),
+        mask=("mask.png", mask_file.getvalue(), "image/png"),
+        prompt="a blue door",
+        response_format="url",
+    )
+    assert linked.data is not None
+    fetched = requests.get(linked.data[0].url or "", timeout=10)
+    assert fetched.status_code == 200 and Image.open(io.BytesIO(fetched.content)).size == (64, 64)
 
 
 def test_inpainting_through_the_api_checks_the_masks_size(alice: ApiUser) -> None:

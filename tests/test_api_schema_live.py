@@ -28,6 +28,22 @@ def test_the_schema_and_the_docs_are_served_without_the_internet(servers: Server
     assert requests.get(servers.url + bundle, timeout=10).status_code == 200
 
 
+def test_every_operation_documents_its_success_and_error_answers(servers: Servers) -> None:
+    schema = requests.get(servers.url + "/api/v1/schema/?format=json", timeout=10).json()
+    operations = [(path, method, op) for path, ops in schema["paths"].items() for method, op in ops.items()]
+    assert len(operations) >= 16
+    for path, method, operation in operations:
+        codes = set(operation["responses"])
+        assert any(code.startswith("2") for code in codes), (path, method)
+        assert "401" in codes, (path, method)
+        errors = [c for c in codes if c.startswith("4")]
+        for code in errors:
+            body = operation["responses"][code]["content"]["application/json"]["schema"]
+            assert body["$ref"].endswith("/Error"), (path, method, code)
+        if "requestBody" in operation and method == "post" and path.endswith(("generations", "webhooks")):
+            assert any("examples" in media for media in operation["requestBody"]["content"].values()), path
+
+
 @pytest.fixture
 def api_schema(servers: Servers) -> Any:
     return schemathesis.openapi.from_url(servers.url + "/api/v1/schema/?format=json")

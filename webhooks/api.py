@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from generations.errors import ApiError
 from generations.events import EVENT_TYPES, iso
+from generations.schema import errors
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import create_endpoint, send_test_event
 from webhooks.targets import UnsafeUrl, check_url
@@ -92,13 +93,57 @@ def unsafe(exc: UnsafeUrl) -> ApiError:
     return ApiError("validation_error", f"Invalid field(s): url. {exc}", {"url": [str(exc)]})
 
 
+class EndpointOutSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    object = serializers.CharField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    enabled = serializers.BooleanField()
+    description = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    secret = serializers.CharField(required=False, help_text="Only in the response that creates it.")
+
+
+class AttemptOutSerializer(serializers.Serializer[Any]):
+    at = serializers.DateTimeField()
+    status_code = serializers.IntegerField(allow_null=True)
+    response = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    duration_ms = serializers.IntegerField()
+
+
+class DeliveryOutSerializer(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    event_type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "succeeded", "failed"])
+    attempts = AttemptOutSerializer(many=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+ENDPOINT_LIST = inline_serializer("WebhookEndpointList", fields={"data": EndpointOutSerializer(many=True)})
+DELIVERY_LIST = inline_serializer("WebhookDeliveryList", fields={"data": DeliveryOutSerializer(many=True)})
+ENDPOINT_EXAMPLE = OpenApiExample(
+    "Succeeded and failed generations only",
+    value={
+        "url": "https://example.com/atelier-hooks",
+        "events": ["generation.succeeded", "generation.failed"],
+    },
+    request_only=True,
+)
+
+
 class WebhookListApi(APIView):
-    @extend_schema(exclude=True)
+    @extend_schema(operation_id="webhooks_list", responses={200: ENDPOINT_LIST, **errors(401)})
     def get(self, request: Request) -> Response:
         endpoints = WebhookEndpoint.objects.filter(user=user_of(request))
         return Response({"data": [endpoint_resource(e) for e in endpoints]})
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        request=EndpointInSerializer,
+        examples=[ENDPOINT_EXAMPLE],
+        responses={201: EndpointOutSerializer, **errors(400, 401)},
+    )
     def post(self, request: Request) -> Response:
         serializer = EndpointInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -113,11 +158,14 @@ class WebhookListApi(APIView):
 
 
 class WebhookDetailApi(APIView):
-    @extend_schema(exclude=True)
+    @extend_schema(responses={200: EndpointOutSerializer, **errors(401, 404)})
     def get(self, request: Request, endpoint_id: str) -> Response:
         return Response(endpoint_resource(endpoint_of(request, endpoint_id)))
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        request=EndpointInSerializer(partial=True),
+        responses={200: EndpointOutSerializer, **errors(400, 401, 404)},
+    )
     def patch(self, request: Request, endpoint_id: str) -> Response:
         endpoint = endpoint_of(request, endpoint_id)
         serializer = EndpointInSerializer(data={"url": endpoint.url, **request.data}, partial=True)
@@ -134,21 +182,21 @@ class WebhookDetailApi(APIView):
         endpoint.save()
         return Response(endpoint_resource(endpoint))
 
-    @extend_schema(exclude=True)
+    @extend_schema(responses={204: None, **errors(401, 404)})
     def delete(self, request: Request, endpoint_id: str) -> Response:
         endpoint_of(request, endpoint_id).delete()
         return Response(status=204)
 
 
 class WebhookTestApi(APIView):
-    @extend_schema(exclude=True)
+    @extend_schema(request=None, responses={202: DeliveryOutSerializer, **errors(401, 404)})
     def post(self, request: Request, endpoint_id: str) -> Response:
         delivery = send_test_event(endpoint_of(request, endpoint_id))
         return Response(delivery_resource(delivery), status=202)
 
 
 class WebhookDeliveriesApi(APIView):
-    @extend_schema(exclude=True)
+    @extend_schema(responses={200: DELIVERY_LIST, **errors(401, 404)})
     def get(self, request: Request, endpoint_id: str) -> Response:
         endpoint = endpoint_of(request, endpoint_id)
         deliveries = endpoint.deliveries.prefetch_related("attempt_log")[:100]
