@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connection
 
 from billing.credits import account_for
 from billing.models import BillingAccount, Plan
@@ -80,9 +81,12 @@ def test_a_free_job_runs_even_while_the_priority_lane_stays_full(
     stop = threading.Event()
 
     def dispatcher() -> None:
-        while not stop.is_set():
-            tick()
-            time.sleep(0.3)
+        try:
+            while not stop.is_set():
+                tick()
+                time.sleep(0.3)
+        finally:
+            connection.close()  # this thread's own connection, or the test DB cannot be dropped
 
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(dispatcher)

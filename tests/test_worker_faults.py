@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.db import connection
 
 from billing.credits import account_for
 from billing.models import BillingAccount, CreditEntry, EntryKind
@@ -25,8 +26,15 @@ LONG = {"prompt": "a long render", "width": 512, "height": 512, "steps": 150}
 def reconcile() -> TickResult:
     """The dispatcher's step, in a thread of its own as in the dispatcher process (this thread may
     hold the browser tests' event loop, where synchronous event publishing is not allowed)."""
+
+    def step() -> TickResult:
+        try:
+            return tick()
+        finally:
+            connection.close()  # this thread's own connection, or the test DB cannot be dropped
+
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(tick).result()
+        return pool.submit(step).result()
 
 
 def submit(user: ApiUser, body: dict[str, Any]) -> dict[str, Any]:
