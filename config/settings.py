@@ -45,6 +45,7 @@ def env_secret(name: str, default: str) -> str:
 
 
 DATA_DIR = Path(os.environ.get("ATELIER_DATA_DIR", BASE_DIR / "var"))
+DATA_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and the built-in model live here
 DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
 if not SECRET_KEY:

@@ -200,3 +200,20 @@ def test_a_job_over_its_pools_time_limit_fails_with_timeout() -> None:
     SimpleWorker([queue], connection=queues.redis_client()).work(burst=True)
     generation.refresh_from_db()
     assert (generation.status, generation.error_code) == ("failed", "timeout")
+
+
+def test_a_job_lost_too_many_times_fails_and_releases_its_credits(on_commit: Any, settings: Any) -> None:
+    settings.ATELIER_MAX_ATTEMPTS = 3
+    user, api = user_on("basic", "unlucky_worker")
+    with on_commit():
+        job = submit(api).json()
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Generation.objects.filter(pk=job["id"]).update(
+        status="running", worker_name="ghost-worker", started_at=long_ago, attempts=2
+    )
+    with on_commit():
+        assert tick().failed == 1
+    generation = Generation.objects.get(pk=job["id"])
+    assert (generation.status, generation.error_code) == ("failed", "worker_lost")
+    account = BillingAccount.objects.get(user=user)
+    assert (account.balance, account.held) == (100_00, 0)
