@@ -43,6 +43,10 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("ATELIER_HOST", "127.0.0.1")
     children: list[subprocess.Popen[bytes]] = []
+    # Set both explicitly: a process started in the background by a script inherits an ignored
+    # SIGINT, and Ctrl-C must still stop everything.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     if not os.environ.get("REDIS_URL"):
         redis_port = int(os.environ.get("ATELIER_REDIS_PORT", "6380"))
         children.append(start_redis(redis_port, data_dir / "redis"))
@@ -62,7 +66,6 @@ def main() -> int:
         print(f"Sign up there, or sign in as staff: user 'admin', password '{password}'")
         print(f"(the password is kept in {data_dir / 'admin-password.txt'}).")
         print("Press Ctrl-C to stop.\n", flush=True)
-        signal.signal(signal.SIGTERM, interrupt)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("A process stopped; shutting down.", file=sys.stderr)
