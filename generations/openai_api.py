@@ -15,9 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image as PILImage
 
-from accounts.authentication import bearer_token
+from accounts.authentication import bearer_token, key_user
 from accounts.models import User
-from accounts.services import api_key_user
 from generations.errors import ApiError
 from generations.models import GenerationStatus, Image
 from generations.registry import all_models
@@ -41,7 +40,7 @@ def openai_error(status: int, message: str, *, code: str, param: str | None = No
 
 def authenticated(request: HttpRequest) -> User | None:
     token = bearer_token(request.headers.get("Authorization", ""))
-    return api_key_user(token) if token else None
+    return key_user(request, token) if token else None
 
 
 @csrf_exempt

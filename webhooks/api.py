@@ -15,7 +15,7 @@ from generations.errors import ApiError
 from generations.events import EVENT_TYPES, iso
 from generations.schema import errors
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.services import create_endpoint, send_test_event
+from webhooks.services import create_endpoint, is_uuid, send_test_event
 from webhooks.targets import UnsafeUrl, check_url
 
 
@@ -77,16 +77,6 @@ def endpoint_of(request: Request, endpoint_id: str) -> WebhookEndpoint:
     if endpoint is None:
         raise ApiError("not_found", "No such webhook endpoint.")
     return endpoint
-
-
-def is_uuid(value: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def unsafe(exc: UnsafeUrl) -> ApiError:
