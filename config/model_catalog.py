@@ -25,6 +25,7 @@ class ModelSpec:
     default_steps: int = 20
     cost_multiplier: float = 1.0
     builtin: bool = False
+    max_batch: int = 4  # images a worker may denoise together for compatible jobs (1 = no batching)
 
 
 def builtin_model(data_dir: Path) -> ModelSpec:

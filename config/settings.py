@@ -222,6 +222,10 @@ ATELIER_MAX_ATTEMPTS = env_int("ATELIER_MAX_ATTEMPTS", 3)
 ATELIER_DISPATCH_INTERVAL = float(os.environ.get("ATELIER_DISPATCH_INTERVAL", "2"))
 # Seconds between progress events of one generation (the last step is always sent).
 ATELIER_PROGRESS_INTERVAL = float(os.environ.get("ATELIER_PROGRESS_INTERVAL", "0.2"))
+# Dynamic batching: how long a worker that took a job waits for compatible ones to join it.
+ATELIER_BATCH_WAIT = float(os.environ.get("ATELIER_BATCH_WAIT", "0.02"))
+# Memory a worker may use, in MiB (0 = no limit); see gpu_worker/memory.py.
+ATELIER_WORKER_MEMORY_MB = env_int("ATELIER_WORKER_MEMORY_MB", 0)
 
 # Uploads for img2img: bytes, pixels and formats accepted.
 ATELIER_UPLOAD_MAX_BYTES = env_int("ATELIER_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)

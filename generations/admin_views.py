@@ -28,8 +28,7 @@ class WorkerRow:
     pools: list[str]
     device: str
     models: list[str]
-    current_job: str | None
-    current_job_url: str | None
+    current_jobs: list[tuple[str, str]]  # (generation id, admin url): a batch runs several
     seconds_since_beat: float | None
 
 
@@ -61,7 +60,7 @@ def live_workers(now: float | None = None) -> list[WorkerRow]:
             state: dict[str, Any] = json.loads(raw)
         except ValueError:
             state = {}
-        job = state.get("current_job") or None
+        jobs = [str(job) for job in state.get("current_jobs") or []]
         beat = state.get("at")
         rows.append(
             WorkerRow(
@@ -69,8 +68,9 @@ def live_workers(now: float | None = None) -> list[WorkerRow]:
                 pools=list(state.get("pools") or []),
                 device=str(state.get("device") or ""),
                 models=[str(m) for m in state.get("models") or []],
-                current_job=job,
-                current_job_url=reverse("admin:generations_generation_change", args=[job]) if job else None,
+                current_jobs=[
+                    (job, reverse("admin:generations_generation_change", args=[job])) for job in jobs
+                ],
                 seconds_since_beat=max(0.0, now - float(beat)) if isinstance(beat, int | float) else None,
             )
         )
@@ -110,6 +110,29 @@ def pool_queues(pools: list[str]) -> list[PoolRow]:
     ]
 
 
+PHASES = ("queue_wait", "load", "denoise", "save", "it_per_s", "batch")
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    pool: str
+    jobs: int
+    means: dict[str, float | None]
+
+
+def phase_timings(pools: list[str]) -> list[PhaseRow]:
+    """Mean of each phase over the pool's recent finished jobs (the workers report them to Redis)."""
+    rows = []
+    for pool in pools:
+        recent = queues.recent_job_metrics(pool)
+        means: dict[str, float | None] = {}
+        for phase in PHASES:
+            values = [float(str(m[phase])) for m in recent if isinstance(m.get(phase), int | float)]
+            means[phase] = sum(values) / len(values) if values else None
+        rows.append(PhaseRow(pool=pool, jobs=len(recent), means=means))
+    return rows
+
+
 def workers(request: HttpRequest) -> HttpResponse:
     rows = live_workers()
     configured = {m.pool for m in settings.ATELIER_MODELS.values()}
@@ -119,6 +142,7 @@ def workers(request: HttpRequest) -> HttpResponse:
         "title": "Workers and queues",
         "workers": rows,
         "pools": pool_queues(sorted(configured | served)),
+        "phases": phase_timings(sorted(configured | served)),
         "lanes": settings.LANES,
         "heartbeat_ttl": settings.ATELIER_HEARTBEAT_TTL,
         "dead_letters_url": reverse("admin:generations_generation_changelist") + DEAD_LETTERS_QUERY,

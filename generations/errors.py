@@ -34,6 +34,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "generation_failed": (500, "The image could not be generated."),
     "worker_lost": (500, "The worker running this generation was lost."),
     "timeout": (500, "The generation took longer than its pool allows."),
+    "out_of_memory": (500, "The image did not fit in the GPU memory even with every memory saving on."),
     "retries_exhausted": (500, "The generation kept failing on a temporary error."),
 }
 

@@ -85,6 +85,17 @@ class Generation(models.Model):
     lane_entered_at = models.DateTimeField(default=timezone.now)
     retry_at = models.DateTimeField(null=True, blank=True)
     run_seconds = models.FloatField(null=True, blank=True)
+    batch_size = models.PositiveSmallIntegerField(
+        default=0, help_text="Jobs in the batch this one ran in (0 = not run yet)."
+    )
+    memory_mode = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Out-of-memory savings it needed: normal, split, sliced, offload.",
+    )
+    timings = models.JSONField(
+        default=dict, blank=True, help_text="Seconds per phase: queue_wait, load, denoise, save; it_per_s."
+    )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

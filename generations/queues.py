@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from functools import lru_cache
@@ -105,6 +106,25 @@ def record_duration(pool: str, seconds: float, *, at: float) -> None:
 def mean_duration(pool: str, default: float = 10.0) -> float:
     values = [float(v) for v in redis_client().lrange(durations_key(pool), 0, -1)]
     return sum(values) / len(values) if values else default
+
+
+JOB_METRICS_KEPT = 200
+
+
+def job_metrics_key(pool: str) -> str:
+    return f"atelier:job-metrics:{pool}"
+
+
+def record_job_metrics(pool: str, metrics: dict[str, object]) -> None:
+    """The phase timings of a finished job, newest first, for the admin and /metrics to aggregate."""
+    pipe = redis_client().pipeline()
+    pipe.lpush(job_metrics_key(pool), json.dumps(metrics))
+    pipe.ltrim(job_metrics_key(pool), 0, JOB_METRICS_KEPT - 1)
+    pipe.execute()
+
+
+def recent_job_metrics(pool: str) -> list[dict[str, object]]:
+    return [json.loads(raw) for raw in redis_client().lrange(job_metrics_key(pool), 0, -1)]
 
 
 def pool_workers_key(pool: str) -> str:

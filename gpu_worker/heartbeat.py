@@ -32,14 +32,14 @@ def is_running(name: str, generation_id: str) -> bool:
     raw = redis_client().get(heartbeat_key(name)) if name else None
     if raw is None:
         return False
-    return bool(json.loads(raw).get("current_job") == generation_id)
+    return generation_id in (json.loads(raw).get("current_jobs") or [])
 
 
 class Heartbeat:
     def __init__(self, name: str, info: dict[str, Any]) -> None:
         self.name = name
         self.info = dict(info)
-        self.current_job: str | None = None
+        self.current_jobs: list[str] = []  # a batch runs several at once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -49,7 +49,7 @@ class Heartbeat:
 
     def beat(self) -> None:
         now = time.time()
-        state = {**self.info, "current_job": self.current_job, "at": now}
+        state = {**self.info, "current_jobs": self.current_jobs, "at": now}
         pipe = redis_client().pipeline()
         pipe.set(heartbeat_key(self.name), json.dumps(state), ex=settings.ATELIER_HEARTBEAT_TTL)
         for pool in self.info.get("pools", []):

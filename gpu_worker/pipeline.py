@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,8 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+from gpu_worker.memory import MemoryBudget, describe_modes, memory_mode, next_mode, release_device_memory
 
 # on_step(step, total_steps, latents) -> keep going?  step is 1-based.
 StepCallback = Callable[[int, int, torch.Tensor], bool]
@@ -41,6 +43,7 @@ class LoadedModel:
     path: str
     txt2img: Any  # StableDiffusionPipeline
     load_seconds: float
+    device: str = "cpu"
     # The scheduler is stateful and shared by both pipelines, so renders on one model must not overlap.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _img2img: Any = field(default=None, repr=False)
@@ -122,7 +125,9 @@ class ModelCache:
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.loads += 1
-        return LoadedModel(path=path, txt2img=pipe, load_seconds=time.perf_counter() - started)
+        return LoadedModel(
+            path=path, txt2img=pipe, load_seconds=time.perf_counter() - started, device=self.device
+        )
 
     def _release_memory(self) -> None:
         gc.collect()
@@ -151,63 +156,180 @@ class RenderSpec:
         return min(int(self.steps * self.strength), self.steps)
 
 
+# on_batch_step(step, total, latents by job index) -> indexes of the jobs to stop (canceled).
+BatchStepCallback = Callable[[int, int, dict[int, torch.Tensor]], Collection[int]]
+
+
+class AllCanceled(Exception):
+    """Every job of a (sub-)batch was canceled: stop before the next UNet call."""
+
+
+@dataclass
+class BatchResult:
+    images: list[list[Image.Image] | None]  # per job; None when the job was canceled
+    memory_mode: str = "normal"  # which rung of the out-of-memory ladder it took
+
+
 def render(model: LoadedModel, spec: RenderSpec, on_step: StepCallback | None = None) -> list[Image.Image]:
-    if not spec.seeds:
-        raise ValueError("at least one seed is required")
-    if spec.denoising_steps < 1:
-        raise ValueError("steps * strength must be at least 1")
-    # One CPU generator per image: image i depends only on its own seed, whatever the batch size,
-    # and CPU noise is identical on every device.
-    generators = [torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds]
+    """One job alone; raises RenderCanceled when `on_step` returns False."""
+
+    def on_batch_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
+        if on_step is not None and on_step(step, total, latents[0]) is False:
+            return {0}
+        return set()
+
+    result = render_batch(model, [spec], on_batch_step)
+    images = result.images[0]
+    if images is None:
+        raise RenderCanceled("canceled")
+    return images
+
+
+def render_batch(
+    model: LoadedModel,
+    specs: list[RenderSpec],
+    on_step: BatchStepCallback | None = None,
+    budget: MemoryBudget | None = None,
+) -> BatchResult:
+    """Several compatible jobs as one batch (same size, steps and guidance; own prompts and seeds).
+
+    Each image still draws its noise from its own seed, so a job gives the same images alone or
+    batched. On out-of-memory it climbs the ladder in `gpu_worker.memory`: split the batch, then
+    slice attention and the VAE, then offload to the CPU.
+    """
+    for spec in specs:
+        if not spec.seeds:
+            raise ValueError("at least one seed is required")
+        if spec.denoising_steps < 1:
+            raise ValueError("steps * strength must be at least 1")
+    images: list[list[Image.Image] | None] = [None] * len(specs)
+    modes: set[str] = set()
+    canceled: set[int] = set()
+
+    def run(indexes: list[int], mode: str) -> None:
+        try:
+            with model.lock, memory_mode(model, mode):
+                if budget is not None:
+                    budget.check(model, [specs[i] for i in indexes], mode)
+                outputs = _run_once(model, [specs[i] for i in indexes], indexes, on_step, canceled)
+            modes.add(mode)
+            for index, output in zip(indexes, outputs, strict=True):
+                images[index] = None if index in canceled else output
+        except AllCanceled:
+            return
+        except torch.OutOfMemoryError:
+            release_device_memory(model)
+            if len(indexes) > 1:
+                modes.add("split")
+                half = len(indexes) // 2
+                run(indexes[:half], mode)
+                run(indexes[half:], mode)
+                return
+            following = next_mode(mode, model)
+            if following is None:
+                raise
+            run(indexes, following)
+
+    pending = list(range(len(specs)))
+    run(pending, "normal")
+    return BatchResult(images=images, memory_mode=describe_modes(modes))
+
+
+def _run_once(
+    model: LoadedModel,
+    specs: list[RenderSpec],
+    indexes: list[int],
+    on_step: BatchStepCallback | None,
+    canceled: set[int],
+) -> list[list[Image.Image]]:
+    first = specs[0]
+    # Image i of the batch belongs to job owner[i]; one CPU generator per image, so an image
+    # depends only on its own seed whatever the batch, and CPU noise is the same on every device.
+    owner = [index for index, spec in zip(indexes, specs, strict=True) for _ in spec.seeds]
+    generators = [torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds]
+    prompts = [spec.prompt for spec in specs for _ in spec.seeds]
+    positions = {i: [k for k, o in enumerate(owner) if o == i] for i in indexes}
+    negatives = [spec.negative_prompt for spec in specs for _ in spec.seeds]
 
     def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if on_step is None:
+            return {}
+        latents = tensors["latents"]
+        active = [i for i in indexes if i not in canceled]
+        slices = {i: latents[positions[i]] for i in active}
+        canceled.update(on_step(index + 1, pipe.num_timesteps, slices))
         # Raising here aborts before the next UNet call and skips the VAE decode; setting
         # pipe._interrupt would still decode the half-finished latents.
-        if on_step is not None and on_step(index + 1, pipe.num_timesteps, tensors["latents"]) is False:
-            raise RenderCanceled(f"canceled after step {index + 1}")
+        if all(i in canceled for i in indexes):
+            raise AllCanceled()
         return {}
 
     arguments: dict[str, Any] = {
-        "prompt": spec.prompt,
-        "negative_prompt": spec.negative_prompt or None,
-        "num_inference_steps": spec.steps,
-        "guidance_scale": spec.guidance,
-        "num_images_per_prompt": len(spec.seeds),
+        "prompt": prompts,
+        "negative_prompt": negatives if any(negatives) else None,
+        "num_inference_steps": first.steps,
+        "guidance_scale": first.guidance,
+        "num_images_per_prompt": 1,
         "generator": generators,
         "callback_on_step_end": step_end,
         "callback_on_step_end_tensor_inputs": ["latents"],
     }
-    with model.lock, torch.inference_mode():
-        if spec.init_image is None:
-            output = model.txt2img(width=spec.width, height=spec.height, **arguments)
+    with torch.inference_mode():
+        if first.init_image is None:
+            output = model.txt2img(width=first.width, height=first.height, **arguments)
         else:
-            init = spec.init_image.convert("RGB").resize((spec.width, spec.height), Image.Resampling.LANCZOS)
-            if spec.mask_image is None:
-                output = model.img2img(image=init, strength=spec.strength, **arguments)
+            size = (first.width, first.height)
+            inits = [
+                s.init_image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+                for s in specs
+                for _ in s.seeds
+                if s.init_image
+            ]
+            if first.mask_image is None:
+                output = model.img2img(image=inits, strength=first.strength, **arguments)
             else:
-                mask = spec.mask_image.convert("L").resize(
-                    (spec.width, spec.height), Image.Resampling.NEAREST
-                )
+                masks = [
+                    s.mask_image.convert("L").resize(size, Image.Resampling.NEAREST)
+                    for s in specs
+                    for _ in s.seeds
+                    if s.mask_image
+                ]
                 output = model.inpaint(
-                    image=init,
-                    mask_image=mask,
-                    strength=spec.strength,
-                    width=spec.width,
-                    height=spec.height,
+                    image=inits,
+                    mask_image=masks,
+                    strength=first.strength,
+                    width=first.width,
+                    height=first.height,
                     **arguments,
                 )
-    return list(output.images)
+    pictures = list(output.images)
+    per_job: list[list[Image.Image]] = [[] for _ in specs]
+    for picture, index in zip(pictures, owner, strict=True):
+        per_job[indexes.index(index)].append(picture)
+    return per_job
 
 
-def render_trivial(spec: RenderSpec, on_step: StepCallback | None = None) -> list[Image.Image]:
+def render_trivial(specs: list[RenderSpec], on_step: BatchStepCallback | None = None) -> BatchResult:
     """The "noop" family: no model, flat images from the seed, the same step callbacks. It lets
     benchmarks and tests measure the queue instead of the denoiser."""
-    latents = torch.zeros(1, 4, max(1, spec.height // 8), max(1, spec.width // 8))
-    steps = spec.denoising_steps
+    images: list[list[Image.Image] | None] = [None] * len(specs)
+    canceled: set[int] = set()
+    steps = max(spec.denoising_steps for spec in specs)
     for step in range(1, steps + 1):
-        if on_step is not None and on_step(step, steps, latents) is False:
-            raise RenderCanceled(f"canceled after step {step}")
-    return [Image.new("RGB", (spec.width, spec.height), seed_color(seed)) for seed in spec.seeds]
+        if on_step is None:
+            break
+        latents = {
+            i: torch.zeros(len(spec.seeds), 4, max(1, spec.height // 8), max(1, spec.width // 8))
+            for i, spec in enumerate(specs)
+            if i not in canceled
+        }
+        canceled.update(on_step(step, steps, latents))
+        if len(canceled) == len(specs):
+            break
+    for i, spec in enumerate(specs):
+        if i not in canceled:
+            images[i] = [Image.new("RGB", (spec.width, spec.height), seed_color(seed)) for seed in spec.seeds]
+    return BatchResult(images=images)
 
 
 def seed_color(seed: int) -> tuple[int, int, int]:

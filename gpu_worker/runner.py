@@ -30,14 +30,17 @@ from generations.scheduling import release_pending
 from generations.selectors import image_resource
 from generations.services import settle
 from generations.storage import open_content, save_content
+from gpu_worker.batching import claim, take_mates
 from gpu_worker.heartbeat import Heartbeat
+from gpu_worker.memory import MemoryBudget
 from gpu_worker.pipeline import (
+    BatchResult,
+    BatchStepCallback,
     ModelCache,
-    RenderCanceled,
     RenderSpec,
     latents_to_preview,
     png_with_parameters,
-    render,
+    render_batch,
     render_trivial,
     webp_thumbnail,
 )
@@ -45,9 +48,8 @@ from gpu_worker.pipeline import (
 log = logging.getLogger(__name__)
 
 
-# Errors that another try may not hit: memory pressure on the device, a broken connection.
+# Errors that another try may not hit: a broken connection. (Out-of-memory has its own ladder.)
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    torch.OutOfMemoryError,
     RedisConnectionError,
     ConnectionError,
 )
@@ -61,12 +63,17 @@ class GenerationFailed(Exception):
 
 
 class GenerationRunner:
-    def __init__(self, *, device: str = "cpu", name: str | None = None) -> None:
+    def __init__(
+        self, *, device: str = "cpu", name: str | None = None, memory_budget: MemoryBudget | None = None
+    ) -> None:
         self.name = name or f"{socket.gethostname()}.{os.getpid()}"
         self.cache = ModelCache(device=device)
         self.publisher = EventPublisher()
         self.progress_interval = settings.ATELIER_PROGRESS_INTERVAL
         self.heartbeat: Heartbeat | None = None
+        self.memory_budget = memory_budget
+        if memory_budget is not None:
+            memory_budget.apply(device)
 
     def preload(self, pools: list[str]) -> None:
         for spec in settings.ATELIER_MODELS.values():
@@ -79,58 +86,94 @@ class GenerationRunner:
         record_webhooks(generation.user_id, event)
 
     def run_one(self, generation_id: str) -> str:
-        claimed = Generation.objects.filter(pk=generation_id, status=GenerationStatus.QUEUED).update(
-            status=GenerationStatus.RUNNING, started_at=timezone.now(), worker_name=self.name, step=0
-        )
-        if claimed != 1:
+        """Run this generation, and compatible queued ones with it as one batch."""
+        head = Generation.objects.filter(pk=generation_id).first()
+        if head is None or not claim(head, self.name):
             # Canceled while queued, or delivered twice: the row says someone else owns it.
             return "skipped"
-        generation = Generation.objects.get(pk=generation_id)
-        self.publish(generation, "generation.started")
+        spec = get_model(head.model_name)
+        jobs = [head]
+        if spec is not None and spec.max_batch > 1:
+            jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name)
+        for job in jobs:
+            self.publish(job, "generation.started")
         if self.heartbeat is not None:
-            self.heartbeat.current_job = generation_id
+            self.heartbeat.current_jobs = [str(job.id) for job in jobs]
             self.heartbeat.beat_quietly()
         try:
-            images = self.render(generation)
-            self.succeed(generation, images)
-        except RenderCanceled:
-            self.finish(generation, GenerationStatus.CANCELED, "generation.canceled")
-        except GenerationFailed as exc:
-            self.fail(generation, exc.code, exc.message)
-        except JobTimeoutException:
-            self.fail(generation, "timeout", "The generation ran longer than its pool's limit.")
-        except TRANSIENT_ERRORS as exc:
-            log.warning("generation %s hit a transient error: %s", generation_id, exc)
-            self.retry_later(generation, exc)
-        except Exception as exc:
-            log.exception("generation %s failed", generation_id)
-            self.fail(generation, "generation_failed", f"The image could not be generated: {exc}")
+            self.run_batch(jobs)
         finally:
-            queues.redis_client().delete(queues.cancel_flag_key(generation_id))
+            queues.redis_client().delete(*(queues.cancel_flag_key(str(job.id)) for job in jobs))
             if self.heartbeat is not None:
-                self.heartbeat.current_job = None
-        return generation.status
+                self.heartbeat.current_jobs = []
+        return head.status
 
-    def render(self, generation: Generation) -> list[PILImage.Image]:
-        spec = get_model(generation.model_name)
+    def run_batch(self, jobs: list[Generation]) -> None:
+        clock = time.perf_counter()
+        try:
+            result, load_seconds = self.render(jobs)
+        except GenerationFailed as exc:
+            self.fail_all(jobs, exc.code, exc.message)
+            return
+        except JobTimeoutException:
+            self.fail_all(jobs, "timeout", "The generation ran longer than its pool's limit.")
+            return
+        except torch.OutOfMemoryError as exc:
+            log.warning("batch of %d ran out of memory on every rung: %s", len(jobs), exc)
+            self.fail_all(jobs, "out_of_memory", CATALOGUE["out_of_memory"][1])
+            return
+        except TRANSIENT_ERRORS as exc:
+            log.warning("batch of %d hit a transient error: %s", len(jobs), exc)
+            for job in jobs:
+                self.retry_later(job, exc)
+            return
+        except Exception as exc:
+            log.exception("batch of %d failed", len(jobs))
+            self.fail_all(jobs, "generation_failed", f"The image could not be generated: {exc}")
+            return
+        denoise = time.perf_counter() - clock - load_seconds
+        finished = [
+            (job, images) for job, images in zip(jobs, result.images, strict=True) if images is not None
+        ]
+        for job, images in finished:
+            timings = {
+                "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
+                if job.started_at
+                else 0.0,
+                "load": round(load_seconds, 4),
+                "denoise": round(denoise, 4),
+                "it_per_s": round(job.total_steps / denoise, 2) if denoise > 0 else None,
+            }
+            self.succeed(job, images, timings=timings, batch_size=len(jobs), memory_mode=result.memory_mode)
+        if finished:
+            per_job = (time.perf_counter() - clock) / len(finished)
+            queues.record_duration(jobs[0].pool, per_job, at=time.time())
+
+    def fail_all(self, jobs: list[Generation], code: str, message: str) -> None:
+        for job in jobs:
+            self.fail(job, code, message)
+
+    def render(self, jobs: list[Generation]) -> tuple[BatchResult, float]:
+        """Denoise the batch; returns the images per job and the seconds spent loading the model."""
+        spec = get_model(jobs[0].model_name)
         if spec is None:
             raise GenerationFailed(
-                "model_unavailable", f"The model {generation.model_name!r} is not configured."
+                "model_unavailable", f"The model {jobs[0].model_name!r} is not configured."
             )
-        on_step = self.progress_callback(generation)
+        on_step = self.progress_callback(jobs)
         if spec.family == "noop":
-            return render_trivial(self.render_spec(generation, None), on_step)
+            return render_trivial([self.render_spec(job) for job in jobs], on_step), 0.0
+        started = time.perf_counter()
         try:
             model = self.cache.get(spec.path)
         except Exception as exc:
             log.exception("could not load %s", spec.path)
             raise GenerationFailed("model_unavailable") from exc
-        init_image = load_upload(generation.input_upload)
-        render_spec = self.render_spec(generation, init_image)
-        render_spec.mask_image = load_upload(generation.mask_upload)
-        return render(model, render_spec, on_step)
+        load_seconds = time.perf_counter() - started
+        specs = [self.render_spec(job) for job in jobs]
+        return render_batch(model, specs, on_step, self.memory_budget), load_seconds
 
-    def render_spec(self, generation: Generation, init_image: PILImage.Image | None) -> RenderSpec:
+    def render_spec(self, generation: Generation) -> RenderSpec:
         return RenderSpec(
             prompt=generation.prompt,
             negative_prompt=generation.negative_prompt,
@@ -139,33 +182,55 @@ class GenerationRunner:
             steps=generation.steps,
             guidance=generation.guidance,
             seeds=[generation.seed + i for i in range(generation.n)],
-            init_image=init_image,
+            init_image=load_upload(generation.input_upload),
+            mask_image=load_upload(generation.mask_upload),
             strength=generation.strength or 0.6,
         )
 
-    def progress_callback(self, generation: Generation) -> Any:
-        generation_id = str(generation.id)
+    def progress_callback(self, jobs: list[Generation]) -> BatchStepCallback:
+        """Per step: one Redis round trip for every job's cancel flag; at most every
+        `progress_interval` one UPDATE for the batch and a progress event with each job's preview."""
         last_sent = 0.0
+        keys = [queues.cancel_flag_key(str(job.id)) for job in jobs]
 
-        def on_step(step: int, total: int, latents: torch.Tensor) -> bool:
+        def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
             nonlocal last_sent
-            if queues.cancel_requested(generation_id):
-                return False
+            active = list(latents)
+            pipe = queues.redis_client().pipeline()
+            for index in active:
+                pipe.exists(keys[index])
+            stopped = {index for index, flag in zip(active, pipe.execute(), strict=True) if flag}
+            for index in stopped:
+                self.finish(jobs[index], GenerationStatus.CANCELED, "generation.canceled")
+            running = [index for index in active if index not in stopped]
             now = time.monotonic()
-            if step < total and now - last_sent < self.progress_interval:
-                return True
+            if not running or (step < total and now - last_sent < self.progress_interval):
+                return stopped
             last_sent = now
-            generation.step, generation.total_steps = step, total
             Generation.objects.filter(
-                pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
+                pk__in=[jobs[i].pk for i in running], status=GenerationStatus.RUNNING, worker_name=self.name
             ).update(step=step, total_steps=total)
-            preview = "data:image/jpeg;base64," + base64.b64encode(latents_to_preview(latents)).decode()
-            self.publish(generation, "generation.progress", preview=preview)
-            return True
+            for index in running:
+                job = jobs[index]
+                job.step, job.total_steps = step, total
+                preview = (
+                    "data:image/jpeg;base64," + base64.b64encode(latents_to_preview(latents[index])).decode()
+                )
+                self.publish(job, "generation.progress", preview=preview)
+            return stopped
 
         return on_step
 
-    def succeed(self, generation: Generation, images: list[PILImage.Image]) -> None:
+    def succeed(
+        self,
+        generation: Generation,
+        images: list[PILImage.Image],
+        *,
+        timings: dict[str, Any] | None = None,
+        batch_size: int = 1,
+        memory_mode: str = "normal",
+    ) -> None:
+        clock = time.perf_counter()
         rows = []
         for index, picture in enumerate(images):
             seed = generation.seed + index
@@ -185,11 +250,22 @@ class GenerationRunner:
                     sha256=digest,
                 )
             )
+        timings = {**(timings or {}), "save": round(time.perf_counter() - clock, 4)}
         with transaction.atomic():
             done = generation.total_steps or generation.steps
-            if not self.transition(generation, GenerationStatus.SUCCEEDED, images=len(rows), step=done):
+            changed = self.transition(
+                generation,
+                GenerationStatus.SUCCEEDED,
+                images=len(rows),
+                step=done,
+                timings=timings,
+                batch_size=batch_size,
+                memory_mode=memory_mode,
+            )
+            if not changed:
                 return
             Image.objects.bulk_create(rows)
+        queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
         self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])
 
     def retry_later(self, generation: Generation, exc: Exception) -> None:
@@ -231,9 +307,10 @@ class GenerationRunner:
         with transaction.atomic():
             # Only the worker that claimed it may finish it: a job re-queued after its worker was
             # presumed lost belongs to the next worker.
+            run_seconds = (now - generation.started_at).total_seconds() if generation.started_at else None
             changed = Generation.objects.filter(
                 pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
-            ).update(status=status, finished_at=now, **fields)
+            ).update(status=status, finished_at=now, run_seconds=run_seconds, **fields)
             if changed != 1:
                 return False
             settle(generation, finished_images=images)

@@ -128,7 +128,7 @@ def test_it_lists_live_workers_with_their_pools_and_current_job(admin_client: Cl
         "pools": [POOL],
         "device": "cuda:3",
         "models": ["/models/atelier-tiny"],
-        "current_job": str(running.id),
+        "current_jobs": [str(running.id)],
         "at": time.time() - 4,
     }
     queues.redis_client().set(heartbeat_key(f"{POOL}-gpu-1"), json.dumps(state), ex=60)

@@ -13,6 +13,7 @@ from rq import Queue, SimpleWorker
 from generations.registry import lanes_for_pools
 from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.jobs import install_runner
+from gpu_worker.memory import MemoryBudget
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
 
@@ -27,6 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--pools", default=",".join(pools), help="comma-separated pools to serve")
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
         parser.add_argument("--name", default=None, help="worker name (default host.pid)")
+        parser.add_argument(
+            "--memory-mb",
+            type=int,
+            default=settings.ATELIER_WORKER_MEMORY_MB,
+            help="memory budget in MiB (0 = none); over it a batch is split, sliced, then offloaded",
+        )
         parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -38,7 +45,8 @@ class Command(BaseCommand):
         for spec in settings.ATELIER_MODELS.values():
             if spec.builtin and spec.pool in pools and ensure_tiny_model(Path(spec.path)):
                 self.stdout.write(f"Built the small model in {spec.path}")
-        runner = GenerationRunner(device=options["device"], name=options["name"])
+        budget = MemoryBudget(options["memory_mb"] * 2**20) if options["memory_mb"] > 0 else None
+        runner = GenerationRunner(device=options["device"], name=options["name"], memory_budget=budget)
         runner.preload(pools)
         runner.heartbeat = Heartbeat(
             runner.name, {"pools": pools, "device": options["device"], "models": runner.cache.paths()}

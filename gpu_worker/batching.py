@@ -1,0 +1,117 @@
+"""Dynamic batching: a worker that took a job also takes queued jobs that can share its batch.
+
+Compatible means the same model, kind, size, steps and guidance (prompts, negative prompts and
+seeds may differ). Mates are taken from the head job's own queue, in queue order, up to the
+model's `max_batch` images, for at most `ATELIER_BATCH_WAIT` seconds. A batch never delays a
+higher lane: while any higher lane of the pool has a job waiting, no mate is added and nobody waits.
+
+A mate is claimed in the database first (queued -> running, conditional), then its RQ job is
+removed, so a worker that pops that job anyway finds it taken and skips it, and a worker that
+dies holding it is found by the reconciler like any other running job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from generations.models import Generation, GenerationKind, GenerationStatus
+from generations.queues import job_id_for, redis_client
+
+SCAN_DEPTH = 64  # queued jobs looked at per poll
+POLL_SECONDS = 0.005
+
+
+def batch_key(generation: Generation) -> tuple[Any, ...]:
+    return (
+        generation.model_name,
+        generation.kind,
+        generation.width,
+        generation.height,
+        generation.steps,
+        generation.guidance,
+    )
+
+
+def is_batchable(generation: Generation) -> bool:
+    # img2img and inpaint carry their own source images and strengths: they run alone for now.
+    return generation.kind == GenerationKind.TXT2IMG
+
+
+def generation_id_of(job_id: bytes) -> str | None:
+    """RQ job ids are ``gen-<uuid>-<attempt>``."""
+    text = job_id.decode()
+    if not text.startswith("gen-"):
+        return None
+    return text[4:].rsplit("-", 1)[0]
+
+
+def higher_lanes_busy(head: Generation) -> bool:
+    lanes = list(settings.LANES)
+    higher = lanes[: lanes.index(head.lane)] if head.lane in lanes else []
+    if not higher:
+        return False
+    pipe = redis_client().pipeline()
+    for lane in higher:
+        pipe.llen(f"rq:queue:gen.{head.pool}.{lane}")
+    return any(pipe.execute())
+
+
+def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[Generation]:
+    """Claim compatible queued jobs for `head`'s batch (see the module docstring)."""
+    room = max_images - head.n
+    if room <= 0 or not is_batchable(head):
+        return []
+    deadline = time.monotonic() + settings.ATELIER_BATCH_WAIT
+    key = batch_key(head)
+    queue_key = f"rq:queue:{head.queue_name}"
+    client = redis_client()
+    mates: list[Generation] = []
+    while room > 0 and not higher_lanes_busy(head):
+        job_ids = client.lrange(queue_key, 0, SCAN_DEPTH - 1)
+        order = {gid: i for i, gid in enumerate(filter(None, map(generation_id_of, job_ids)))}
+        candidates = Generation.objects.filter(
+            pk__in=list(order),
+            status=GenerationStatus.QUEUED,
+            model_name=head.model_name,
+            kind=head.kind,
+            width=head.width,
+            height=head.height,
+            steps=head.steps,
+            guidance=head.guidance,
+            n__lte=room,
+        )
+        for candidate in sorted(candidates, key=lambda g: order[str(g.id)]):
+            if candidate.n > room or batch_key(candidate) != key or not claim(candidate, worker_name):
+                continue
+            drop_rq_job(client, queue_key, candidate)
+            mates.append(candidate)
+            room -= candidate.n
+            if room <= 0:
+                break
+        if room <= 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    return mates
+
+
+def claim(generation: Generation, worker_name: str) -> bool:
+    now = timezone.now()
+    claimed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED).update(
+        status=GenerationStatus.RUNNING, started_at=now, worker_name=worker_name, step=0
+    )
+    if claimed == 1:
+        generation.status, generation.started_at = GenerationStatus.RUNNING, now
+        generation.worker_name, generation.step = worker_name, 0
+    return claimed == 1
+
+
+def drop_rq_job(client: Any, queue_key: str, generation: Generation) -> None:
+    job_id = job_id_for(generation)
+    pipe = client.pipeline()
+    pipe.lrem(queue_key, 1, job_id)
+    pipe.delete(f"rq:job:{job_id}")
+    pipe.execute()
