@@ -1,0 +1,279 @@
+"""Dynamic batching and the out-of-memory ladder, with the built-in model on the CPU and real Redis."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from django.test import Client
+from PIL import Image as PILImage
+
+from accounts.models import User
+from generations import queues
+from generations.models import Generation, GenerationStatus, Image
+from generations.registry import default_model
+from generations.storage import open_content
+from gpu_worker.memory import MemoryBudget, estimate_bytes
+from gpu_worker.pipeline import BatchStepCallback, LoadedModel, ModelCache, RenderSpec, render, render_batch
+from gpu_worker.runner import GenerationRunner
+from gpu_worker.tiny_model import ensure_tiny_model
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    ensure_tiny_model(Path(default_model().path))
+    return ModelCache().get(default_model().path)
+
+
+@pytest.fixture
+def runner() -> Iterator[GenerationRunner]:
+    ensure_tiny_model(Path(default_model().path))
+    instance = GenerationRunner(name="batch-runner")
+    yield instance
+    instance.publisher.close()
+
+
+@pytest.fixture(autouse=True)
+def empty_queues() -> None:
+    client = queues.redis_client()
+    for key in client.scan_iter(match="rq:queue:gen.*"):
+        client.delete(key)
+    client.delete(queues.job_metrics_key(default_model().pool))
+
+
+def pixels(image: PILImage.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def spec(prompt: str, seeds: list[int], **fields: object) -> RenderSpec:
+    values: dict[str, object] = {"width": 64, "height": 64, "steps": 3, "guidance": 5.0, **fields}
+    return RenderSpec(prompt=prompt, seeds=seeds, **values)  # type: ignore[arg-type]
+
+
+# The pipeline: a batch gives each job the images it would get alone
+
+
+def test_batched_jobs_get_the_images_they_would_get_alone(model: LoadedModel) -> None:
+    specs = [
+        spec("a red boat", [11]),
+        spec("a cat at night", [12, 13], negative_prompt="blurry"),
+        spec("", [99]),
+    ]
+
+    batched = render_batch(model, specs)
+
+    assert batched.memory_mode == "normal"
+    for one, images in zip(specs, batched.images, strict=True):
+        assert images is not None
+        alone = render(model, one)
+        assert len(images) == len(alone) == len(one.seeds)
+        for mine, reference in zip(images, alone, strict=True):
+            assert np.abs(pixels(mine) - pixels(reference)).max() <= 2
+    # Different prompts and seeds really do give different pictures in one batch.
+    first, second = batched.images[0], batched.images[1]
+    assert first is not None and second is not None
+    assert np.abs(pixels(first[0]) - pixels(second[0])).mean() > 1
+
+
+def test_progress_reaches_each_job_with_its_own_latents(model: LoadedModel) -> None:
+    specs = [spec("one", [1]), spec("two", [2, 3])]
+    seen: dict[int, list[tuple[int, tuple[int, ...]]]] = {0: [], 1: []}
+
+    def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
+        for index, tensor in latents.items():
+            seen[index].append((step, tuple(tensor.shape)))
+        return set()
+
+    render_batch(model, specs, on_step)
+
+    assert [s for s, _ in seen[0]] == [1, 2, 3] == [s for s, _ in seen[1]]
+    assert seen[0][0][1][0] == 1 and seen[1][0][1][0] == 2  # one latent per image of that job
+
+
+def test_canceling_one_job_of_a_batch_leaves_the_others_running(model: LoadedModel) -> None:
+    specs = [spec("keep", [1]), spec("stop", [2]), spec("keep too", [3])]
+
+    result = render_batch(model, specs, lambda step, total, latents: {1} if step == 1 else set())
+
+    assert result.images[1] is None
+    assert result.images[0] is not None and result.images[2] is not None
+
+
+# The out-of-memory ladder, forced with a small memory budget
+
+
+def test_a_batch_over_budget_is_split(model: LoadedModel) -> None:
+    specs = [spec(f"p{i}", [i]) for i in range(4)]
+    two = estimate_bytes(model, specs[:2], "normal")
+    assert estimate_bytes(model, specs, "normal") > two
+
+    result = render_batch(model, specs, budget=MemoryBudget(two))
+
+    assert result.memory_mode == "split"
+    alone = [render(model, s)[0] for s in specs]
+    for images, reference in zip(result.images, alone, strict=True):
+        assert images is not None
+        assert np.abs(pixels(images[0]) - pixels(reference)).max() <= 2
+
+
+def test_one_image_over_budget_runs_with_sliced_attention_and_a_tiled_vae(model: LoadedModel) -> None:
+    big = spec("wide", [5], width=576, height=576, steps=2)
+    normal, sliced = estimate_bytes(model, [big], "normal"), estimate_bytes(model, [big], "sliced")
+    assert sliced < normal
+
+    result = render_batch(model, [big], budget=MemoryBudget((normal + sliced) // 2))
+
+    assert result.memory_mode == "sliced"
+    assert result.images[0] is not None and result.images[0][0].size == (576, 576)
+    # The model is left as it was: the next job runs without the savings.
+    assert render_batch(model, [spec("after", [1])]).memory_mode == "normal"
+    assert model.txt2img.vae.use_tiling is False
+
+
+def test_a_batch_that_fits_nowhere_raises_out_of_memory(model: LoadedModel) -> None:
+    with pytest.raises(torch.OutOfMemoryError):
+        render_batch(model, [spec("x", [1])], budget=MemoryBudget(1024))
+
+
+# The runner: compatible queued jobs join the batch
+
+
+def queued(user: User, **fields: object) -> Generation:
+    model = default_model()
+    values: dict[str, object] = {
+        "user": user,
+        "model_name": model.name,
+        "pool": model.pool,
+        "lane": "standard",
+        "prompt": "a boat",
+        "width": 64,
+        "height": 64,
+        "steps": 3,
+        "guidance": 5.0,
+        "seed": 7,
+        "n": 1,
+        "status": GenerationStatus.QUEUED,
+        **fields,
+    }
+    return Generation.objects.create(**values)
+
+
+def enqueue(*generations: Generation) -> None:
+    queues.enqueue_many(list(generations))
+
+
+def test_a_worker_batches_compatible_queued_jobs_and_reports_each(runner: GenerationRunner) -> None:
+    user = User.objects.create(username="batcher")
+    head = queued(user, prompt="head", n=2)
+    mates = [queued(user, prompt=f"mate {i}", seed=100 + i) for i in range(3)]
+    other_size = queued(user, prompt="wide", width=128)
+    enqueue(*mates, other_size)
+
+    assert runner.run_one(str(head.id)) == GenerationStatus.SUCCEEDED
+
+    head.refresh_from_db()
+    joined = [m for m in mates if Generation.objects.get(pk=m.pk).status == GenerationStatus.SUCCEEDED]
+    # max_batch is 4 images: the head's 2 + the first 2 mates in queue order.
+    assert [m.prompt for m in joined] == ["mate 0", "mate 1"]
+    assert head.batch_size == 3 and head.memory_mode == "normal"
+    for generation in [head, *joined]:
+        generation.refresh_from_db()
+        assert generation.batch_size == 3
+        assert set(generation.timings) >= {"queue_wait", "load", "denoise", "save", "it_per_s"}
+        assert generation.run_seconds is not None and generation.run_seconds > 0
+        images = list(Image.objects.filter(generation=generation))
+        assert [i.seed for i in images] == [generation.seed + k for k in range(generation.n)]
+        stored = PILImage.open(io.BytesIO(open_content(images[0].original)))
+        assert json.loads(stored.info["parameters"])["prompt"] == generation.prompt
+    # What was not taken is still queued, still in RQ, for the next turn.
+    assert Generation.objects.get(pk=mates[2].pk).status == GenerationStatus.QUEUED
+    assert Generation.objects.get(pk=other_size.pk).status == GenerationStatus.QUEUED
+    waiting = queues.redis_client().lrange(f"rq:queue:{head.queue_name}", 0, -1)
+    assert [j.decode() for j in waiting] == [queues.job_id_for(mates[2]), queues.job_id_for(other_size)]
+    metrics = queues.recent_job_metrics(head.pool)
+    assert len(metrics) == 3 and {m["batch"] for m in metrics} == {3}
+
+
+def test_a_batch_never_delays_a_higher_lane(runner: GenerationRunner) -> None:
+    user = User.objects.create(username="lanes")
+    head = queued(user, prompt="standard head")
+    mate = queued(user, prompt="would fit")
+    urgent = queued(user, prompt="urgent", lane="priority", width=128)
+    enqueue(mate, urgent)
+
+    runner.run_one(str(head.id))
+
+    head.refresh_from_db()
+    assert head.batch_size == 1
+    assert Generation.objects.get(pk=mate.pk).status == GenerationStatus.QUEUED
+
+
+def test_a_mate_canceled_mid_batch_ends_canceled_and_the_rest_succeed(runner: GenerationRunner) -> None:
+    user = User.objects.create(username="canceler")
+    head = queued(user, prompt="head")
+    mate = queued(user, prompt="mate")
+    enqueue(mate)
+    flagged = {"done": False}
+    original = runner.progress_callback
+
+    def progress_callback(jobs: list[Generation]) -> BatchStepCallback:
+        inner = original(jobs)
+
+        def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> Collection[int]:
+            if not flagged["done"]:  # the user cancels the mate once the batch is running
+                queues.request_cancel(mate)
+                flagged["done"] = True
+            return inner(step, total, latents)
+
+        return on_step
+
+    runner.progress_callback = progress_callback  # type: ignore[method-assign]
+    runner.run_one(str(head.id))
+
+    head.refresh_from_db()
+    mate.refresh_from_db()
+    assert head.status == GenerationStatus.SUCCEEDED and head.batch_size == 2
+    assert mate.status == GenerationStatus.CANCELED
+    assert not Image.objects.filter(generation=mate).exists()
+
+
+def test_the_record_says_which_memory_saving_a_job_needed() -> None:
+    ensure_tiny_model(Path(default_model().path))
+    user = User.objects.create(username="tight")
+    probe = ModelCache().get(default_model().path)
+    two = estimate_bytes(probe, [spec("a", [1]), spec("b", [2])], "normal")
+    runner = GenerationRunner(name="tight-runner", memory_budget=MemoryBudget(two - 1))
+    try:
+        head, mate = queued(user, prompt="a"), queued(user, prompt="b")
+        enqueue(mate)
+        runner.run_one(str(head.id))
+        tiny = queued(user, prompt="c")
+        starved = GenerationRunner(name="starved-runner", memory_budget=MemoryBudget(1024))
+        starved.run_one(str(tiny.id))
+        starved.publisher.close()
+    finally:
+        runner.publisher.close()
+    for generation in (head, mate):
+        generation.refresh_from_db()
+        assert (generation.status, generation.batch_size, generation.memory_mode) == ("succeeded", 2, "split")
+    tiny.refresh_from_db()
+    assert (tiny.status, tiny.error_code) == (GenerationStatus.FAILED, "out_of_memory")
+    assert not Image.objects.filter(generation=tiny).exists()
+
+
+def test_the_workers_page_shows_phase_timings(admin_client: Client, runner: GenerationRunner) -> None:
+    user = User.objects.create(username="timed")
+    runner.run_one(str(queued(user).id))
+
+    response = admin_client.get("/admin/workers/")
+
+    (row,) = [r for r in response.context["phases"] if r.pool == default_model().pool]
+    assert row.jobs == 1 and row.means["denoise"] > 0 and row.means["batch"] == 1
+    assert 'id="phases"' in response.content.decode()
