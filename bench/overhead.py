@@ -90,7 +90,7 @@ def main() -> None:
 class PlainLoop:
     def __init__(self, out: Path, args: argparse.Namespace) -> None:
         from generations.registry import default_model
-        from gpu_worker.pipeline import ModelCache
+        from gpu_worker.cache import ModelCache
 
         self.out = out
         out.mkdir(parents=True, exist_ok=True)

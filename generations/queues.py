@@ -127,6 +127,22 @@ def recent_job_metrics(pool: str) -> list[dict[str, object]]:
     return [json.loads(raw) for raw in redis_client().lrange(job_metrics_key(pool), 0, -1)]
 
 
+MODEL_EVENTS_KEY = "atelier:model-events"
+
+
+def record_model_events(events: list[dict[str, object]]) -> None:
+    """Model loads and swaps reported by the workers, newest first."""
+    pipe = redis_client().pipeline()
+    for event in events:
+        pipe.lpush(MODEL_EVENTS_KEY, json.dumps(event))
+    pipe.ltrim(MODEL_EVENTS_KEY, 0, JOB_METRICS_KEPT - 1)
+    pipe.execute()
+
+
+def recent_model_events() -> list[dict[str, object]]:
+    return [json.loads(raw) for raw in redis_client().lrange(MODEL_EVENTS_KEY, 0, -1)]
+
+
 def pool_workers_key(pool: str) -> str:
     return f"atelier:pool-workers:{pool}"
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import json
-import os
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -71,68 +67,6 @@ class LoadedModel:
             pipe.set_progress_bar_config(disable=True)
             self._inpaint = pipe
         return self._inpaint
-
-
-class ModelCache:
-    """Keeps up to `max_models` pipelines resident, evicting the least recently used."""
-
-    def __init__(self, device: str = "cpu", max_models: int = 2, dtype: torch.dtype | None = None) -> None:
-        if max_models < 1:
-            raise ValueError("max_models must be at least 1")
-        self.device = device
-        self.max_models = max_models
-        self.dtype = dtype or (torch.float32 if device == "cpu" else torch.float16)
-        self.loads = 0
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __contains__(self, path: object) -> bool:
-        return isinstance(path, str) and os.path.realpath(path) in self._models
-
-    def paths(self) -> list[str]:
-        """Resident model paths, least recently used first."""
-        return list(self._models)
-
-    def get(self, path: str) -> LoadedModel:
-        key = os.path.realpath(path)
-        with self._lock:
-            model = self._models.get(key)
-            if model is not None:
-                self._models.move_to_end(key)
-                return model
-            # Evict before loading so two large models never need to fit at once.
-            while len(self._models) >= self.max_models:
-                self._models.popitem(last=False)
-                self._release_memory()
-            model = self._load(key)
-            self._models[key] = model
-            return model
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-            self._release_memory()
-
-    def _load(self, path: str) -> LoadedModel:
-        started = time.perf_counter()
-        pipe = StableDiffusionPipeline.from_pretrained(
-            path,
-            local_files_only=True,
-            safety_checker=None,
-            requires_safety_checker=False,
-            torch_dtype=self.dtype,
-        )
-        pipe = pipe.to(self.device)
-        pipe.set_progress_bar_config(disable=True)
-        self.loads += 1
-        return LoadedModel(
-            path=path, txt2img=pipe, load_seconds=time.perf_counter() - started, device=self.device
-        )
-
-    def _release_memory(self) -> None:
-        gc.collect()
-        if self.device.startswith("cuda") and torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 @dataclass

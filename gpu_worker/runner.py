@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import socket
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -31,12 +32,13 @@ from generations.selectors import image_resource
 from generations.services import settle
 from generations.storage import open_content, save_content
 from gpu_worker.batching import claim, take_mates
+from gpu_worker.cache import ModelCache
+from gpu_worker.finisher import Finisher
 from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.memory import MemoryBudget
 from gpu_worker.pipeline import (
     BatchResult,
     BatchStepCallback,
-    ModelCache,
     RenderSpec,
     latents_to_preview,
     png_with_parameters,
@@ -72,6 +74,12 @@ class GenerationRunner:
         self.progress_interval = settings.ATELIER_PROGRESS_INTERVAL
         self.heartbeat: Heartbeat | None = None
         self.memory_budget = memory_budget
+        self.advertised_at = 0.0
+        # Set by the worker command: saving overlaps the next batch. In-process callers (tests)
+        # leave it None and get every job finished when run_one returns.
+        self.finisher: Finisher | None = None
+        self.in_flight: set[str] = set()
+        self.in_flight_lock = threading.Lock()
         if memory_budget is not None:
             memory_budget.apply(device)
 
@@ -97,44 +105,87 @@ class GenerationRunner:
             jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name)
         for job in jobs:
             self.publish(job, "generation.started")
-        if self.heartbeat is not None:
-            self.heartbeat.current_jobs = [str(job.id) for job in jobs]
-            self.heartbeat.beat_quietly()
+        with self.in_flight_lock:
+            self.in_flight.update(str(job.id) for job in jobs)
+        self.advertise_jobs()
+        handed_over = False
         try:
-            self.run_batch(jobs)
+            handed_over = self.run_batch(jobs)
         finally:
-            queues.redis_client().delete(*(queues.cancel_flag_key(str(job.id)) for job in jobs))
-            if self.heartbeat is not None:
-                self.heartbeat.current_jobs = []
+            if not handed_over:
+                self.forget(jobs)
         return head.status
 
-    def run_batch(self, jobs: list[Generation]) -> None:
+    def forget(self, jobs: list[Generation]) -> None:
+        """These jobs are done with (finished, failed, canceled or given back)."""
+        queues.redis_client().delete(*(queues.cancel_flag_key(str(job.id)) for job in jobs))
+        with self.in_flight_lock:
+            self.in_flight.difference_update(str(job.id) for job in jobs)
+        self.advertise_jobs()
+
+    def advertise_jobs(self) -> None:
+        if self.heartbeat is not None:
+            with self.in_flight_lock:
+                self.heartbeat.current_jobs = sorted(self.in_flight)
+            self.heartbeat.beat_quietly()
+
+    def run_batch(self, jobs: list[Generation]) -> bool:
+        """Render the batch and finish its jobs; True when the finishing was handed to the finisher."""
         clock = time.perf_counter()
         try:
             result, load_seconds = self.render(jobs)
         except GenerationFailed as exc:
             self.fail_all(jobs, exc.code, exc.message)
-            return
+            return False
         except JobTimeoutException:
             self.fail_all(jobs, "timeout", "The generation ran longer than its pool's limit.")
-            return
+            return False
         except torch.OutOfMemoryError as exc:
             log.warning("batch of %d ran out of memory on every rung: %s", len(jobs), exc)
             self.fail_all(jobs, "out_of_memory", CATALOGUE["out_of_memory"][1])
-            return
+            return False
         except TRANSIENT_ERRORS as exc:
             log.warning("batch of %d hit a transient error: %s", len(jobs), exc)
             for job in jobs:
                 self.retry_later(job, exc)
-            return
+            return False
         except Exception as exc:
             log.exception("batch of %d failed", len(jobs))
             self.fail_all(jobs, "generation_failed", f"The image could not be generated: {exc}")
-            return
+            return False
         denoise = time.perf_counter() - clock - load_seconds
         finished = [
             (job, images) for job, images in zip(jobs, result.images, strict=True) if images is not None
         ]
+        if self.finisher is not None:
+            self.finisher.submit(self.finish_batch, jobs, finished, result, load_seconds, denoise, clock)
+            return True
+        self.finish_batch(jobs, finished, result, load_seconds, denoise, clock)
+        return True
+
+    def finish_batch(
+        self,
+        jobs: list[Generation],
+        finished: list[tuple[Generation, list[PILImage.Image]]],
+        result: BatchResult,
+        load_seconds: float,
+        denoise: float,
+        clock: float,
+    ) -> None:
+        try:
+            self.save_all(jobs, finished, result, load_seconds, denoise, clock)
+        finally:
+            self.forget(jobs)
+
+    def save_all(
+        self,
+        jobs: list[Generation],
+        finished: list[tuple[Generation, list[PILImage.Image]]],
+        result: BatchResult,
+        load_seconds: float,
+        denoise: float,
+        clock: float,
+    ) -> None:
         for job, images in finished:
             timings = {
                 "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
@@ -170,8 +221,31 @@ class GenerationRunner:
             log.exception("could not load %s", spec.path)
             raise GenerationFailed("model_unavailable") from exc
         load_seconds = time.perf_counter() - started
+        self.advertise_models()
         specs = [self.render_spec(job) for job in jobs]
         return render_batch(model, specs, on_step, self.memory_budget), load_seconds
+
+    def advertise_models(self) -> None:
+        """Tell routing and staff which models this worker holds, and report new loads and swaps."""
+        fresh = [event for event in self.cache.events if event.at > self.advertised_at]
+        if not fresh:
+            return
+        self.advertised_at = fresh[-1].at
+        if self.heartbeat is not None:
+            self.heartbeat.info["models"] = self.cache.paths()
+            self.heartbeat.info["warm_models"] = self.cache.warm_paths()
+        queues.record_model_events(
+            [
+                {
+                    "worker": self.name,
+                    "path": e.path,
+                    "kind": e.kind,
+                    "seconds": round(e.seconds, 4),
+                    "at": e.at,
+                }
+                for e in fresh
+            ]
+        )
 
     def render_spec(self, generation: Generation) -> RenderSpec:
         return RenderSpec(

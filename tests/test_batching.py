@@ -18,8 +18,9 @@ from generations import queues
 from generations.models import Generation, GenerationStatus, Image
 from generations.registry import default_model
 from generations.storage import open_content
+from gpu_worker.cache import ModelCache
 from gpu_worker.memory import MemoryBudget, estimate_bytes
-from gpu_worker.pipeline import BatchStepCallback, LoadedModel, ModelCache, RenderSpec, render, render_batch
+from gpu_worker.pipeline import BatchStepCallback, LoadedModel, RenderSpec, render, render_batch
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from gpu_worker.cache import ModelCache, model_bytes
 from gpu_worker.pipeline import (
     LoadedModel,
-    ModelCache,
     RenderCanceled,
     RenderSpec,
     latents_to_preview,
@@ -216,3 +216,40 @@ def test_cache_evicts_least_recently_used(tmp_path: pathlib.Path) -> None:
     assert paths[1] not in lru
     assert lru.paths() == [paths[0], paths[2]]
     assert lru.loads == 3
+
+
+def test_cache_demotes_hot_to_warm_to_cold_and_times_every_move(tmp_path: pathlib.Path) -> None:
+    paths = [str(tmp_path.resolve() / name) for name in ("a", "b", "c")]
+    for seed, path in enumerate(paths):
+        build_tiny_model(pathlib.Path(path), seed=seed)
+    tiers = ModelCache(max_models=1, max_warm=1)
+    a = tiers.get(paths[0])
+    tiers.get(paths[1])
+    assert (tiers.paths(), tiers.warm_paths()) == ([paths[1]], [paths[0]])
+    assert tiers.get(paths[0]) is a  # back from RAM, not reloaded
+    tiers.get(paths[2])
+    assert (tiers.paths(), tiers.warm_paths()) == ([paths[2]], [paths[0]])
+    assert tiers.loads == 3
+    kinds = [(event.kind, pathlib.Path(event.path).name) for event in tiers.events]
+    assert kinds == [
+        ("disk", "a"),
+        ("to_ram", "a"),
+        ("disk", "b"),
+        ("to_ram", "b"),
+        ("ram", "a"),
+        ("to_ram", "a"),
+        ("drop", "b"),
+        ("disk", "c"),
+    ]
+    assert all(event.seconds >= 0 for event in tiers.events)
+
+
+def test_cache_keeps_the_device_within_its_byte_budget(tmp_path: pathlib.Path) -> None:
+    paths = [str(tmp_path.resolve() / name) for name in ("a", "b")]
+    for seed, path in enumerate(paths):
+        build_tiny_model(pathlib.Path(path), seed=seed)
+    one = model_bytes(ModelCache().get(paths[0]))
+    budgeted = ModelCache(max_models=3, device_budget=one + one // 2)
+    budgeted.get(paths[0])
+    budgeted.get(paths[1])
+    assert budgeted.paths() == [paths[1]]

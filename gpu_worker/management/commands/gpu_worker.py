@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rq import Queue, SimpleWorker
 
 from generations.registry import lanes_for_pools
+from gpu_worker.finisher import Finisher
 from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.jobs import install_runner
 from gpu_worker.memory import MemoryBudget
@@ -51,7 +52,11 @@ class Command(BaseCommand):
         runner.heartbeat = Heartbeat(
             runner.name, {"pools": pools, "device": options["device"], "models": runner.cache.paths()}
         )
+        runner.finisher = Finisher()
         runner.heartbeat.start()
+        runner.advertise_models()
+        for event in runner.cache.events:
+            self.stdout.write(f"loaded {event.path} ({event.kind}) in {event.seconds:.3f} s")
         install_runner(runner)
         connection = redis.Redis.from_url(settings.REDIS_URL)
         names = lanes_for_pools(pools)
@@ -70,6 +75,7 @@ class Command(BaseCommand):
                     self.stderr.write(f"gpu_worker {runner.name}: Redis unavailable ({exc}); reconnecting")
                     wait_for_redis(connection)
         finally:
+            runner.finisher.close()  # finish what was rendered before saying goodbye
             runner.heartbeat.stop()
             runner.publisher.close()  # sends what is left, but never waits long for a lost Redis
 
