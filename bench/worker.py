@@ -73,9 +73,15 @@ def main() -> None:
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = True
+        print(f"built: {results['build']}", flush=True)
         results["loads"] = load_times(args, model_dir)
+        print(f"loads: {results['loads']}", flush=True)
         results["loop"] = plain_loop(args, model_dir, batches)
-        results["worker"] = {b: worker_run(args, env, model_dir, b) for b in batches}
+        print(f"loop: {results['loop']}", flush=True)
+        results["worker"] = {}
+        for b in batches:
+            results["worker"][b] = worker_run(args, env, model_dir, b)
+            print(f"worker {b}: {results['worker'][b]}", flush=True)
         if args.device.startswith("cuda"):
             results["flops"] = flop_fraction(args, model_dir, results)
             if args.oom:
@@ -281,6 +287,7 @@ def flop_fraction(args: argparse.Namespace, model_dir: Path, results: dict[str, 
     counted by torch's FlopCounterMode, times the measured images/s, over a measured fp16 matmul peak."""
     import torch
     from diffusers import StableDiffusionPipeline
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     pipe: Any = StableDiffusionPipeline.from_pretrained(
@@ -290,7 +297,8 @@ def flop_fraction(args: argparse.Namespace, model_dir: Path, results: dict[str, 
     latents = torch.randn(2, 4, side, side, device=args.device, dtype=torch.float16)
     text = torch.randn(2, 77, 768, device=args.device, dtype=torch.float16)
     ids = torch.zeros(1, 77, dtype=torch.long, device=args.device)
-    with torch.inference_mode():
+    # The math attention backend decomposes into matmuls that the counter knows; counting only.
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
         with FlopCounterMode(display=False) as unet_count:
             pipe.unet(latents, 500, encoder_hidden_states=text)
         with FlopCounterMode(display=False) as vae_count:
@@ -319,27 +327,38 @@ def flop_fraction(args: argparse.Namespace, model_dir: Path, results: dict[str, 
 
 def oom_ladder(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     """A real CUDA out-of-memory: cap the allocator, then ask for a batch that cannot fit."""
+    import gc
+
     import torch
 
     from gpu_worker.cache import ModelCache
     from gpu_worker.memory import MemoryBudget
     from gpu_worker.pipeline import RenderSpec, render_batch
 
+    gc.collect()
+    torch.cuda.empty_cache()
     model = ModelCache(device=args.device).get(str(model_dir))
-    budget = MemoryBudget(6 * 2**30)
-    budget.apply(args.device)
-    specs = [RenderSpec(prompt=f"wide {i}", width=1024, height=1024, steps=4, seeds=[i]) for i in range(8)]
-    torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    try:
-        result = render_batch(model, specs)
-        outcome = {"memory_mode": result.memory_mode, "images": sum(len(i or []) for i in result.images)}
-    except torch.OutOfMemoryError as exc:
-        outcome = {"memory_mode": "failed", "error": str(exc)[:200]}
-    outcome["seconds"] = round(time.perf_counter() - started, 2)
-    outcome["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    outcome["budget_gib"] = 6
-    return outcome
+    outcomes: dict[str, Any] = {}
+    for gib, images in ((None, 8), (6.0, 8), (2.6, 1)):
+        if gib is not None:
+            MemoryBudget(int(gib * 2**30)).apply(args.device)
+        specs = [
+            RenderSpec(prompt=f"wide {i}", width=1024, height=1024, steps=4, seeds=[i]) for i in range(images)
+        ]
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        try:
+            result = render_batch(model, specs)
+            outcome: dict[str, Any] = {"memory_mode": result.memory_mode}
+            outcome["images"] = sum(len(i or []) for i in result.images)
+        except torch.OutOfMemoryError as exc:
+            outcome = {"memory_mode": "failed", "error": str(exc)[:200]}
+        outcome["seconds"] = round(time.perf_counter() - started, 2)
+        outcome["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        outcomes[f"{images} images at 1024x1024, budget {gib or 'none'} GiB"] = outcome
+        print(f"oom ladder: {images} images, budget {gib} GiB -> {outcome}", flush=True)
+    return outcomes
 
 
 def report(args: argparse.Namespace, batches: list[int], results: dict[str, Any]) -> None:
