@@ -12,6 +12,11 @@ from pathlib import Path
 BUILTIN_MODEL = "atelier-tiny"
 
 
+# Families the worker runs (any diffusers directory whose pipeline is one of these), and "noop",
+# which renders flat images without a model (benchmarks of the queue itself).
+FAMILIES = ("sd15", "sd2", "sdxl", "sdxl-turbo", "sd3", "noop")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -23,6 +28,7 @@ class ModelSpec:
     default_side: int = 512
     max_steps: int = 150
     default_steps: int = 20
+    default_guidance: float = 7.0
     cost_multiplier: float = 1.0
     builtin: bool = False
     max_batch: int = 4  # images a worker may denoise together for compatible jobs (1 = no batching)
@@ -55,6 +61,8 @@ def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
             if not isinstance(item, dict) or "name" not in item or "path" not in item:
                 raise ValueError("ATELIER_MODELS: each entry needs a name and a path")
             item.setdefault("pool", item["name"])
+            if item.get("family", "sd15") not in FAMILIES:
+                raise ValueError(f"ATELIER_MODELS: unknown family {item['family']!r}; known: {FAMILIES}")
             specs.append(ModelSpec(**item))
     else:
         for part in value.split(","):

@@ -236,6 +236,7 @@ class ModelListApi(APIView):
                 "default_side": m.default_side,
                 "max_steps": m.max_steps,
                 "default_steps": m.default_steps,
+                "default_guidance": m.default_guidance,
             }
             for m in all_models().values()
         ]

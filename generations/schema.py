@@ -110,6 +110,7 @@ class ModelOutSerializer(serializers.Serializer[Any]):
     default_side = serializers.IntegerField()
     max_steps = serializers.IntegerField()
     default_steps = serializers.IntegerField()
+    default_guidance = serializers.FloatField()
 
 
 ModelListSerializer = inline_serializer("ModelList", fields={"data": ModelOutSerializer(many=True)})

@@ -20,7 +20,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     width = serializers.IntegerField(required=False)
     height = serializers.IntegerField(required=False)
     steps = serializers.IntegerField(required=False, min_value=1, max_value=150)
-    guidance = serializers.FloatField(required=False, min_value=0.0, max_value=30.0, default=7.0)
+    guidance = serializers.FloatField(required=False, min_value=0.0, max_value=30.0)
     seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
     n = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
     input_image = serializers.UUIDField(required=False, allow_null=True)
@@ -56,6 +56,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
                     f"{field.capitalize()} must be between {model.min_side} and {model.max_side}."
                 ]
         steps = attrs.setdefault("steps", model.default_steps)
+        attrs.setdefault("guidance", model.default_guidance)  # few-step (turbo) models want 0
         if steps > model.max_steps:
             errors["steps"] = [f"This model allows at most {model.max_steps} steps."]
         upload = None

@@ -9,16 +9,18 @@ model goes straight to cold. Every load and swap is timed, logged and kept in `e
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 
 from gpu_worker.pipeline import LoadedModel
 
@@ -39,6 +41,12 @@ def model_bytes(model: LoadedModel) -> int:
         if isinstance(component, torch.nn.Module):
             total += sum(p.numel() * p.element_size() for p in component.parameters())
     return total
+
+
+def absent_components(path: str) -> dict[str, None]:
+    """Optional components saved as absent (SD3 without its T5 encoder, say) must be passed as None."""
+    index = json.loads((Path(path) / "model_index.json").read_text())
+    return {name: None for name, value in index.items() if value == [None, None]}
 
 
 class ModelCache:
@@ -109,19 +117,20 @@ class ModelCache:
 
     def _load(self, path: str) -> LoadedModel:
         started = time.perf_counter()
-        pipe: Any = StableDiffusionPipeline.from_pretrained(
-            path,
-            local_files_only=True,
-            safety_checker=None,
-            requires_safety_checker=False,
-            torch_dtype=self.dtype,
+        # model_index.json names the family's pipeline class: SD 1.x/2.x, SDXL, SD3, ...
+        pipe: Any = DiffusionPipeline.from_pretrained(
+            path, local_files_only=True, torch_dtype=self.dtype, **absent_components(path)
         )
+        if getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None  # moderation happens on the prompt, at submission
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        model = LoadedModel(path=path, txt2img=pipe, load_seconds=0.0, device=self.device)
+        model.fit_preview()
         self.loads += 1
-        seconds = time.perf_counter() - started
-        self._record(path, "disk", seconds)
-        return LoadedModel(path=path, txt2img=pipe, load_seconds=seconds, device=self.device)
+        model.load_seconds = time.perf_counter() - started
+        self._record(path, "disk", model.load_seconds)
+        return model
 
     def _to_device(self, model: LoadedModel) -> None:
         started = time.perf_counter()

@@ -48,8 +48,10 @@ def memory_mode(model: LoadedModel, mode: str) -> Iterator[None]:
         yield
         return
     pipe = model.txt2img
-    processors = dict(pipe.unet.attn_processors)
-    pipe.enable_attention_slicing("auto")
+    denoiser = model.denoiser
+    processors = dict(denoiser.attn_processors)
+    if hasattr(denoiser, "set_attention_slice"):  # UNets; transformers attend in one piece
+        pipe.enable_attention_slicing("auto")
     pipe.vae.enable_slicing()
     pipe.vae.enable_tiling()
     if mode == "offload":
@@ -62,7 +64,7 @@ def memory_mode(model: LoadedModel, mode: str) -> Iterator[None]:
             pipe.to(model.device)
         pipe.vae.disable_tiling()
         pipe.vae.disable_slicing()
-        pipe.unet.set_attn_processor(processors)
+        denoiser.set_attn_processor(processors)
 
 
 def release_device_memory(model: LoadedModel) -> None:
@@ -97,16 +99,25 @@ def estimate_bytes(model: LoadedModel, specs: list[RenderSpec], mode: str) -> in
     pipe: Any = model.txt2img
     first = specs[0]
     images = sum(len(spec.seeds) for spec in specs)
-    element = torch.finfo(pipe.unet.dtype).bits // 8
-    unet = pipe.unet.config
-    level = next((i for i, kind in enumerate(unet.down_block_types) if "Attn" in kind), 0)
-    scale = pipe.vae_scale_factor * 2**level
-    tokens = (first.height // scale) * (first.width // scale)
-    heads = unet.attention_head_dim
-    heads = int(heads[level] if isinstance(heads, list | tuple) else heads)
+    denoiser = model.denoiser
+    element = torch.finfo(denoiser.dtype).bits // 8
+    config = denoiser.config
+    heads: Any
+    if hasattr(config, "down_block_types"):  # a UNet: the first attention level is the widest
+        level = next((i for i, kind in enumerate(config.down_block_types) if "Attn" in kind), 0)
+        scale = pipe.vae_scale_factor * 2**level
+        tokens = (first.height // scale) * (first.width // scale)
+        heads = config.attention_head_dim
+        heads = int(heads[level] if isinstance(heads, list | tuple) else heads)
+        sliced_rows = max(1, heads // 2)  # "auto" slicing: half the heads of one image at a time
+    else:  # a transformer: image patches and the text tokens attend together, in one piece
+        scale = pipe.vae_scale_factor * int(config.patch_size)
+        tokens = (first.height // scale) * (first.width // scale) + 333
+        heads = int(config.num_attention_heads)
+        sliced_rows = None
     rows = images * (2 if first.guidance > 1 else 1) * heads
-    if mode != "normal":
-        rows = max(1, heads // 2)  # "auto" slicing: half the heads of one image at a time
+    if mode != "normal" and sliced_rows is not None:
+        rows = sliced_rows
     attention = rows * tokens * tokens * element
     vae = pipe.vae.config
     tile = int(vae.sample_size) if mode != "normal" else max(first.width, first.height)

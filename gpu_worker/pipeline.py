@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import threading
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -19,7 +20,8 @@ from gpu_worker.memory import MemoryBudget, describe_modes, memory_mode, next_mo
 # on_step(step, total_steps, latents) -> keep going?  step is 1-based.
 StepCallback = Callable[[int, int, torch.Tensor], bool]
 
-# Linear SD 1.x latent -> RGB approximation (rows: latent channels, columns: R, G, B).
+# Linear SD 1.x latent -> RGB approximation (rows: latent channels, columns: R, G, B), used when
+# a model's own factors could not be fitted.
 LATENT_RGB_FACTORS = torch.tensor(
     [
         [0.298, 0.207, 0.208],
@@ -37,36 +39,62 @@ class RenderCanceled(Exception):
 @dataclass
 class LoadedModel:
     path: str
-    txt2img: Any  # StableDiffusionPipeline
+    txt2img: Any  # the family's text-to-image pipeline (StableDiffusion, -XL, -3 ...)
     load_seconds: float
     device: str = "cpu"
+    # latent -> RGB preview: (channels, 3) factors and a (3,) bias, fitted to this model's VAE.
+    preview_factors: torch.Tensor = field(default_factory=lambda: LATENT_RGB_FACTORS)
+    preview_bias: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
     # The scheduler is stateful and shared by both pipelines, so renders on one model must not overlap.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _img2img: Any = field(default=None, repr=False)
     _inpaint: Any = field(default=None, repr=False)
 
     @property
+    def denoiser(self) -> Any:
+        """The UNet, or the transformer of transformer-based families."""
+        return getattr(self.txt2img, "unet", None) or self.txt2img.transformer
+
+    @property
     def img2img(self) -> Any:
-        """StableDiffusionImg2ImgPipeline sharing the txt2img components (no extra memory)."""
+        """The family's image-to-image pipeline on the same components (no extra memory)."""
         if self._img2img is None:
-            pipe: Any = StableDiffusionImg2ImgPipeline(
-                **self.txt2img.components, requires_safety_checker=False
-            )
+            pipe: Any = AutoPipelineForImage2Image.from_pipe(self.txt2img)
             pipe.set_progress_bar_config(disable=True)
             self._img2img = pipe
         return self._img2img
 
     @property
     def inpaint(self) -> Any:
-        """StableDiffusionInpaintPipeline on the same components. With a 4-channel UNet (a plain
-        txt2img model) diffusers keeps the unmasked latents from the source at every step."""
+        """The family's inpainting pipeline on the same components. With a plain txt2img denoiser
+        diffusers keeps the unmasked latents from the source at every step."""
         if self._inpaint is None:
-            pipe: Any = StableDiffusionInpaintPipeline(
-                **self.txt2img.components, requires_safety_checker=False
-            )
+            pipe: Any = AutoPipelineForInpainting.from_pipe(self.txt2img)
             pipe.set_progress_bar_config(disable=True)
             self._inpaint = pipe
         return self._inpaint
+
+    def fit_preview(self, samples: int = 4, side: int = 16) -> None:
+        """Least-squares fit of RGB (the VAE's decode, averaged over each latent pixel's block)
+        on the latent channels: the cheap per-step preview for any family and any VAE."""
+        vae = self.txt2img.vae
+        channels = int(vae.config.latent_channels)
+        scale = float(vae.config.scaling_factor)
+        shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        generator = torch.Generator("cpu").manual_seed(0)
+        latents = torch.randn(samples, channels, side, side, generator=generator)
+        with torch.inference_mode():
+            decoded = (
+                vae.decode((latents / scale + shift).to(self.device, vae.dtype), return_dict=False)[0]
+                .float()
+                .cpu()
+            )
+        block = decoded.shape[-1] // side
+        targets = torch.nn.functional.avg_pool2d(decoded, block)  # (samples, 3, side, side)
+        inputs = latents.permute(0, 2, 3, 1).reshape(-1, channels)
+        inputs = torch.cat([inputs, torch.ones(inputs.shape[0], 1)], dim=1)
+        solution = torch.linalg.lstsq(inputs, targets.permute(0, 2, 3, 1).reshape(-1, 3)).solution
+        self.preview_factors, self.preview_bias = solution[:channels], solution[channels]
 
 
 @dataclass
@@ -220,7 +248,10 @@ def _run_once(
                 if s.init_image
             ]
             if first.mask_image is None:
-                output = model.img2img(image=inits, strength=first.strength, **arguments)
+                pipe = model.img2img
+                if "width" in inspect.signature(pipe.__call__).parameters:  # SD3 would resize to its default
+                    arguments.update(width=first.width, height=first.height)
+                output = pipe(image=inits, strength=first.strength, **arguments)
             else:
                 masks = [
                     s.mask_image.convert("L").resize(size, Image.Resampling.NEAREST)
@@ -270,12 +301,21 @@ def seed_color(seed: int) -> tuple[int, int, int]:
     return (seed * 97 % 256, seed * 57 % 256, seed * 31 % 256)
 
 
-def latents_to_preview(latents: torch.Tensor, *, max_side: int = 128) -> bytes:
-    """JPEG preview of the first latent in the batch; its longer side is scaled to `max_side`."""
-    if latents.ndim != 4 or latents.shape[1] != LATENT_RGB_FACTORS.shape[0]:
-        raise ValueError(f"expected (batch, 4, h, w) latents, got {tuple(latents.shape)}")
+def latents_to_preview(
+    latents: torch.Tensor,
+    *,
+    max_side: int = 128,
+    factors: torch.Tensor = LATENT_RGB_FACTORS,
+    bias: torch.Tensor | None = None,
+) -> bytes:
+    """JPEG preview of the first latent in the batch through a linear latent -> RGB map; its
+    longer side is scaled to `max_side`. No VAE decode: it costs a few hundred microseconds."""
+    if latents.ndim != 4 or latents.shape[1] != factors.shape[0]:
+        raise ValueError(f"expected (batch, {factors.shape[0]}, h, w) latents, got {tuple(latents.shape)}")
     first = latents[0].detach().to("cpu", torch.float32)
-    rgb = torch.einsum("chw,cr->hwr", first, LATENT_RGB_FACTORS)
+    rgb = torch.einsum("chw,cr->hwr", first, factors)
+    if bias is not None:
+        rgb = rgb + bias
     pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
     image = Image.fromarray(pixels)
     scale = max_side / max(image.size)

@@ -39,6 +39,7 @@ from gpu_worker.memory import MemoryBudget
 from gpu_worker.pipeline import (
     BatchResult,
     BatchStepCallback,
+    LoadedModel,
     RenderSpec,
     latents_to_preview,
     png_with_parameters,
@@ -75,6 +76,7 @@ class GenerationRunner:
         self.heartbeat: Heartbeat | None = None
         self.memory_budget = memory_budget
         self.advertised_at = 0.0
+        self.current_model: LoadedModel | None = None
         # Set by the worker command: saving overlaps the next batch. In-process callers (tests)
         # leave it None and get every job finished when run_one returns.
         self.finisher: Finisher | None = None
@@ -221,6 +223,7 @@ class GenerationRunner:
             log.exception("could not load %s", spec.path)
             raise GenerationFailed("model_unavailable") from exc
         load_seconds = time.perf_counter() - started
+        self.current_model = model
         self.advertise_models()
         specs = [self.render_spec(job) for job in jobs]
         return render_batch(model, specs, on_step, self.memory_budget), load_seconds
@@ -287,13 +290,20 @@ class GenerationRunner:
             for index in running:
                 job = jobs[index]
                 job.step, job.total_steps = step, total
-                preview = (
-                    "data:image/jpeg;base64," + base64.b64encode(latents_to_preview(latents[index])).decode()
-                )
+                preview = self.preview(latents[index])
                 self.publish(job, "generation.progress", preview=preview)
             return stopped
 
         return on_step
+
+    def preview(self, latents: torch.Tensor) -> str:
+        """A data: URL of the cheap linear preview, with the model's own fitted factors."""
+        model = self.current_model
+        if model is not None and latents.shape[1] == model.preview_factors.shape[0]:
+            jpeg = latents_to_preview(latents, factors=model.preview_factors, bias=model.preview_bias)
+        else:
+            jpeg = latents_to_preview(latents[:, :4])  # the noop family: flat latents, default factors
+        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
     def succeed(
         self,
