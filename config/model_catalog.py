@@ -32,6 +32,11 @@ class ModelSpec:
     cost_multiplier: float = 1.0
     builtin: bool = False
     max_batch: int = 4  # images a worker may denoise together for compatible jobs (1 = no batching)
+    # Speed options (gpu_worker/speed.py): "" dtype = float16 on CUDA, float32 on the CPU.
+    dtype: str = ""
+    channels_last: bool = False
+    compile: bool = False
+    compile_sizes: tuple[tuple[int, int], ...] = ()
 
 
 def builtin_model(data_dir: Path) -> ModelSpec:
@@ -63,6 +68,9 @@ def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
             item.setdefault("pool", item["name"])
             if item.get("family", "sd15") not in FAMILIES:
                 raise ValueError(f"ATELIER_MODELS: unknown family {item['family']!r}; known: {FAMILIES}")
+            item["compile_sizes"] = tuple(tuple(size) for size in item.get("compile_sizes", ()))
+            if item.get("dtype", "") not in ("", "float16", "bfloat16", "float32"):
+                raise ValueError(f"ATELIER_MODELS: unknown dtype {item['dtype']!r}")
             specs.append(ModelSpec(**item))
     else:
         for part in value.split(","):

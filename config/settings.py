@@ -226,6 +226,8 @@ ATELIER_DISPATCH_INTERVAL = float(os.environ.get("ATELIER_DISPATCH_INTERVAL", "2
 ATELIER_PROGRESS_INTERVAL = float(os.environ.get("ATELIER_PROGRESS_INTERVAL", "0.2"))
 # Dynamic batching: how long a worker that took a job waits for compatible ones to join it.
 ATELIER_BATCH_WAIT = float(os.environ.get("ATELIER_BATCH_WAIT", "0.02"))
+# torch.compile backend for models with "compile": true ("eager" only checks the plumbing).
+ATELIER_COMPILE_BACKEND = os.environ.get("ATELIER_COMPILE_BACKEND", "inductor")
 # Memory a worker may use, in MiB (0 = no limit); see gpu_worker/memory.py.
 ATELIER_WORKER_MEMORY_MB = env_int("ATELIER_WORKER_MEMORY_MB", 0)
 

@@ -23,6 +23,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from gpu_worker.pipeline import LoadedModel
+from gpu_worker.speed import SpeedOptions, apply_speed_options
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class ModelCache:
     def warm_paths(self) -> list[str]:
         return list(self._warm)
 
-    def get(self, path: str) -> LoadedModel:
+    def get(self, path: str, options: SpeedOptions | None = None) -> LoadedModel:
+        """The model at `path` on the device; `options` apply when it has to be loaded from disk."""
         key = os.path.realpath(path)
         with self._lock:
             model = self._hot.get(key)
@@ -99,7 +101,7 @@ class ModelCache:
             if model is not None:
                 self._to_device(model)
             else:
-                model = self._load(key)
+                model = self._load(key, options or SpeedOptions())
             self._hot[key] = model
             while len(self._hot) > 1 and self._over(self.device_budget, self._hot):
                 self._demote_oldest()
@@ -115,11 +117,12 @@ class ModelCache:
     def _over(budget: int | None, models: OrderedDict[str, LoadedModel]) -> bool:
         return budget is not None and sum(model_bytes(m) for m in models.values()) > budget
 
-    def _load(self, path: str) -> LoadedModel:
+    def _load(self, path: str, options: SpeedOptions) -> LoadedModel:
         started = time.perf_counter()
+        dtype = self.dtype if not options.dtype else options.torch_dtype(self.device)
         # model_index.json names the family's pipeline class: SD 1.x/2.x, SDXL, SD3, ...
         pipe: Any = DiffusionPipeline.from_pretrained(
-            path, local_files_only=True, torch_dtype=self.dtype, **absent_components(path)
+            path, local_files_only=True, torch_dtype=dtype, **absent_components(path)
         )
         if getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None  # moderation happens on the prompt, at submission
@@ -127,6 +130,9 @@ class ModelCache:
         pipe.set_progress_bar_config(disable=True)
         model = LoadedModel(path=path, txt2img=pipe, load_seconds=0.0, device=self.device)
         model.fit_preview()
+        compile_seconds = apply_speed_options(model, options)
+        if options.compile:
+            self._record(path, "compile", compile_seconds)
         self.loads += 1
         model.load_seconds = time.perf_counter() - started
         self._record(path, "disk", model.load_seconds)

@@ -21,6 +21,7 @@ from PIL import Image as PILImage
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.timeouts import JobTimeoutException
 
+from config.model_catalog import ModelSpec
 from generations import queues
 from generations.errors import CATALOGUE
 from generations.events import build_event, record_webhooks
@@ -47,6 +48,7 @@ from gpu_worker.pipeline import (
     render_trivial,
     webp_thumbnail,
 )
+from gpu_worker.speed import SpeedOptions
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,10 @@ class GenerationRunner:
     def preload(self, pools: list[str]) -> None:
         for spec in settings.ATELIER_MODELS.values():
             if spec.pool in pools and spec.family != "noop":
-                self.cache.get(spec.path)
+                self.cache.get(spec.path, self.speed_options(spec))
+
+    def speed_options(self, spec: ModelSpec) -> SpeedOptions:
+        return SpeedOptions.of(spec, compile_backend=settings.ATELIER_COMPILE_BACKEND)
 
     def publish(self, generation: Generation, event_type: str, **extra: Any) -> None:
         event = build_event(generation, event_type, **extra)
@@ -218,7 +223,7 @@ class GenerationRunner:
             return render_trivial([self.render_spec(job) for job in jobs], on_step), 0.0
         started = time.perf_counter()
         try:
-            model = self.cache.get(spec.path)
+            model = self.cache.get(spec.path, self.speed_options(spec))
         except Exception as exc:
             log.exception("could not load %s", spec.path)
             raise GenerationFailed("model_unavailable") from exc

@@ -23,6 +23,7 @@ from gpu_worker.pipeline import (
     render,
     webp_thumbnail,
 )
+from gpu_worker.speed import SpeedOptions
 from gpu_worker.tiny_model import build_tiny_model, ensure_tiny_model
 
 
@@ -253,3 +254,34 @@ def test_cache_keeps_the_device_within_its_byte_budget(tmp_path: pathlib.Path) -
     budgeted.get(paths[0])
     budgeted.get(paths[1])
     assert budgeted.paths() == [paths[1]]
+
+
+def test_speed_options_change_how_the_model_runs_not_what_it_draws(model_path: pathlib.Path) -> None:
+    spec = RenderSpec(prompt="a lighthouse", seeds=[3], width=64, height=64, steps=3)
+    plain = ModelCache().get(str(model_path))
+    assert all(type(p).__name__ == "AttnProcessor2_0" for p in plain.denoiser.attn_processors.values())
+    reference = np.asarray(render(plain, spec)[0], np.int16)
+
+    fast = ModelCache().get(str(model_path), SpeedOptions(channels_last=True))
+    conv = fast.denoiser.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert np.abs(np.asarray(render(fast, spec)[0], np.int16) - reference).max() <= 2
+
+    half = ModelCache().get(str(model_path), SpeedOptions(dtype="bfloat16"))
+    assert half.denoiser.dtype == torch.bfloat16
+    assert np.abs(np.asarray(render(half, spec)[0], np.int16) - reference).mean() < 8
+
+
+def test_compiling_warms_the_declared_sizes_at_load(model_path: pathlib.Path) -> None:
+    torch._dynamo.reset()
+    options = SpeedOptions(
+        compile=True, compile_sizes=((64, 64), (96, 64)), max_batch=2, compile_backend="eager"
+    )
+    cache = ModelCache()
+    compiled = cache.get(str(model_path), options)
+    assert [event.kind for event in cache.events] == ["compile", "disk"]
+    assert compiled.denoiser._compiled_call_impl is not None
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert frames >= 2  # the declared sizes were traced before any job asked for them
+    image = render(compiled, RenderSpec(prompt="after", seeds=[1], width=96, height=64, steps=2))[0]
+    assert image.size == (96, 64)
