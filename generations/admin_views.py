@@ -28,6 +28,7 @@ class WorkerRow:
     pools: list[str]
     device: str
     models: list[str]
+    warm_models: list[str]
     current_jobs: list[tuple[str, str]]  # (generation id, admin url): a batch runs several
     seconds_since_beat: float | None
 
@@ -68,6 +69,7 @@ def live_workers(now: float | None = None) -> list[WorkerRow]:
                 pools=list(state.get("pools") or []),
                 device=str(state.get("device") or ""),
                 models=[str(m) for m in state.get("models") or []],
+                warm_models=[str(m) for m in state.get("warm_models") or []],
                 current_jobs=[
                     (job, reverse("admin:generations_generation_change", args=[job])) for job in jobs
                 ],
@@ -143,6 +145,7 @@ def workers(request: HttpRequest) -> HttpResponse:
         "workers": rows,
         "pools": pool_queues(sorted(configured | served)),
         "phases": phase_timings(sorted(configured | served)),
+        "model_events": queues.recent_model_events()[:20],
         "lanes": settings.LANES,
         "heartbeat_ttl": settings.ATELIER_HEARTBEAT_TTL,
         "dead_letters_url": reverse("admin:generations_generation_changelist") + DEAD_LETTERS_QUERY,

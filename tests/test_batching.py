@@ -47,6 +47,7 @@ def empty_queues() -> None:
     for key in client.scan_iter(match="rq:queue:gen.*"):
         client.delete(key)
     client.delete(queues.job_metrics_key(default_model().pool))
+    client.delete(queues.MODEL_EVENTS_KEY)
 
 
 def pixels(image: PILImage.Image) -> np.ndarray:
@@ -278,3 +279,7 @@ def test_the_workers_page_shows_phase_timings(admin_client: Client, runner: Gene
     (row,) = [r for r in response.context["phases"] if r.pool == default_model().pool]
     assert row.jobs == 1 and row.means["denoise"] > 0 and row.means["batch"] == 1
     assert 'id="phases"' in response.content.decode()
+    # The runner loaded the model for this job: the load is reported with its time.
+    (load,) = [e for e in response.context["model_events"] if e["worker"] == "batch-runner"]
+    assert load["kind"] == "disk" and float(str(load["seconds"])) > 0
+    assert default_model().path in response.content.decode()

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
@@ -155,10 +154,10 @@ def test_a_transient_error_is_retried_with_backoff_then_gives_up(
     with on_commit():
         job = submit(api).json()
 
-    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
-        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+    def connection_lost(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("the connection to the model store dropped (injected)")
 
-    monkeypatch.setattr("gpu_worker.runner.render", out_of_memory)
+    monkeypatch.setattr("gpu_worker.runner.render_batch", connection_lost)
     with on_commit():
         runner.run_one(job["id"])
     generation = Generation.objects.get(pk=job["id"])
