@@ -75,9 +75,11 @@ INSTALLED_APPS = [
     "generations",
     "gpu_worker",
     "webhooks",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "ops.requests.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -274,12 +276,26 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "generations.events.EVENT_TYPES"},
 }
 
+# One JSON object per line in production (LOG_FORMAT=json); plain text while developing.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {"()": "ops.logs.JsonFormatter"},
+        "text": {"format": "%(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Request lines are for the JSON log pipeline; in text mode they would repeat the server's own.
+    "loggers": {"atelier.request": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"}},
 }
+
+# /metrics: a Bearer token, or else only these client addresses.
+ATELIER_METRICS_TOKEN = os.environ.get("ATELIER_METRICS_TOKEN", "")
+ATELIER_METRICS_ALLOW = [
+    a.strip() for a in os.environ.get("ATELIER_METRICS_ALLOW", "127.0.0.1,::1").split(",")
+]
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -5,8 +5,12 @@ from django.views.defaults import page_not_found
 
 from generations.admin_views import workers_view
 from generations.errors import error_body
+from ops import health, metrics
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/", admin.site.urls),

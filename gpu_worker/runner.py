@@ -112,6 +112,7 @@ class GenerationRunner:
             jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name)
         for job in jobs:
             self.publish(job, "generation.started")
+            log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
         with self.in_flight_lock:
             self.in_flight.update(str(job.id) for job in jobs)
         self.advertise_jobs()
@@ -355,6 +356,7 @@ class GenerationRunner:
                 return
             Image.objects.bulk_create(rows)
         queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
+        log_phase(generation, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings)
         self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])
 
     def retry_later(self, generation: Generation, exc: Exception) -> None:
@@ -389,6 +391,7 @@ class GenerationRunner:
             return
         extra = {"error": {"code": code, "message": message}} if code else {}
         self.publish(generation, event_type, **extra)
+        log_phase(generation, status, worker=self.name, code=code or None)
 
     def transition(self, generation: Generation, status: str, *, images: int = 0, **fields: Any) -> bool:
         """running -> terminal exactly once, settling the credits in the same transaction."""
@@ -407,6 +410,16 @@ class GenerationRunner:
         for key, value in fields.items():
             setattr(generation, key, value)
         return True
+
+
+def log_phase(generation: Generation, phase: str, **fields: Any) -> None:
+    """One structured line per job phase (JSON in production), keyed by the generation id."""
+    log.info(
+        "generation %s %s",
+        generation.id,
+        phase,
+        extra={"generation_id": str(generation.id), "phase": phase, **fields},
+    )
 
 
 def load_upload(upload: Upload | None) -> PILImage.Image | None:

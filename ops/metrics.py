@@ -1,0 +1,172 @@
+"""Prometheus `/metrics`, computed from the shared state (PostgreSQL and Redis), so any web process
+answers for the whole deployment. Protected by `ATELIER_METRICS_TOKEN` (a Bearer token) or, without
+one, by the `ATELIER_METRICS_ALLOW` address list (loopback by default).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db.models import Count, Min, Sum
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from billing.models import BillingAccount
+from generations import queues
+from generations.admin_views import PHASES, live_workers
+from generations.models import Generation, GenerationStatus
+from ops.requests import BUCKETS, HTTP_KEY, stats
+from webhooks.models import WebhookDelivery
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def allowed(request: HttpRequest) -> bool:
+    token = settings.ATELIER_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), token.encode())
+    return request.META.get("REMOTE_ADDR", "") in settings.ATELIER_METRICS_ALLOW
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not allowed(request):
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    stats.flush()  # this process's last second of requests too
+    return HttpResponse("".join(f"{line}\n" for line in exposition()), content_type=CONTENT_TYPE)
+
+
+def escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def label(**labels: object) -> str:
+    inner = ",".join(f'{key}="{escape(value)}"' for key, value in labels.items())
+    return "{" + inner + "}" if inner else ""
+
+
+def family(name: str, kind: str, help_text: str) -> Iterator[str]:
+    yield f"# HELP {name} {help_text}"
+    yield f"# TYPE {name} {kind}"
+
+
+def exposition() -> Iterator[str]:
+    yield from http_requests()
+    yield from queue_metrics()
+    yield from job_metrics()
+    yield from worker_metrics()
+    yield from webhook_metrics()
+    yield from credit_metrics()
+
+
+def http_requests() -> Iterator[str]:
+    raw = queues.redis_client().hgetall(HTTP_KEY)
+    series: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for field, value in raw.items():
+        method, route, status, part = field.decode().split("|")
+        series[(method, route, status)][part] = float(value)
+    yield from family("atelier_http_request_duration_seconds", "histogram", "Requests by route and status.")
+    for (method, route, status), parts in sorted(series.items()):
+        labels = {"method": method, "route": route or "/", "status": status}
+        cumulative = 0.0
+        for bucket in [*map(str, BUCKETS), "+Inf"]:
+            cumulative += parts.get(bucket, 0.0)
+            yield f"atelier_http_request_duration_seconds_bucket{label(**labels, le=bucket)} {cumulative:g}"
+        yield f"atelier_http_request_duration_seconds_sum{label(**labels)} {parts.get('sum', 0.0):.6f}"
+        yield f"atelier_http_request_duration_seconds_count{label(**labels)} {parts.get('count', 0.0):g}"
+
+
+def pools() -> list[str]:
+    return sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
+
+
+def queue_metrics() -> Iterator[str]:
+    names = [(pool, lane) for pool in pools() for lane in settings.LANES]
+    pipe = queues.redis_client().pipeline()
+    for pool, lane in names:
+        pipe.llen(f"rq:queue:gen.{pool}.{lane}")
+    lengths = dict(zip(names, pipe.execute(), strict=True))
+    oldest = {
+        (row["pool"], row["lane"]): row["oldest"]
+        for row in Generation.objects.filter(status=GenerationStatus.QUEUED)
+        .values("pool", "lane")
+        .annotate(oldest=Min("lane_entered_at"))
+    }
+    now = timezone.now()
+    yield from family("atelier_queue_depth", "gauge", "Jobs waiting in each RQ queue.")
+    for (pool, lane), length in lengths.items():
+        yield f"atelier_queue_depth{label(pool=pool, lane=lane)} {int(length)}"
+    yield from family(
+        "atelier_queue_oldest_job_seconds", "gauge", "How long the oldest queued job has waited."
+    )
+    for pool, lane in names:
+        age = (now - oldest[(pool, lane)]).total_seconds() if (pool, lane) in oldest else 0.0
+        yield f"atelier_queue_oldest_job_seconds{label(pool=pool, lane=lane)} {age:.3f}"
+    pending = Generation.objects.filter(status=GenerationStatus.PENDING).count()
+    yield from family("atelier_pending_jobs", "gauge", "Jobs held back by fair-use caps or retry backoff.")
+    yield f"atelier_pending_jobs {pending}"
+
+
+def job_metrics() -> Iterator[str]:
+    counts = dict(Generation.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    yield from family("atelier_jobs", "gauge", "Generations by status (terminal ones are outcomes).")
+    for status in GenerationStatus.values:
+        yield f"atelier_jobs{label(status=status)} {counts.get(status, 0)}"
+    yield from family(
+        "atelier_job_phase_seconds", "gauge", "Mean seconds per job phase, recent jobs per pool."
+    )
+    for pool in pools():
+        recent = queues.recent_job_metrics(pool)
+        for phase in PHASES:
+            values = [float(str(m[phase])) for m in recent if isinstance(m.get(phase), int | float)]
+            if values:
+                mean = sum(values) / len(values)
+                yield f"atelier_job_phase_seconds{label(pool=pool, phase=phase)} {mean:.6f}"
+
+
+def worker_metrics() -> Iterator[str]:
+    rows = live_workers(time.time())
+    workers: dict[str, int] = defaultdict(int)
+    busy: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for pool in row.pools:
+            workers[pool] += 1
+            busy[pool] += 1 if row.current_jobs else 0
+    yield from family("atelier_workers", "gauge", "Live GPU workers (heartbeat) per pool.")
+    for pool in sorted(set(pools()) | set(workers)):
+        yield f"atelier_workers{label(pool=pool)} {workers[pool]}"
+    yield from family(
+        "atelier_workers_busy_fraction", "gauge", "Share of a pool's live workers running jobs."
+    )
+    for pool, count in sorted(workers.items()):
+        fraction = busy[pool] / count if count else 0.0
+        yield f"atelier_workers_busy_fraction{label(pool=pool)} {fraction:.4f}"
+
+
+def webhook_metrics() -> Iterator[str]:
+    counts = dict(
+        WebhookDelivery.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    yield from family("atelier_webhook_deliveries", "gauge", "Webhook deliveries by outcome.")
+    for status in ("pending", "succeeded", "failed"):
+        yield f"atelier_webhook_deliveries{label(status=status)} {counts.get(status, 0)}"
+
+
+def credit_metrics() -> Iterator[str]:
+    held = BillingAccount.objects.aggregate(total=Sum("held"))["total"] or 0
+    yield from family("atelier_credits_held", "gauge", "Credits held by unfinished generations.")
+    yield f"atelier_credits_held {held / 100:.2f}"
+
+
+def parse(text: str) -> dict[str, float]:
+    """`name{labels}` -> value, for tests and tools reading our own exposition."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
