@@ -11,13 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 
 from billing.models import BillingAccount
 from generations import queues
-from generations.admin_views import PHASES, live_workers
+from generations.admin_views import PHASES, live_workers, pool_queues
 from generations.models import Generation, GenerationStatus
 from ops.requests import BUCKETS, HTTP_KEY, stats
 from webhooks.models import WebhookDelivery
@@ -85,27 +84,16 @@ def pools() -> list[str]:
 
 
 def queue_metrics() -> Iterator[str]:
-    names = [(pool, lane) for pool in pools() for lane in settings.LANES]
-    pipe = queues.redis_client().pipeline()
-    for pool, lane in names:
-        pipe.llen(f"rq:queue:gen.{pool}.{lane}")
-    lengths = dict(zip(names, pipe.execute(), strict=True))
-    oldest = {
-        (row["pool"], row["lane"]): row["oldest"]
-        for row in Generation.objects.filter(status=GenerationStatus.QUEUED)
-        .values("pool", "lane")
-        .annotate(oldest=Min("lane_entered_at"))
-    }
-    now = timezone.now()
+    rows = [(row.pool, lane) for row in pool_queues(pools()) for lane in row.lanes]
     yield from family("atelier_queue_depth", "gauge", "Jobs waiting in each RQ queue.")
-    for (pool, lane), length in lengths.items():
-        yield f"atelier_queue_depth{label(pool=pool, lane=lane)} {int(length)}"
+    for pool, lane in rows:
+        yield f"atelier_queue_depth{label(pool=pool, lane=lane.lane)} {lane.length}"
     yield from family(
         "atelier_queue_oldest_job_seconds", "gauge", "How long the oldest queued job has waited."
     )
-    for pool, lane in names:
-        age = (now - oldest[(pool, lane)]).total_seconds() if (pool, lane) in oldest else 0.0
-        yield f"atelier_queue_oldest_job_seconds{label(pool=pool, lane=lane)} {age:.3f}"
+    for pool, lane in rows:
+        age = lane.oldest_seconds or 0.0
+        yield f"atelier_queue_oldest_job_seconds{label(pool=pool, lane=lane.lane)} {age:.3f}"
     pending = Generation.objects.filter(status=GenerationStatus.PENDING).count()
     yield from family("atelier_pending_jobs", "gauge", "Jobs held back by fair-use caps or retry backoff.")
     yield f"atelier_pending_jobs {pending}"

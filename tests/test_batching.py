@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,15 +15,17 @@ from django.test import Client
 from PIL import Image as PILImage
 
 from accounts.models import User
+from config.model_catalog import ModelSpec
 from generations import queues
 from generations.models import Generation, GenerationStatus, Image
-from generations.registry import default_model
+from generations.registry import default_model, get_model
 from generations.storage import open_content
 from gpu_worker.cache import ModelCache
 from gpu_worker.memory import MemoryBudget, estimate_bytes
 from gpu_worker.pipeline import BatchStepCallback, LoadedModel, RenderSpec, render, render_batch
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
+from tests.factories import private_pool_model, queued_generation
 
 pytestmark = pytest.mark.django_db
 
@@ -42,11 +45,16 @@ def runner() -> Iterator[GenerationRunner]:
 
 
 @pytest.fixture(autouse=True)
+def private_pool(settings: Any) -> ModelSpec:
+    return private_pool_model(settings)
+
+
+@pytest.fixture(autouse=True)
 def empty_queues() -> None:
     client = queues.redis_client()
     for key in client.scan_iter(match="rq:queue:gen.*"):
         client.delete(key)
-    client.delete(queues.job_metrics_key(default_model().pool))
+    client.delete(queues.job_metrics_key("tiny-private-pool"))
     client.delete(queues.MODEL_EVENTS_KEY)
 
 
@@ -148,23 +156,9 @@ def test_a_batch_that_fits_nowhere_raises_out_of_memory(model: LoadedModel) -> N
 
 
 def queued(user: User, **fields: object) -> Generation:
-    model = default_model()
-    values: dict[str, object] = {
-        "user": user,
-        "model_name": model.name,
-        "pool": model.pool,
-        "lane": "standard",
-        "prompt": "a boat",
-        "width": 64,
-        "height": 64,
-        "steps": 3,
-        "guidance": 5.0,
-        "seed": 7,
-        "n": 1,
-        "status": GenerationStatus.QUEUED,
-        **fields,
-    }
-    return Generation.objects.create(**values)
+    spec = get_model("tiny-private")
+    assert spec is not None
+    return queued_generation(user, steps=3, model_name=spec.name, pool=spec.pool, **fields)
 
 
 def enqueue(*generations: Generation) -> None:
@@ -276,7 +270,7 @@ def test_the_workers_page_shows_phase_timings(admin_client: Client, runner: Gene
 
     response = admin_client.get("/admin/workers/")
 
-    (row,) = [r for r in response.context["phases"] if r.pool == default_model().pool]
+    (row,) = [r for r in response.context["phases"] if r.pool == "tiny-private-pool"]
     assert row.jobs == 1 and row.means["denoise"] > 0 and row.means["batch"] == 1
     assert 'id="phases"' in response.content.decode()
     # The runner loaded the model for this job: the load is reported with its time.

@@ -104,25 +104,16 @@ def test_the_worker_runs_a_job_of_each_family(
     family: str, models: dict[str, pathlib.Path], settings: Any
 ) -> None:
     from accounts.models import User
-    from generations.models import Generation, GenerationStatus, Image
+    from generations.models import GenerationStatus, Image
     from gpu_worker.runner import GenerationRunner
+    from tests.factories import queued_generation
 
-    spec = ModelSpec(name=f"tiny-{family}", path=str(models[family]), pool="tiny", family=family)
+    spec = ModelSpec(name=f"tiny-{family}", path=str(models[family]), pool=f"{family}-pool", family=family)
     settings.ATELIER_MODELS = {**settings.ATELIER_MODELS, spec.name: spec}
     user = User.objects.create(username=f"fan-of-{family}")
     jobs = [
-        Generation.objects.create(
-            user=user,
-            model_name=spec.name,
-            pool="tiny",
-            lane="standard",
-            prompt=f"a kite {i}",
-            width=64,
-            height=64,
-            steps=2,
-            guidance=0.0,
-            seed=i,
-            status=GenerationStatus.QUEUED,
+        queued_generation(
+            user, model_name=spec.name, pool=spec.pool, prompt=f"a kite {i}", guidance=0.0, seed=i
         )
         for i in range(2)
     ]

@@ -28,6 +28,7 @@ from ops.metrics import parse
 from ops.requests import HTTP_KEY, stats
 from scripts.private_redis import free_port
 from tests.conftest import ROOT, Servers, child_env, wait_for
+from tests.factories import queued_generation
 
 pytestmark = pytest.mark.django_db
 
@@ -131,18 +132,12 @@ def test_metrics_report_requests_queues_jobs_workers_and_holds(
     spare = ModelSpec(name="ops-model", path="/nowhere", pool="ops-pool")
     settings.ATELIER_MODELS = {**settings.ATELIER_MODELS, spare.name: spare}
     waiting = [
-        Generation.objects.create(
-            user=user,
+        queued_generation(
+            user,
             model_name=spare.name,
             pool=spare.pool,
             lane="free",
-            prompt="waits",
-            width=64,
-            height=64,
-            steps=2,
-            guidance=5.0,
             seed=i,
-            status="queued",
             lane_entered_at=timezone.now() - timedelta(seconds=30),
         )
         for i in range(3)
@@ -202,20 +197,7 @@ def test_worker_job_phases_are_logged_with_the_generation_id(caplog: pytest.LogC
 
     ensure_tiny_model(Path(default_model().path))
     user = User.objects.create_user("phased")
-    model = default_model()
-    generation = Generation.objects.create(
-        user=user,
-        model_name=model.name,
-        pool=model.pool,
-        lane="standard",
-        prompt="phases",
-        width=64,
-        height=64,
-        steps=2,
-        guidance=5.0,
-        seed=1,
-        status="queued",
-    )
+    generation = queued_generation(user, prompt="phases")
     runner = GenerationRunner(name="phase-runner")
     try:
         with caplog.at_level(logging.INFO, logger="gpu_worker.runner"):

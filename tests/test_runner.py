@@ -12,6 +12,7 @@ from generations.models import Generation, GenerationStatus, Image
 from generations.registry import default_model
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
+from tests.factories import queued_generation
 
 pytestmark = pytest.mark.django_db
 
@@ -26,22 +27,7 @@ def runner() -> Iterator[GenerationRunner]:
 
 def queued(**fields: object) -> Generation:
     user, _ = User.objects.get_or_create(username="runner-user")
-    model = default_model()
-    values: dict[str, object] = {
-        "user": user,
-        "model_name": model.name,
-        "pool": model.pool,
-        "lane": "standard",
-        "prompt": "a boat",
-        "width": 64,
-        "height": 64,
-        "steps": 2,
-        "guidance": 5.0,
-        "seed": 7,
-        "n": 2,
-        **fields,
-    }
-    return Generation.objects.create(**values)
+    return queued_generation(user, n=2, **fields)
 
 
 def test_a_job_delivered_twice_runs_once(runner: GenerationRunner) -> None:
