@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "generations",
+    "gallery",
     "gpu_worker",
     "webhooks",
 ]
