@@ -114,7 +114,7 @@ def test_it_hides_private_and_hidden_images_from_likes_and_reports(
     owner: Api, other: Api, state: dict[str, bool]
 ) -> None:
     assert owner.user is not None
-    image = make_image(owner.user, **state)
+    image = make_image(owner.user, public=state.get("public", True), hidden=state.get("hidden", False))
     for api in (owner, other):
         assert code(api.post(f"/api/v1/images/{image.id}/like")) == "not_found"
         assert api.post(f"/api/v1/images/{image.id}/report", {"reason": "spam"}).status_code == 404
