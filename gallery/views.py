@@ -5,7 +5,7 @@ scrolls (static/gallery.js)."""
 
 from __future__ import annotations
 
-from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,16 +18,14 @@ from accounts.models import User
 from gallery.moderation import profile_for
 from gallery.selectors import (
     SORTS,
-    explore_images,
     gallery_image_resource,
     liked_ids,
-    published_images_of,
     viewable_image,
 )
-from generations.models import GenerationStatus, Image
+from generations.models import GenerationStatus
 from generations.registry import all_models
 
-FIRST_PAGE = 24
+FILTERS = ("status", "model", "created_after", "created_before", "q")
 
 
 def signed_in(request: HttpRequest) -> User | None:
@@ -38,15 +36,11 @@ def show_mature(user: User | None) -> bool:
     return user is not None and profile_for(user).show_mature
 
 
-def cards(request: HttpRequest, images: list[Image]) -> list[dict[str, Any]]:
-    user = signed_in(request)
-    likes = liked_ids(user, images)
-    return [gallery_image_resource(i, viewer=user, liked=i.pk in likes) for i in images]
-
-
 @login_required
 def my_images(request: HttpRequest) -> HttpResponse:
+    filters = {k: request.GET.get(k, "") for k in FILTERS}
     context = {
+        "feed_url": reverse("api_generations") + "?" + urlencode({k: v for k, v in filters.items() if v}),
         "statuses": GenerationStatus.values,
         "models": list(all_models()),
         "filters": {
@@ -60,26 +54,22 @@ def explore(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "new")
     sort = sort if sort in SORTS else "new"
     q = request.GET.get("q", "")[:200]
-    images = list(explore_images(sort=sort, q=q)[:FIRST_PAGE])
     context = {
         "sort": sort,
         "sorts": SORTS,
         "q": q,
-        "images": cards(request, images),
         "show_mature": show_mature(signed_in(request)),
-        "api": reverse("api_explore"),
+        "feed_url": reverse("api_explore") + "?" + urlencode({"sort": sort, "q": q}),
     }
     return render(request, "gallery/explore.html", context)
 
 
 def profile(request: HttpRequest, username: str) -> HttpResponse:
     owner = get_object_or_404(User, username=username, is_active=True)
-    images = list(published_images_of(owner)[:FIRST_PAGE])
     context = {
         "owner": owner,
-        "images": cards(request, images),
         "show_mature": show_mature(signed_in(request)),
-        "api": reverse("api_profile_images", args=[owner.username]),
+        "feed_url": reverse("api_profile_images", args=[owner.username]),
     }
     return render(request, "gallery/profile.html", context)
 
