@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from PIL import Image as PILImage
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -194,6 +196,7 @@ class ImageFileApi(APIView):
         parameters=[
             OpenApiParameter("signature", str, required=False),
             OpenApiParameter("download", str, required=False),
+            OpenApiParameter("as", str, enum=["png", "webp"], required=False),
         ],
         responses={
             (200, "image/png"): OpenApiTypes.BINARY,
@@ -218,12 +221,22 @@ class ImageFileApi(APIView):
             path, content_type, extension = image.original, "image/png", "png"
         else:
             path, content_type, extension = image.thumbnail, "image/webp", "webp"
-        response = HttpResponse(open_content(path), content_type=content_type)
+        content = open_content(path)
+        if self.variant == "original" and request.query_params.get("as") == "webp":
+            content, content_type, extension = full_size_webp(content), "image/webp", "webp"
+        response = HttpResponse(content, content_type=content_type)
         public = image.is_public and not image.hidden
         response["Cache-Control"] = PUBLIC_CACHE if public else "private, max-age=3600"
         if request.query_params.get("download"):
             response["Content-Disposition"] = f'attachment; filename="atelier-{image.id}.{extension}"'
         return response
+
+
+def full_size_webp(png: bytes) -> bytes:
+    """The original at full size as WebP (a download option; lists use the small thumbnail)."""
+    buffer = io.BytesIO()
+    PILImage.open(io.BytesIO(png)).save(buffer, "WEBP", quality=90)
+    return buffer.getvalue()
 
 
 class ModelListApi(APIView):
