@@ -142,3 +142,28 @@ def test_inpaint_with_a_mask_drawn_on_the_canvas(pages: tuple[Any, Any]) -> None
     mask = Image.open(io.BytesIO(open_content(inpainted.mask_upload.file))).convert("L")
     assert mask.size == (128, 128)
     assert mask.getpixel((64, 58)) == 255 and mask.getpixel((2, 2)) == 0  # on the stroke, far from it
+
+
+def test_the_gallery_pages_fit_a_phone(browser: Any, servers: Servers, transactional_db: None) -> None:
+    context = browser.new_context(
+        base_url=servers.url, viewport={"width": 390, "height": 844}, has_touch=True
+    )
+    phone = context.new_page()
+    phone.set_default_timeout(60_000)
+    try:
+        sign_up(phone, "fran")
+        image_page = create_small(phone, "a tiny boat")
+        for path in ("/create/", "/images/", "/explore/", image_page, "/u/fran/"):
+            phone.goto(path)
+            overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, (path, overflow)
+        phone.goto(image_page)
+        # Every control on the image page has an accessible name.
+        unnamed = phone.evaluate(
+            """[...document.querySelectorAll('#image-page button, #image-page input, #image-page select')]
+                 .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                                 && !el.textContent.trim()).map((el) => el.outerHTML)"""
+        )
+        assert unnamed == []
+    finally:
+        context.close()
