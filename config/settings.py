@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "generations",
+    "gallery",
     "gpu_worker",
     "webhooks",
     "ops",

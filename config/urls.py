@@ -17,9 +17,11 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("generations.api_urls")),
     path("api/v1/", include("webhooks.urls")),
+    path("api/v1/", include("gallery.api_urls")),
     path("v1/", include("generations.openai_urls")),
     path("", include("billing.urls")),
     path("", include("generations.urls")),
+    path("", include("gallery.urls")),
 ]
 
 

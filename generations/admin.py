@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from billing.credits import InsufficientCredits
-from generations.models import Generation, Image, Upload
+from generations.models import ContentRating, Generation, Image, Upload
 from generations.operations import move_generation_to_front, retry_failed_generation
 
 
@@ -67,8 +67,35 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin[Image]):
-    list_display = ["id", "generation", "index", "seed", "width", "height", "created_at"]
-    search_fields = ["id", "generation__id"]
+    list_display = [
+        "id",
+        "generation",
+        "index",
+        "is_public",
+        "hidden",
+        "content_rating",
+        "like_count",
+        "created_at",
+    ]
+    list_filter = ["is_public", "hidden", "content_rating"]
+    search_fields = ["id", "generation__id", "generation__user__username"]
+    actions = ["hide", "unhide", "rate_mature", "rate_general"]
+
+    @admin.action(description="Hide from Explore")
+    def hide(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        queryset.update(hidden=True)
+
+    @admin.action(description="Show in Explore again")
+    def unhide(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        queryset.update(hidden=False)
+
+    @admin.action(description="Rate mature (blurred in Explore unless opted in)")
+    def rate_mature(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        queryset.update(content_rating=ContentRating.MATURE)
+
+    @admin.action(description="Rate general")
+    def rate_general(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        queryset.update(content_rating=ContentRating.GENERAL)
 
 
 @admin.register(Upload)

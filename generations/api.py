@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from PIL import Image as PILImage
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
 from billing.credits import format_credits
+from gallery.selectors import filtered_generations, viewable_image
 from generations import schema
 from generations.errors import ApiError
 from generations.models import Image
@@ -25,7 +28,6 @@ from generations.selectors import (
     generation_of,
     generation_resource,
     generations_of,
-    image_of,
 )
 from generations.serializers import GenerationCreateSerializer
 from generations.services import (
@@ -62,11 +64,13 @@ class GenerationListApi(APIView):
 
     @extend_schema(
         operation_id="generations_list",
+        parameters=schema.GENERATION_FILTERS,
         responses={200: schema.GenerationPageSerializer, **schema.errors(401)},
     )
     def get(self, request: Request) -> Response:
         paginator = GenerationPagination()
-        page = paginator.paginate_queryset(generations_of(current_user(request)), request, view=self)
+        generations = filtered_generations(generations_of(current_user(request)), request.query_params)
+        page = paginator.paginate_queryset(generations, request, view=self)
         assert page is not None
         return paginator.get_paginated_response([generation_resource(g) for g in page])
 
@@ -177,23 +181,22 @@ class UploadApi(APIView):
         return Response(body, status=201)
 
 
-class SignedOrAuthenticated(BasePermission):
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.query_params.get("signature")) or bool(
-            request.user and request.user.is_authenticated
-        )
+# Published images never change under their id: any cache may keep them for a year.
+PUBLIC_CACHE = "public, max-age=31536000, immutable"
 
 
 class ImageFileApi(APIView):
-    """An image file, served only to its owner, or to whoever holds a valid signed URL."""
+    """An image file: published ones to anyone, cacheable; private ones only to their owner
+    (privately cached) or to whoever holds a valid signed URL."""
 
     variant = "original"
-    permission_classes = [SignedOrAuthenticated]
+    permission_classes = [AllowAny]
 
     @extend_schema(
         parameters=[
             OpenApiParameter("signature", str, required=False),
             OpenApiParameter("download", str, required=False),
+            OpenApiParameter("as", str, enum=["png", "webp"], required=False),
         ],
         responses={
             (200, "image/png"): OpenApiTypes.BINARY,
@@ -208,18 +211,32 @@ class ImageFileApi(APIView):
             granted = signed_image_id(signature, variant)
             image = Image.objects.filter(pk=image_id).first() if granted == image_id else None
         else:
-            image = image_of(current_user(request), image_id)
+            user = request.user if isinstance(request.user, User) else None
+            image = viewable_image(user, image_id)
+            if image is None and user is None:
+                raise ApiError("not_authenticated")
         if image is None:
             raise ApiError("not_found", "No such image.")
         if self.variant == "original":
             path, content_type, extension = image.original, "image/png", "png"
         else:
             path, content_type, extension = image.thumbnail, "image/webp", "webp"
-        response = HttpResponse(open_content(path), content_type=content_type)
-        response["Cache-Control"] = "private, max-age=3600"
+        content = open_content(path)
+        if self.variant == "original" and request.query_params.get("as") == "webp":
+            content, content_type, extension = full_size_webp(content), "image/webp", "webp"
+        response = HttpResponse(content, content_type=content_type)
+        public = image.is_public and not image.hidden
+        response["Cache-Control"] = PUBLIC_CACHE if public else "private, max-age=3600"
         if request.query_params.get("download"):
             response["Content-Disposition"] = f'attachment; filename="atelier-{image.id}.{extension}"'
         return response
+
+
+def full_size_webp(png: bytes) -> bytes:
+    """The original at full size as WebP (a download option; lists use the small thumbnail)."""
+    buffer = io.BytesIO()
+    PILImage.open(io.BytesIO(png)).save(buffer, "WEBP", quality=90)
+    return buffer.getvalue()
 
 
 class ModelListApi(APIView):

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 
@@ -16,6 +23,8 @@ class GenerationStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
+EXPLORE_VISIBLE = Q(is_public=True, hidden=False)
+
 ACTIVE_STATUSES = (GenerationStatus.PENDING, GenerationStatus.QUEUED, GenerationStatus.RUNNING)
 TERMINAL_STATUSES = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.CANCELED)
 
@@ -24,6 +33,22 @@ class GenerationKind(models.TextChoices):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
+
+
+class GenerationAction(models.TextChoices):
+    """What a generation made from an earlier image did with it (blank: a fresh prompt)."""
+
+    NONE = "", "new"
+    UPSCALE = "upscale"
+    VARY_SUBTLE = "vary_subtle"
+    VARY_STRONG = "vary_strong"
+    REMIX = "remix"
+    INPAINT = "inpaint"
+
+
+class ContentRating(models.TextChoices):
+    GENERAL = "general"
+    MATURE = "mature"
 
 
 class Upload(models.Model):
@@ -69,6 +94,18 @@ class Generation(models.Model):
         help_text="White repaints, black keeps (inpainting).",
     )
     strength = models.FloatField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "Image",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="The image this generation was made from (upscale, vary, remix, inpaint).",
+    )
+    action = models.CharField(max_length=16, choices=GenerationAction.choices, default="", blank=True)
+    is_public = models.BooleanField(
+        default=False, help_text="Whether its images start published (from the plan and the request)."
+    )
     relax = models.BooleanField(default=False)
     credits_held = models.PositiveIntegerField(default=0, help_text="Hundredths of credits held.")
     credits_per_image = models.PositiveIntegerField(default=0)
@@ -108,6 +145,8 @@ class Generation(models.Model):
             models.Index(fields=["status", "pool", "created_at"]),
             models.Index(fields=["user", "status"]),
             models.Index(fields=["status", "pool", "lane", "lane_entered_at"]),
+            # Prompt search on PostgreSQL; the migration skips it elsewhere.
+            GinIndex(SearchVector("prompt", config="english"), name="generation_prompt_search"),
         ]
 
     def __str__(self) -> str:
@@ -122,6 +161,23 @@ class Generation(models.Model):
         return f"gen.{self.pool}.{self.lane}"
 
 
+def hot_score(likes: int, created_at: datetime) -> float:
+    """Trending rank: each tenfold of likes is worth 12.5 hours of freshness. It only changes
+    when the likes do, so it can be stored and indexed."""
+    return math.log10(max(likes, 1)) + (created_at.timestamp() - HOT_EPOCH) / 45000
+
+
+HOT_EPOCH = 1_767_225_600  # 2026-01-01 UTC
+
+
+class ImageQuerySet(models.QuerySet["Image"]):
+    def bulk_create(self, objs: Iterable[Image], *args: Any, **kwargs: Any) -> list[Image]:
+        objs = list(objs)
+        for image in objs:
+            image.inherit_from_generation()
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class Image(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
@@ -133,12 +189,39 @@ class Image(models.Model):
     thumbnail = models.CharField(max_length=255)
     sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
+    is_public = models.BooleanField(default=False, help_text="Published in Explore and on the profile.")
+    hidden = models.BooleanField(default=False, help_text="Hidden from Explore by staff.")
+    content_rating = models.CharField(
+        max_length=16, choices=ContentRating.choices, default=ContentRating.GENERAL
+    )
+    like_count = models.PositiveIntegerField(default=0)
+    hot_score = models.FloatField(default=0.0)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["generation", "index"]
         constraints = [
             models.UniqueConstraint(fields=["generation", "index"], name="one_image_per_index"),
         ]
+        # Explore's three sorts, over the visible images only.
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="explore_new", condition=EXPLORE_VISIBLE),
+            models.Index(
+                fields=["-like_count", "-created_at"], name="explore_top", condition=EXPLORE_VISIBLE
+            ),
+            models.Index(fields=["-hot_score"], name="explore_trending", condition=EXPLORE_VISIBLE),
+        ]
 
     def __str__(self) -> str:
         return f"image {self.id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._state.adding:
+            self.inherit_from_generation()
+        super().save(*args, **kwargs)
+
+    def inherit_from_generation(self) -> None:
+        """A new image starts with its generation's visibility: the worker only knows pixels."""
+        self.is_public = self.generation.is_public
+        self.hot_score = hot_score(self.like_count, self.created_at)

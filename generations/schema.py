@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -148,3 +149,15 @@ IDEMPOTENCY = OpenApiParameter(
     required=False,
     description="Repeat a POST safely: the first response is returned for 24 h.",
 )
+GENERATION_FILTERS = [
+    OpenApiParameter(
+        "status",
+        str,
+        required=False,
+        enum=["pending", "queued", "running", "succeeded", "failed", "canceled"],
+    ),
+    OpenApiParameter("model", str, required=False),
+    OpenApiParameter("created_after", OpenApiTypes.DATE, required=False),
+    OpenApiParameter("created_before", OpenApiTypes.DATE, required=False),
+    OpenApiParameter("q", str, required=False, description="Words to search in prompts."),
+]

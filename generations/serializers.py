@@ -5,7 +5,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from gallery.selectors import active_style, viewable_image
 from generations.events import EVENT_TYPES
+from generations.models import GenerationAction
 from generations.registry import default_model, get_model
 from generations.selectors import upload_of
 from generations.services import GenerationSpec
@@ -27,6 +29,11 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     mask_image = serializers.UUIDField(required=False, allow_null=True)
     strength = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
     mode = serializers.ChoiceField(choices=["fast", "relax"], required=False, default="fast")
+    private = serializers.BooleanField(required=False, allow_null=True, default=None)
+    style_preset = serializers.SlugField(required=False, allow_blank=True, help_text="A style preset's slug.")
+    remix_of = serializers.UUIDField(
+        required=False, allow_null=True, help_text="The image this remixes (recorded as its parent)."
+    )
     webhook_url = serializers.URLField(max_length=500, required=False)
     webhook_events = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, default=list
@@ -76,13 +83,25 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             elif (mask.width, mask.height) != (upload.width, upload.height):
                 size = f"{upload.width}x{upload.height}"
                 errors["mask_image"] = [f"The mask must be the input image's size ({size})."]
+        prompt, negative_prompt = attrs["prompt"], attrs.get("negative_prompt", "")
+        if attrs.get("style_preset"):
+            preset = active_style(attrs["style_preset"])
+            if preset is None:
+                errors["style_preset"] = [f"Unknown style {attrs['style_preset']!r}."]
+            else:
+                prompt, negative_prompt = preset.apply(prompt, negative_prompt)
+        parent = None
+        if attrs.get("remix_of"):
+            parent = viewable_image(self.context["user"], attrs["remix_of"])
+            if parent is None:
+                errors["remix_of"] = ["No such image."]
         if errors:
             raise serializers.ValidationError(errors)
         attrs["spec"] = GenerationSpec(
             model=model.name,
             pool=model.pool,
-            prompt=attrs["prompt"],
-            negative_prompt=attrs.get("negative_prompt", ""),
+            prompt=prompt,
+            negative_prompt=negative_prompt,
             width=attrs["width"],
             height=attrs["height"],
             steps=steps,
@@ -93,5 +112,8 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             mask_upload=mask,
             strength=attrs.get("strength", 1.0 if mask else 0.6) if upload else None,
             relax=attrs["mode"] == "relax",
+            private=attrs.get("private"),
+            parent=parent,
+            action=GenerationAction.REMIX if parent else GenerationAction.NONE,
         )
         return attrs

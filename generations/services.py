@@ -20,9 +20,10 @@ from billing.credits import (
     settle_credits,
 )
 from billing.models import BillingAccount
+from gallery.moderation import check_submission
 from generations import events, queues
 from generations.errors import ApiError
-from generations.models import Generation, GenerationKind, GenerationStatus, Upload
+from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
 from generations.scheduling import admission, lock_account, release_pending
 from generations.storage import save_content
@@ -48,6 +49,10 @@ class GenerationSpec:
     relax: bool = False
     webhook: WebhookEndpoint | None = None
     webhook_events: tuple[str, ...] = ()
+    # None: the plan's default (private where the plan has private mode, public otherwise).
+    private: bool | None = None
+    parent: Image | None = None
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ def quote_generation(*, user: User, spec: GenerationSpec, account: BillingAccoun
         raise ApiError("model_not_in_plan", f"Your plan ({plan.name}) does not include {spec.model}.")
     if spec.relax and not plan.relax_allowed:
         raise ApiError("relax_not_allowed", f"Your plan ({plan.name}) does not include relax mode.")
+    if spec.private and not plan.private_allowed:
+        raise ApiError("private_not_allowed", f"Your plan ({plan.name}) does not include private mode.")
     model = get_model(spec.model)
     cost = generation_cost(
         width=spec.width,
@@ -84,11 +91,14 @@ def kind_of(spec: GenerationSpec) -> str:
 
 
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
+    check_submission(user=user, prompt=spec.prompt, negative_prompt=spec.negative_prompt)
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
     with transaction.atomic():
         account = lock_account(user.pk)
         quote = quote_generation(user=user, spec=spec, account=account)
-        status = admission(plan=effective_plan(account), user_id=user.pk, relax=spec.relax)
+        plan = effective_plan(account)
+        private = plan.private_allowed if spec.private is None else spec.private
+        status = admission(plan=plan, user_id=user.pk, relax=spec.relax)
         generation = Generation.objects.create(
             user=user,
             status=status,
@@ -110,6 +120,9 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             input_upload=spec.input_upload,
             mask_upload=spec.mask_upload,
             strength=spec.strength,
+            parent=spec.parent,
+            action=spec.action,
+            is_public=not private,
             webhook=spec.webhook,
             webhook_events=list(spec.webhook_events),
         )

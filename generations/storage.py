@@ -20,3 +20,8 @@ def save_content(folder: str, data: bytes, extension: str) -> tuple[str, str]:
 def open_content(path: str) -> bytes:
     with default_storage.open(path, "rb") as handle:
         return bytes(handle.read())
+
+
+def delete_content(path: str) -> None:
+    if default_storage.exists(path):
+        default_storage.delete(path)

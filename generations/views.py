@@ -5,6 +5,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts.models import User
+from billing.credits import account_for, effective_plan
+from gallery.selectors import active_styles, prefill, viewable_image
 from generations.registry import all_models, default_model
 from generations.selectors import generation_of, generation_resource, generations_of
 
@@ -19,10 +21,17 @@ def home(request: HttpRequest) -> HttpResponse:
 def create(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)
     recent = [generation_resource(g) for g in generations_of(request.user)[:24]]
+    plan = effective_plan(account_for(request.user))
+    remix = viewable_image(request.user, request.GET["remix"]) if request.GET.get("remix") else None
     context = {
         "models": list(all_models().values()),
+        "model_limits": {m.name: [m.min_side, m.max_side, m.default_side] for m in all_models().values()},
         "default_model": default_model(),
         "recent": recent,
+        "styles": active_styles(),
+        "relax_allowed": plan.relax_allowed,
+        "private_allowed": plan.private_allowed,
+        "prefill": prefill(remix) if remix else None,
     }
     return render(request, "generations/create.html", context)
 

@@ -62,7 +62,7 @@
     if (done) c.preview.hidden = true;
     if (data.images && data.images.length && !c.images.childElementCount) {
       data.images.forEach((image) => {
-        const link = el("a", { href: "/generations/" + data.id + "/" });
+        const link = el("a", { href: "/images/" + image.id + "/", "aria-label": "Open image " + (image.seed != null ? "seed " + image.seed : "") });
         link.append(el("img", { class: "gen-image", src: image.thumbnail_url, alt: c.title.textContent, loading: "lazy", width: "256", height: String(Math.round(256 * image.height / image.width)) }));
         c.images.append(link);
       });
@@ -98,7 +98,47 @@
     ["width", "height", "steps", "n"].forEach((k) => { body[k] = parseInt(f.get(k), 10); });
     body.guidance = parseFloat(f.get("guidance"));
     if (f.get("seed")) body.seed = parseInt(f.get("seed"), 10);
+    if (f.get("style_preset")) body.style_preset = f.get("style_preset");
+    if (f.get("remix_of")) body.remix_of = f.get("remix_of");
+    const relax = document.getElementById("relax");
+    if (relax) body.mode = relax.checked ? "relax" : "fast";
+    const privacy = document.getElementById("private");
+    if (privacy) body.private = privacy.checked;
     return body;
+  }
+
+  // Aspect-ratio presets: about the model's default area, each side a multiple of 8 within its limits.
+  const limits = JSON.parse(document.getElementById("model-limits").textContent);
+  function sizeFor(ratio) {
+    const [min, max, side] = limits[document.getElementById("model").value] || [64, 1024, 512];
+    const [a, b] = ratio.split(":").map(Number);
+    const fit = (v) => Math.min(max, Math.max(min, Math.round(v / 8) * 8));
+    let w = Math.sqrt(side * side * a / b), h = w * b / a;
+    const scale = Math.min(1, max / Math.max(w, h));
+    return [fit(w * scale), fit(h * scale)];
+  }
+  function applyAspect() {
+    const checked = form.querySelector("input[name=aspect]:checked");
+    if (!checked) return;
+    const [w, h] = sizeFor(checked.value);
+    document.getElementById("width").value = w;
+    document.getElementById("height").value = h;
+    updateCost();
+  }
+  form.querySelectorAll("input[name=aspect]").forEach((r) => r.addEventListener("change", applyAspect));
+  document.getElementById("model").addEventListener("change", applyAspect);
+
+  // "Remix" and "Use this prompt" open this form prefilled.
+  const prefill = JSON.parse(document.getElementById("prefill-data").textContent);
+  if (prefill) {
+    ["prompt", "negative_prompt", "model", "width", "height", "steps", "guidance", "seed", "remix_of"].forEach((k) => {
+      const input = document.getElementById(k);
+      if (input && prefill[k] != null) input.value = prefill[k];
+    });
+    form.querySelectorAll("input[name=aspect]").forEach((r) => { r.checked = false; });
+    const note = document.getElementById("remix-note");
+    note.textContent = "Remixing an image: its prompt, model, seed and size are filled in.";
+    note.hidden = false;
   }
 
   const costBox = document.getElementById("cost");

@@ -1,0 +1,270 @@
+"""``/api/v1/`` for the gallery: image actions, publishing, likes, reports, Explore, profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from gallery import schema as gallery_schema
+from gallery.selectors import (
+    ORDERINGS,
+    active_styles,
+    explore_images,
+    gallery_image_resource,
+    liked_ids,
+    owned_image,
+    prefill,
+    published_images_of,
+    viewable_image,
+    visible_image,
+)
+from gallery.services import (
+    delete_image,
+    inpaint_image,
+    like_image,
+    report_image,
+    set_published,
+    unlike_image,
+    upscale_image,
+    vary_image,
+)
+from generations import schema
+from generations.errors import ApiError
+from generations.models import Image
+from generations.selectors import generation_resource
+
+
+def viewer(request: Request) -> User | None:
+    user = request.user
+    return user if isinstance(user, User) and user.is_authenticated else None
+
+
+def me(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def no_such_image() -> ApiError:
+    return ApiError("not_found", "No such image.")
+
+
+def mine(request: Request, image_id: str) -> Image:
+    """The caller's own image; anyone else's, public or not, is indistinguishable from missing."""
+    image = owned_image(me(request), image_id)
+    if image is None:
+        raise no_such_image()
+    return image
+
+
+def visible(image_id: str) -> Image:
+    """A published, unhidden image: private and hidden ones are missing, whoever asks."""
+    image = visible_image(image_id)
+    if image is None:
+        raise no_such_image()
+    return image
+
+
+class GalleryPagination(CursorPagination):
+    page_size = 24
+    max_page_size = 100
+    page_size_query_param = "limit"
+
+    def __init__(self, ordering: tuple[str, ...]) -> None:
+        self.ordering = ordering
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"data": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
+
+
+def image_page(request: Request, view: APIView, images: Any, ordering: tuple[str, ...]) -> Response:
+    paginator = GalleryPagination(ordering)
+    page = paginator.paginate_queryset(images, request, view=view)
+    assert page is not None
+    user = viewer(request)
+    likes = liked_ids(user, page)
+    data = [gallery_image_resource(i, viewer=user, liked=i.pk in likes) for i in page]
+    return paginator.get_paginated_response(data)
+
+
+def accepted(generation: Any) -> Response:
+    body = generation_resource(generation)
+    return Response(body, status=202, headers={"Location": body["url"]})
+
+
+ACTION_ERRORS = schema.errors(400, 401, 402, 403, 404, 429)
+IMAGE_RESPONSES = {200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
+
+
+class ImageDetailApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)})
+    def get(self, request: Request, image_id: str) -> Response:
+        user = viewer(request)
+        image = viewable_image(user, image_id)
+        if image is None:
+            raise no_such_image()
+        liked = bool(liked_ids(user, [image]))
+        return Response(gallery_image_resource(image, viewer=user, liked=liked, with_lineage=True))
+
+    @extend_schema(responses={204: None, **schema.errors(401, 404)})
+    def delete(self, request: Request, image_id: str) -> Response:
+        if viewer(request) is None:
+            raise ApiError("not_authenticated")
+        delete_image(image=mine(request, image_id))
+        return Response(status=204)
+
+
+class UpscaleApi(APIView):
+    @extend_schema(request=None, responses={202: schema.GenerationOutSerializer, **ACTION_ERRORS})
+    def post(self, request: Request, image_id: str) -> Response:
+        return accepted(upscale_image(user=me(request), image=mine(request, image_id)))
+
+
+class VaryApi(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(
+        request=gallery_schema.VaryInSerializer,
+        responses={202: schema.GenerationOutSerializer, **ACTION_ERRORS},
+    )
+    def post(self, request: Request, image_id: str) -> Response:
+        image = mine(request, image_id)
+        params = gallery_schema.VaryInSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        return accepted(vary_image(user=me(request), image=image, strength=params.validated_data["strength"]))
+
+
+class InpaintApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request=gallery_schema.InpaintInSerializer,
+        responses={202: schema.GenerationOutSerializer, **ACTION_ERRORS},
+    )
+    def post(self, request: Request, image_id: str) -> Response:
+        image = mine(request, image_id)
+        params = gallery_schema.InpaintInSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        generation = inpaint_image(
+            user=me(request),
+            image=image,
+            mask=data["mask"].read(),
+            prompt=data["prompt"],
+            negative_prompt=data.get("negative_prompt"),
+        )
+        return accepted(generation)
+
+
+class RemixApi(APIView):
+    @extend_schema(request=None, responses={200: gallery_schema.PrefillSerializer, **schema.errors(401, 404)})
+    def post(self, request: Request, image_id: str) -> Response:
+        image = viewable_image(me(request), image_id)
+        if image is None:
+            raise no_such_image()
+        return Response(prefill(image))
+
+
+class PublishApi(APIView):
+    public = True
+
+    @extend_schema(
+        request=None, responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
+    )
+    def post(self, request: Request, image_id: str) -> Response:
+        image = set_published(image=mine(request, image_id), public=self.public)
+        return Response(gallery_image_resource(image, viewer=me(request)))
+
+
+class LikeApi(APIView):
+    @extend_schema(
+        request=None, responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
+    )
+    def post(self, request: Request, image_id: str) -> Response:
+        image = like_image(user=me(request), image=visible(image_id))
+        return Response(gallery_image_resource(image, viewer=me(request), liked=True))
+
+    @extend_schema(
+        request=None, responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
+    )
+    def delete(self, request: Request, image_id: str) -> Response:
+        image = unlike_image(user=me(request), image=visible(image_id))
+        return Response(gallery_image_resource(image, viewer=me(request), liked=False))
+
+
+class ReportApi(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(
+        request=gallery_schema.ReportInSerializer,
+        responses={201: gallery_schema.ReportOutSerializer, **schema.errors(400, 401, 404)},
+    )
+    def post(self, request: Request, image_id: str) -> Response:
+        image = visible(image_id)
+        params = gallery_schema.ReportInSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        report = report_image(user=me(request), image=image, **params.validated_data)
+        body = {
+            "id": report.pk,
+            "object": "report",
+            "image": str(image.pk),
+            "reason": report.reason,
+            "status": report.status,
+        }
+        return Response(body, status=201)
+
+
+class ExploreApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=gallery_schema.EXPLORE_PARAMETERS,
+        responses={200: gallery_schema.GalleryPageSerializer, **schema.errors(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        params = gallery_schema.ExploreParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        sort = params.validated_data["sort"]
+        images = explore_images(
+            sort=sort, q=params.validated_data["q"], window=params.validated_data["window"]
+        )
+        return image_page(request, self, images, ORDERINGS[sort])
+
+
+class ProfileImagesApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=gallery_schema.EXPLORE_PARAMETERS[3:],
+        responses={200: gallery_schema.GalleryPageSerializer, **schema.errors(401, 404)},
+    )
+    def get(self, request: Request, username: str) -> Response:
+        owner = User.objects.filter(username=username, is_active=True).first()
+        if owner is None:
+            raise ApiError("not_found", "No such member.")
+        return image_page(request, self, published_images_of(owner), ORDERINGS["new"])
+
+
+class StyleListApi(APIView):
+    @extend_schema(responses={200: gallery_schema.StyleListSerializer, **schema.errors(401)})
+    def get(self, request: Request) -> Response:
+        data = [
+            {
+                "id": s.slug,
+                "object": "style",
+                "name": s.name,
+                "prompt_template": s.prompt_template,
+                "negative_prompt": s.negative_prompt,
+            }
+            for s in active_styles()
+        ]
+        return Response({"data": data})
