@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -145,8 +143,8 @@ class Generation(models.Model):
             models.Index(fields=["status", "pool", "created_at"]),
             models.Index(fields=["user", "status"]),
             models.Index(fields=["status", "pool", "lane", "lane_entered_at"]),
-            # Prompt search on PostgreSQL; the migration skips it elsewhere.
-            GinIndex(SearchVector("prompt", config="english"), name="generation_prompt_search"),
+            # Prompt search on PostgreSQL: a GIN index on to_tsvector('english', prompt), made by
+            # migration 0002 outside the model state (SQLite has no such index).
         ]
 
     def __str__(self) -> str:

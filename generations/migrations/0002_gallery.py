@@ -2,23 +2,28 @@
 
 from typing import Any
 
-import django.contrib.postgres.indexes
-import django.contrib.postgres.search
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
 
-class AddIndexOnPostgres(migrations.AddIndex):
-    """The full-text GIN index exists on PostgreSQL only; SQLite searches without it."""
+# The full-text GIN index exists on PostgreSQL only; SQLite searches without it. It is kept out of
+# the model state on purpose: SQLite rebuilds a table from that state on every later AddField, and
+# would choke on a to_tsvector expression.
+PROMPT_SEARCH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS generation_prompt_search ON generations_generation "
+    "USING gin ((to_tsvector('english'::regconfig, COALESCE(prompt, ''))))"
+)
 
-    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
 
-    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
+def add_prompt_search_index(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(PROMPT_SEARCH_INDEX)
+
+
+def drop_prompt_search_index(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS generation_prompt_search")
 
 
 class Migration(migrations.Migration):
@@ -70,10 +75,7 @@ class Migration(migrations.Migration):
             name='like_count',
             field=models.PositiveIntegerField(default=0),
         ),
-        AddIndexOnPostgres(
-            model_name='generation',
-            index=django.contrib.postgres.indexes.GinIndex(django.contrib.postgres.search.SearchVector('prompt', config='english'), name='generation_prompt_search'),
-        ),
+        migrations.RunPython(add_prompt_search_index, drop_prompt_search_index),
         migrations.AddIndex(
             model_name='image',
             index=models.Index(condition=models.Q(('hidden', False), ('is_public', True)), fields=['-created_at', '-id'], name='explore_new'),
