@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ops.requests.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "ops.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -291,6 +292,10 @@ LOGGING = {
     # Request lines are for the JSON log pipeline; in text mode they would repeat the server's own.
     "loggers": {"atelier.request": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"}},
 }
+
+# Sign-in throttling: this many failures per address or account lock sign-in for this long.
+ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
+ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
 
 # /metrics: a Bearer token, or else only these client addresses.
 ATELIER_METRICS_TOKEN = os.environ.get("ATELIER_METRICS_TOKEN", "")

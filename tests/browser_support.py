@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +40,28 @@ def browser(servers: Any) -> Iterator[Any]:
 
 @contextmanager
 def open_page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A page in a fresh context; leaving it fails the test if the page broke our
+    Content-Security-Policy (the browser blocked something the UI tried to do)."""
     context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         yield page
+        assert not violations, f"the page broke its Content-Security-Policy: {violations}"
     finally:
         context.close()
+
+
+def wait_until(page: Any, expression: str, timeout: float = 60) -> None:
+    """Poll a JavaScript expression (or arrow function) until it is truthy. Playwright's own
+    wait_for_function compiles its predicate inside the page, which our CSP (no eval) refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout} s: {expression}")
+        time.sleep(0.01)
 
 
 def sign_up(page: Any, username: str) -> None:

@@ -39,7 +39,7 @@ def clean_redis() -> None:
 def fresh_rate_limits() -> None:
     """Row ids repeat between tests (rolled back), so their rate-limit counters must not carry over."""
     connection_ = redis.Redis.from_url(settings.REDIS_URL)
-    keys = list(connection_.scan_iter("atelier:rl:*"))
+    keys = [*connection_.scan_iter("atelier:rl:*"), *connection_.scan_iter("atelier:login-fail:*")]
     if keys:
         connection_.delete(*keys)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser_support import open_page, sign_up
+from tests.browser_support import open_page, sign_up, wait_until
 from tests.conftest import Servers
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -21,22 +21,23 @@ def page(browser: Any, servers: Servers, transactional_db: None) -> Iterator[Any
 
 def test_a_new_user_signs_up_and_watches_an_image_form(page: Any) -> None:
     sign_up(page, "carol")
-    page.wait_for_function("document.body.dataset.live === '1'")
+    wait_until(page, "document.body.dataset.live === '1'")
     page.fill("#prompt", "a lighthouse at dusk")
     page.fill("#width", "512")
     page.fill("#height", "512")
     page.fill("#steps", "60")
-    page.wait_for_function("document.getElementById('cost').textContent.includes('Cost: 3.00 credits')")
+    wait_until(page, "document.getElementById('cost').textContent.includes('Cost: 3.00 credits')")
     page.click("#submit")
     card = page.locator(".gen-card").first
     card.wait_for()
     # The bar moves: a value strictly between empty and full is seen while it renders.
-    page.wait_for_function(
-        "() => { const b = document.querySelector('.gen-progress'); return b && b.value > 0 && b.value < 1; }"
+    wait_until(
+        page,
+        "() => { const b = document.querySelector('.gen-progress'); return b && b.value > 0 && b.value < 1; }",
     )
     assert page.locator(".gen-preview").first.is_visible()
     page.locator(".gen-images img").first.wait_for()
-    page.wait_for_function("() => document.querySelector('.gen-images img').naturalWidth > 0")
+    wait_until(page, "() => document.querySelector('.gen-images img').naturalWidth > 0")
     assert card.get_attribute("data-status") == "succeeded"
     assert "succeeded" in card.locator(".gen-status").inner_text()
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from generations.models import Generation
 from generations.storage import open_content
-from tests.browser_support import open_page, sign_up
+from tests.browser_support import open_page, sign_up, wait_until
 from tests.conftest import ROOT, Servers
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -39,7 +39,7 @@ def pages(browser: Any, servers: Servers, transactional_db: None) -> Iterator[tu
 def create_small(page: Any, prompt: str) -> str:
     """Submit from Create (1:1, small and quick) and return the new image's page URL."""
     page.goto("/create/")
-    page.wait_for_function("document.body.dataset.live === '1'")
+    wait_until(page, "document.body.dataset.live === '1'")
     page.fill("#prompt", prompt)
     page.check("input[name=aspect][value='1:1']")
     page.fill("#width", "128")
@@ -87,13 +87,11 @@ def test_create_upscale_vary_publish_then_another_member_likes_and_reuses_it(
     toggle = carol.locator("#publish-toggle")
     assert toggle.get_attribute("aria-pressed") == "false"  # the Pro plan starts private
     toggle.click()
-    carol.wait_for_function(
-        "document.getElementById('publish-toggle').getAttribute('aria-pressed') === 'true'"
-    )
+    wait_until(carol, "document.getElementById('publish-toggle').getAttribute('aria-pressed') === 'true'")
     image_id = varied.strip("/").split("/")[-1]
 
     carol.goto("/images/")
-    carol.wait_for_function("document.getElementById('feed').dataset.loaded === '1'")
+    wait_until(carol, "document.getElementById('feed').dataset.loaded === '1'")
     assert carol.locator("#feed .gen-tile").count() == 3
     carol.screenshot(path=str(shots / "my-images.png"), full_page=True)
 
