@@ -163,6 +163,36 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 
+# Media on any S3-compatible store (AWS, MinIO, R2, moto...) when a bucket is named; else the
+# filesystem under MEDIA_ROOT. Credentials come from the usual AWS_* variables.
+ATELIER_S3_BUCKET = os.environ.get("ATELIER_S3_BUCKET", "")
+ATELIER_SIGNED_URL_SECONDS = env_int("ATELIER_SIGNED_URL_SECONDS", 300)
+
+
+def s3_storage(bucket: str) -> dict[str, object]:
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "addressing_style": "path",
+            "default_acl": "private",
+            "querystring_auth": True,  # url() is a presigned URL
+            "querystring_expire": ATELIER_SIGNED_URL_SECONDS,
+            "file_overwrite": True,  # names are content hashes: the same name is the same bytes
+            "object_parameters": {"CacheControl": "private, max-age=3600"},
+        },
+    }
+
+
+STORAGES = {
+    "default": s3_storage(ATELIER_S3_BUCKET)
+    if ATELIER_S3_BUCKET
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 # Redis: the machine's when REDIS_URL is set, else the private one that `make run` starts.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
 

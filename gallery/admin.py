@@ -8,6 +8,7 @@ from django.utils import timezone
 from gallery.models import BlockedTerm, Profile, Report, ReportStatus, StylePreset
 from gallery.moderation import suspend_user
 from generations.models import Image
+from generations.storage import sync_visibility
 
 
 @admin.register(Report)
@@ -23,7 +24,9 @@ class ReportAdmin(admin.ModelAdmin[Report]):
 
     @admin.action(description="Hide the reported images from Explore")
     def hide_images(self, request: HttpRequest, queryset: QuerySet[Report]) -> None:
-        hidden = Image.objects.filter(pk__in=queryset.values("image_id")).update(hidden=True)
+        images = Image.objects.filter(pk__in=queryset.values("image_id"))
+        hidden = images.update(hidden=True)
+        sync_visibility(images)
         self.resolve(request, queryset, ReportStatus.ACTIONED)
         self.message_user(request, f"Hid {hidden} image(s).", messages.SUCCESS)
 

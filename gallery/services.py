@@ -16,7 +16,7 @@ from generations.errors import ApiError
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
 from generations.services import GenerationSpec, submit_generation
-from generations.storage import delete_content, save_content
+from generations.storage import delete_content, save_content, sync_visibility
 from generations.uploads import clean_image
 
 UPSCALE_FACTOR = 2
@@ -152,6 +152,7 @@ def inpaint_image(
 def set_published(*, image: Image, public: bool) -> Image:
     Image.objects.filter(pk=image.pk).update(is_public=public)
     image.is_public = public
+    sync_visibility([image])
     return image
 
 

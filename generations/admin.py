@@ -5,6 +5,7 @@ from django.http import HttpRequest
 from billing.credits import InsufficientCredits
 from generations.models import ContentRating, Generation, Image, Upload
 from generations.operations import move_generation_to_front, retry_failed_generation
+from generations.storage import sync_visibility
 
 
 class ImageInline(admin.TabularInline[Image, Generation]):
@@ -84,10 +85,12 @@ class ImageAdmin(admin.ModelAdmin[Image]):
     @admin.action(description="Hide from Explore")
     def hide(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
         queryset.update(hidden=True)
+        sync_visibility(queryset)
 
     @admin.action(description="Show in Explore again")
     def unhide(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
         queryset.update(hidden=False)
+        sync_visibility(queryset)
 
     @admin.action(description="Rate mature (blurred in Explore unless opted in)")
     def rate_mature(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:

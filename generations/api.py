@@ -6,7 +6,7 @@ import io
 from dataclasses import replace
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from PIL import Image as PILImage
@@ -38,7 +38,7 @@ from generations.services import (
     upload_create,
 )
 from generations.signing import signed_image_id
-from generations.storage import open_content
+from generations.storage import is_remote, open_content, presigned_url, public_url
 from generations.waiting import preferred_wait, wait_for_terminal
 from webhooks.services import endpoint_for_generation
 from webhooks.targets import UnsafeUrl
@@ -221,15 +221,28 @@ class ImageFileApi(APIView):
             path, content_type, extension = image.original, "image/png", "png"
         else:
             path, content_type, extension = image.thumbnail, "image/webp", "webp"
+        public = image.is_public and not image.hidden
+        converting = self.variant == "original" and request.query_params.get("as") == "webp"
+        if is_remote() and not converting:
+            return object_redirect(image, path, extension, public, bool(request.query_params.get("download")))
         content = open_content(path)
         if self.variant == "original" and request.query_params.get("as") == "webp":
             content, content_type, extension = full_size_webp(content), "image/webp", "webp"
         response = HttpResponse(content, content_type=content_type)
-        public = image.is_public and not image.hidden
         response["Cache-Control"] = PUBLIC_CACHE if public else "private, max-age=3600"
         if request.query_params.get("download"):
             response["Content-Disposition"] = f'attachment; filename="atelier-{image.id}.{extension}"'
         return response
+
+
+def object_redirect(image: Image, path: str, extension: str, public: bool, download: bool) -> HttpResponse:
+    """On S3 the bytes come from the store itself: a published image's plain (cacheable) URL, or a
+    presigned URL that expires in ATELIER_SIGNED_URL_SECONDS for anything private."""
+    name = f"atelier-{image.id}.{extension}" if download else None
+    target = public_url(path) if public and not download else presigned_url(path, download_name=name)
+    response = HttpResponseRedirect(target)
+    response["Cache-Control"] = "public, max-age=3600" if public else "private, no-store"
+    return response
 
 
 def full_size_webp(png: bytes) -> bytes:

@@ -31,7 +31,7 @@ from generations.registry import get_model
 from generations.scheduling import release_pending
 from generations.selectors import image_resource
 from generations.services import settle
-from generations.storage import open_content, save_content
+from generations.storage import open_content, save_content, sync_visibility
 from gpu_worker.batching import claim, take_mates
 from gpu_worker.cache import ModelCache
 from gpu_worker.finisher import Finisher
@@ -355,6 +355,7 @@ class GenerationRunner:
             if not changed:
                 return
             Image.objects.bulk_create(rows)
+        sync_visibility(rows)  # published from the start (a Free plan's images): public objects on S3
         queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
         log_phase(generation, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings)
         self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])

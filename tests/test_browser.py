@@ -31,10 +31,11 @@ def test_a_new_user_signs_up_and_watches_an_image_form(page: Any) -> None:
     card = page.locator(".gen-card").first
     card.wait_for()
     # The bar moves: a value strictly between empty and full is seen while it renders.
-    wait_until(
-        page,
-        "() => { const b = document.querySelector('.gen-progress'); return b && b.value > 0 && b.value < 1; }",
+    moving = (
+        "() => { const bar = document.querySelector('.gen-progress'); "
+        "return bar?.value > 0 && bar.value < 1; }"
     )
+    wait_until(page, moving)
     assert page.locator(".gen-preview").first.is_visible()
     page.locator(".gen-images img").first.wait_for()
     wait_until(page, "() => document.querySelector('.gen-images img').naturalWidth > 0")
