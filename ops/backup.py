@@ -1,0 +1,121 @@
+"""Back up and restore what Atelier cannot rebuild: the database and the media.
+
+One archive (tar.gz) holds `database.dump` (pg_dump's custom format on PostgreSQL, a consistent
+SQLite copy made with SQLite's online backup API otherwise), `media/` (every stored object, from the
+filesystem or the S3 bucket) and `manifest.json`. Redis is not in it: a lost Redis loses queued RQ
+jobs, rate-limit counters, idempotency records and worker heartbeats, and the dispatcher re-enqueues
+every queued generation from the database (see `generations/dispatcher.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+
+FORMAT_VERSION = 1
+
+
+def database_settings() -> dict[str, Any]:
+    return dict(settings.DATABASES["default"])
+
+
+def pg_env(db: dict[str, Any]) -> dict[str, str]:
+    env = dict(os.environ)
+    if db.get("PASSWORD"):
+        env["PGPASSWORD"] = str(db["PASSWORD"])
+    return env
+
+
+def pg_args(db: dict[str, Any]) -> list[str]:
+    args = ["-h", str(db.get("HOST") or "127.0.0.1"), "-p", str(db.get("PORT") or 5432)]
+    return [*args, "-U", str(db.get("USER") or "postgres"), "-d", str(db["NAME"])]
+
+
+def dump_database(target: Path) -> str:
+    db = database_settings()
+    if db["ENGINE"].endswith("postgresql"):
+        subprocess.run(
+            ["pg_dump", "-Fc", "--no-owner", "-f", str(target), *pg_args(db)], env=pg_env(db), check=True
+        )
+        return "postgresql"
+    connection.ensure_connection()
+    raw: Any = connection.connection
+    with sqlite3.connect(target) as copy:
+        raw.backup(copy)
+    return "sqlite"
+
+
+def restore_database(source: Path, engine: str) -> None:
+    db = database_settings()
+    if engine == "postgresql":
+        connection.close()
+        args = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", *pg_args(db)]
+        subprocess.run([*args, str(source)], env=pg_env(db), check=True)
+        return
+    connection.ensure_connection()
+    raw: Any = connection.connection
+    with sqlite3.connect(source) as backup:
+        backup.backup(raw)
+
+
+def media_names() -> list[str]:
+    storage: Any = default_storage
+    if hasattr(storage, "bucket_name"):
+        return sorted(obj.key for obj in storage.bucket.objects.all())
+    root = Path(settings.MEDIA_ROOT)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def backup(archive: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work)
+        engine = dump_database(folder / "database.dump")
+        names = media_names()
+        for name in names:
+            target = folder / "media" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with default_storage.open(name, "rb") as handle, open(target, "wb") as out:
+                shutil.copyfileobj(handle, out)
+        manifest = {"format": FORMAT_VERSION, "engine": engine, "media": len(names), "created": time.time()}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive, "w:gz") as tar:
+            for item in ("manifest.json", "database.dump", "media"):
+                if (folder / item).exists():
+                    tar.add(folder / item, arcname=item)
+    return manifest
+
+
+def restore(archive: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work)
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(folder, filter="data")  # refuses absolute paths and links out of the folder
+        manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unknown backup format {manifest.get('format')!r}")
+        engine = database_settings()["ENGINE"]
+        if (manifest["engine"] == "postgresql") != engine.endswith("postgresql"):
+            raise ValueError(f"the backup is of a {manifest['engine']} database; this one is {engine}")
+        restore_database(folder / "database.dump", manifest["engine"])
+        media = folder / "media"
+        for path in sorted(media.rglob("*")) if media.exists() else []:
+            if path.is_file():
+                name = str(path.relative_to(media))
+                if default_storage.exists(name):
+                    default_storage.delete(name)
+                default_storage.save(name, ContentFile(path.read_bytes()))
+    return manifest
