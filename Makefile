@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench cluster
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 
 run: $(VENV)/.installed
 	$(PY) scripts/run.py
+
+# Not one of the two set-up commands: the multi-machine topology on one host (see README).
+cluster: $(VENV)/.installed
+	$(PY) scripts/cluster.py
 
 test: $(VENV)/.installed-test
 	$(PY) scripts/test.py $(ARGS)

@@ -23,8 +23,9 @@ from accounts.models import User
 from accounts.services import api_key_create
 from scripts.private_redis import free_port
 from tests.browser_support import browser
+from tests.s3_support import s3_server
 
-__all__ = ["browser"]
+__all__ = ["browser", "s3_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,44 +26,10 @@ from generations.registry import default_model
 from generations.storage import open_content, public_url, save_content
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
-from scripts.private_redis import free_port
-from tests.conftest import wait_for
 from tests.factories import queued_generation
+from tests.s3_support import BUCKET, CREDENTIALS, lowercase
 
 pytestmark = pytest.mark.django_db
-BUCKET = "atelier-media"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(endpoint, timeout=1).status_code < 500, 30, "moto S3 server")
-        client = boto3.client("s3", endpoint_url=endpoint, **lowercase(CREDENTIALS))
-        client.create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait()
-
-
-def lowercase(credentials: dict[str, str]) -> dict[str, str]:
-    return {
-        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
-        "region_name": credentials["AWS_DEFAULT_REGION"],
-    }
 
 
 @pytest.fixture
