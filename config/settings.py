@@ -198,7 +198,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": os.environ.get("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "atelier:ch"},
     }
 }
