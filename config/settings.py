@@ -124,6 +124,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARE", True):
+    # Parameters bound by the server, and statements that a connection runs often prepared
+    # once: PostgreSQL then parses and plans them once per connection instead of per request.
+    # Off (DATABASE_PREPARE=0) behind a transaction-pooling proxy such as PgBouncer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_MAX", 0):
     # A connection pool per process: under ASGI, persistent connections (CONN_MAX_AGE) leak one
     # per thread, while a pool hands each request a warm connection and takes it back.
