@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -18,6 +19,7 @@ from redis.exceptions import RedisError
 from accounts.authentication import bearer_token
 from accounts.models import User
 from accounts.services import api_key_user
+from config import sql
 from generations.errors import error_body
 from generations.queues import redis_client
 
@@ -66,15 +68,23 @@ def client_ip(request: HttpRequest) -> str:
     return chain[-(proxies + 1)] if len(chain) > proxies else chain[0]
 
 
+@cache
+def plan_rate_sql() -> str:
+    from billing.models import BillingAccount, Plan
+
+    accounts, plans = sql.table(BillingAccount), sql.table(Plan)
+    return (
+        f"SELECT {plans}.api_rate_per_minute, {accounts}.subscription_status FROM {accounts} "  # noqa: S608
+        f"JOIN {plans} ON {plans}.id = {accounts}.plan_id WHERE {accounts}.user_id = %s"
+    )
+
+
 def plan_rate(user: User) -> int:
     from billing.credits import account_for, effective_plan
-    from billing.models import DELINQUENT, BillingAccount
+    from billing.models import DELINQUENT
 
-    row = (
-        BillingAccount.objects.filter(user=user)
-        .values_list("plan__api_rate_per_minute", "subscription_status")
-        .first()
-    )
+    # Every API request runs this: SQL rather than the ORM (config/sql.py says why).
+    row = sql.fetch_one(plan_rate_sql(), [user.pk])
     if row is None or row[1] in DELINQUENT:
         return effective_plan(account_for(user)).api_rate_per_minute
     return int(row[0])
