@@ -172,17 +172,19 @@ def _grant(account: BillingAccount, credits: int, *, reference: str, note: str, 
 
 @cache
 def hold_sql() -> tuple[str, str]:
+    """(take the credits if the balance allows, record the hold), as one statement on PostgreSQL."""
     accounts, entries = sql.table(BillingAccount), sql.table(CreditEntry)
     take = (
         f"UPDATE {accounts} SET balance = balance - %s, held = held + %s "  # noqa: S608 (names from the models)
         "WHERE id = %s AND balance >= %s"
     )
-    record = (
-        f"INSERT INTO {entries} "  # noqa: S608 (names from the models)
-        "(account_id, kind, amount, credits, generation_id, reference, note, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, '', '', %s)"
-    )
-    return take, record
+    columns = "account_id, kind, amount, credits, generation_id, reference, note, created_at"
+    if connection.vendor == "postgresql":
+        return (
+            f"WITH taken AS ({take} RETURNING id) INSERT INTO {entries} ({columns}) "  # noqa: S608
+            "SELECT id, %s, %s, %s, %s, '', '', %s FROM taken"
+        ), ""
+    return take, f"INSERT INTO {entries} ({columns}) VALUES (%s, %s, %s, %s, %s, '', '', %s)"  # noqa: S608
 
 
 def hold_credits(*, account: BillingAccount, credits: int, generation_id: uuid.UUID) -> None:
@@ -191,21 +193,23 @@ def hold_credits(*, account: BillingAccount, credits: int, generation_id: uuid.U
         return
     # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
     take, record = hold_sql()
-    if sql.execute(take, [credits, credits, account.pk, credits]) != 1:
+    generation = CreditEntry._meta.get_field("generation").target_field
+    entry = [
+        str(EntryKind.HOLD),
+        -credits,
+        credits,
+        generation.get_db_prep_value(generation_id, connection),
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+    ]
+    if record:
+        taken = sql.execute(take, [credits, credits, account.pk, credits]) == 1
+        if taken:
+            sql.execute(record, [account.pk, *entry])
+    else:
+        taken = sql.execute(take, [credits, credits, account.pk, credits, *entry]) == 1
+    if not taken:
         account.refresh_from_db(fields=["balance"])
         raise InsufficientCredits(credits, account.balance)
-    generation = CreditEntry._meta.get_field("generation").target_field
-    sql.execute(
-        record,
-        [
-            account.pk,
-            str(EntryKind.HOLD),
-            -credits,
-            credits,
-            generation.get_db_prep_value(generation_id, connection),
-            connection.ops.adapt_datetimefield_value(timezone.now()),
-        ],
-    )
 
 
 def settle_credits(*, user_id: int, generation_id: uuid.UUID, held: int, captured: int) -> None:
