@@ -90,8 +90,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
-ASGI_APPLICATION = "config.asgi.application"
-WSGI_APPLICATION = None
+ASGI_APPLICATION = "config.asgi.application"  # daphne: WebSockets (and all of `make run`)
+WSGI_APPLICATION = "config.wsgi.application"  # gunicorn: HTTP in production (config/gunicorn.py)
 
 TEMPLATES = [
     {
@@ -131,8 +131,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_MAX", 0):
-    # A connection pool per process: under ASGI, persistent connections (CONN_MAX_AGE) leak one
-    # per thread, while a pool hands each request a warm connection and takes it back.
+    # A connection pool per process, for daphne: under ASGI, persistent connections
+    # (CONN_MAX_AGE) leak one per thread, while a pool hands each request a warm connection and
+    # takes it back. gunicorn's fixed threads keep one persistent connection each instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
