@@ -30,6 +30,7 @@ sys.path[0] = str(ROOT)
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import subprocess
@@ -188,12 +189,13 @@ def wait_up(port: int) -> None:
 
 # What the TLS proxy in front of the web tier adds (DJANGO_DEBUG=0 redirects plain HTTP).
 PROXIED = {"X-Forwarded-Proto": "https"}
+JSON = {"Content-Type": "application/json"}
 
 
 async def submit_all(port: int, keys: list[str], jobs: int, concurrency: int) -> tuple[int, float]:
     import aiohttp
 
-    body = {"prompt": "bench", "model": "noop", "width": 64, "height": 64, "steps": 1}
+    body = json.dumps({"prompt": "bench", "model": "noop", "width": 64, "height": 64, "steps": 1})
     counter = iter(range(jobs))
     failures: list[str] = []
     url = f"http://127.0.0.1:{port}/api/v1/generations"
@@ -201,8 +203,8 @@ async def submit_all(port: int, keys: list[str], jobs: int, concurrency: int) ->
     async def client(session: aiohttp.ClientSession) -> int:
         done = 0
         for index in counter:
-            headers = {"Authorization": f"Bearer {keys[index % len(keys)]}", **PROXIED}
-            async with session.post(url, json=body, headers=headers) as response:
+            headers = {"Authorization": f"Bearer {keys[index % len(keys)]}", **JSON, **PROXIED}
+            async with session.post(url, data=body, headers=headers) as response:
                 if response.status != 202:
                     failures.append(f"{response.status} {await response.text()}")
                 await response.read()
