@@ -58,15 +58,20 @@ def instance(model: type[M], values: Sequence[Any]) -> M:
     return model.from_db(connection.alias, names, loaded)
 
 
+@cache
+def insert_sql(model: type[Model]) -> str:
+    fields = model._meta.concrete_fields
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {table(model)} ({names}) VALUES ({marks})"  # noqa: S608 (names from the model)
+
+
 def insert(obj: Model) -> None:
     """``obj.save()`` for a new row whose primary key is already set (a UUID), without the
     compiler: every concrete field's value as ``save()`` would prepare it. No signals are sent."""
     model = type(obj)
-    fields = model._meta.concrete_fields
-    values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
-    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    execute(f"INSERT INTO {table(model)} ({names}) VALUES ({marks})", values)  # noqa: S608
+    values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in model._meta.concrete_fields]
+    execute(insert_sql(model), values)
     obj._state.adding = False
     obj._state.db = connection.alias
 
