@@ -189,33 +189,47 @@ def wait_up(port: int) -> None:
 
 # What the TLS proxy in front of the web tier adds (DJANGO_DEBUG=0 redirects plain HTTP).
 PROXIED = {"X-Forwarded-Proto": "https"}
-JSON = {"Content-Type": "application/json"}
 
 
 async def submit_all(port: int, keys: list[str], jobs: int, concurrency: int) -> tuple[int, float]:
-    import aiohttp
-
-    body = json.dumps({"prompt": "bench", "model": "noop", "width": 64, "height": 64, "steps": 1})
+    """``jobs`` POSTs over ``concurrency`` kept-alive connections. The client is a few lines of
+    HTTP/1.1 on asyncio streams rather than aiohttp: it shares the two cores with the server, and
+    aiohttp spent 0.5 ms of CPU per request, a tenth of what the server spends."""
+    body = json.dumps({"prompt": "bench", "model": "noop", "width": 64, "height": 64, "steps": 1}).encode()
     counter = iter(range(jobs))
     failures: list[str] = []
-    url = f"http://127.0.0.1:{port}/api/v1/generations"
 
-    async def client(session: aiohttp.ClientSession) -> int:
+    def request(key: str) -> bytes:
+        head = (
+            f"POST /api/v1/generations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"X-Forwarded-Proto: {PROXIED['X-Forwarded-Proto']}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    async def client() -> int:
         done = 0
-        for index in counter:
-            headers = {"Authorization": f"Bearer {keys[index % len(keys)]}", **JSON, **PROXIED}
-            async with session.post(url, data=body, headers=headers) as response:
-                if response.status != 202:
-                    failures.append(f"{response.status} {await response.text()}")
-                await response.read()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for index in counter:
+                writer.write(request(keys[index % len(keys)]))
+                lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+                status = int(lines[0].split()[1])
+                headers = dict(line.lower().split(b": ", 1) for line in lines[1:] if b": " in line)
+                answer = await reader.readexactly(int(headers[b"content-length"]))
+                if status != 202:
+                    failures.append(f"{status} {answer.decode(errors='replace')}")
                 done += 1
+                if headers.get(b"connection") == b"close":
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
         return done
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        results = await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    results = await asyncio.gather(*(client() for _ in range(concurrency)))
+    seconds = time.perf_counter() - start
     if failures:
         raise RuntimeError(f"{len(failures)} submissions failed, e.g. {failures[0]}")
     return sum(results), seconds
