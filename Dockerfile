@@ -6,4 +6,5 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+# HTTP (pages, /api/, /v1/); WebSockets are served by daphne (docker-compose.yml, service ws).
+CMD ["gunicorn", "-c", "config/gunicorn.py"]

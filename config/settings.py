@@ -96,8 +96,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
-ASGI_APPLICATION = "config.asgi.application"
-WSGI_APPLICATION = None
+ASGI_APPLICATION = "config.asgi.application"  # daphne: WebSockets (and all of `make run`)
+WSGI_APPLICATION = "config.wsgi.application"  # gunicorn: HTTP in production (config/gunicorn.py)
 
 TEMPLATES = [
     {
@@ -130,9 +130,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARE", True):
+    # Parameters bound by the server, and statements that a connection runs often prepared
+    # once: PostgreSQL then parses and plans them once per connection instead of per request.
+    # Off (DATABASE_PREPARE=0) behind a transaction-pooling proxy such as PgBouncer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_MAX", 0):
-    # A connection pool per process: under ASGI, persistent connections (CONN_MAX_AGE) leak one
-    # per thread, while a pool hands each request a warm connection and takes it back.
+    # A connection pool per process, for daphne: under ASGI, persistent connections
+    # (CONN_MAX_AGE) leak one per thread, while a pool hands each request a warm connection and
+    # takes it back. gunicorn's fixed threads keep one persistent connection each instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,

@@ -53,18 +53,20 @@ EVENT_TYPES = [
 ]
 
 
-def send_now(user_id: int, event: dict[str, Any]) -> None:
+def send_now(user_id: int, event: dict[str, Any], generation: Generation | None = None) -> None:
     """Push the event to the user's sockets (via this process's publisher thread) and record a
     webhook delivery for each endpoint that wants it."""
     shared_publisher().publish(user_id, event)
-    record_webhooks(user_id, event)
+    record_webhooks(user_id, event, generation)
 
 
-def record_webhooks(user_id: int, event: dict[str, Any]) -> None:
-    from webhooks.services import record_deliveries
+def record_webhooks(user_id: int, event: dict[str, Any], generation: Generation | None = None) -> None:
+    """``generation``, when the caller has it, saves looking up its own webhook."""
+    from webhooks.services import GenerationWebhook, record_deliveries
 
+    known = GenerationWebhook(generation.webhook_id, generation.webhook_events) if generation else None
     try:
-        record_deliveries(user_id, event)
+        record_deliveries(user_id, event, generation_webhook=known)
     except DatabaseError as exc:
         log.warning("could not record webhook deliveries for %s: %s", event["type"], exc)
 
@@ -78,4 +80,4 @@ def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> 
         extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))
     event = build_event(generation, event_type, **extra)
     user_id = generation.user_id
-    transaction.on_commit(lambda: send_now(user_id, event))
+    transaction.on_commit(lambda: send_now(user_id, event, generation))

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing.credits import account_for, bring_up_to_date, effective_plan
 from billing.models import BillingAccount, Plan
+from config import sql
 from generations import events, queues
 from generations.errors import ApiError
 from generations.models import Generation, GenerationStatus
@@ -24,14 +26,26 @@ from generations.models import Generation, GenerationStatus
 IN_FLIGHT = (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
 
 
+@cache
+def lock_account_sql() -> str:
+    accounts, plans = sql.table(BillingAccount), sql.table(Plan)
+    lock = f" FOR UPDATE OF {accounts}" if connection.features.has_select_for_update_of else ""
+    return (
+        f"SELECT {sql.columns(BillingAccount)}, {sql.columns(Plan)} FROM {accounts} "  # noqa: S608
+        f"JOIN {plans} ON {plans}.id = {accounts}.plan_id WHERE {accounts}.user_id = %s{lock}"
+    )
+
+
 def lock_account(user_id: int) -> BillingAccount:
     """Lock the user's billing row for the rest of the transaction."""
-    rows = BillingAccount.objects.select_for_update(of=("self",)).select_related("plan", "scheduled_plan")
-    account = rows.filter(user_id=user_id).first()
-    if account is None:
+    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    row = sql.fetch_one(lock_account_sql(), [user_id])
+    if row is None:
         from accounts.models import User
 
         return account_for(User.objects.get(pk=user_id))
+    account = sql.instance(BillingAccount, row[: sql.width(BillingAccount)])
+    account.plan = sql.instance(Plan, row[sql.width(BillingAccount) :])
     return bring_up_to_date(account)
 
 
@@ -40,14 +54,20 @@ def lock_plan(user_id: int) -> Plan:
     return effective_plan(lock_account(user_id))
 
 
+@cache
+def counts_sql() -> str:
+    return (
+        f"SELECT status, COUNT(*) FROM {sql.table(Generation)} "  # noqa: S608 (names from the models)
+        "WHERE user_id = %s AND status IN (%s, %s, %s) GROUP BY status"
+    )
+
+
 def counts(user_id: int) -> tuple[int, int]:
     """(jobs in RQ or running, jobs pending) for one user."""
-    rows = (
-        Generation.objects.filter(user_id=user_id, status__in=(*IN_FLIGHT, GenerationStatus.PENDING))
-        .values("status")
-        .annotate(n=Count("id"))
-    )
-    by_status = {row["status"]: row["n"] for row in rows}
+    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    statuses = [str(s) for s in (*IN_FLIGHT, GenerationStatus.PENDING)]
+    rows = sql.fetch_all(counts_sql(), [user_id, *statuses])
+    by_status = {status: n for status, n in rows}
     return sum(by_status.get(s, 0) for s in IN_FLIGHT), by_status.get(GenerationStatus.PENDING, 0)
 
 
@@ -190,16 +210,27 @@ def age_queued(now: datetime | None = None) -> int:
     return moved
 
 
+@cache
+def queue_position_sql(higher_lanes: int) -> str:
+    higher = f"lane IN ({', '.join(['%s'] * higher_lanes)}) OR " if higher_lanes else ""
+    return (
+        f"SELECT COUNT(*) FROM {sql.table(Generation)} "  # noqa: S608 (names from the models)
+        f"WHERE status = %s AND pool = %s AND ({higher}(lane = %s AND lane_entered_at < %s))"
+    )
+
+
 def queue_position(generation: Generation) -> int | None:
     """1 for the next job to run in its pool: every queued job in a higher lane is ahead, and in
     its own lane every job that entered the lane before it."""
     if generation.status != GenerationStatus.QUEUED:
         return None
     higher = settings.LANES[: settings.LANES.index(generation.lane)]
-    ahead = Generation.objects.filter(status=GenerationStatus.QUEUED, pool=generation.pool).filter(
-        Q(lane__in=higher) | Q(lane=generation.lane, lane_entered_at__lt=generation.lane_entered_at)
-    )
-    return ahead.count() + 1
+    # Every submission and every read of a queued generation runs this: SQL rather than the ORM
+    # (config/sql.py says why).
+    entered = connection.ops.adapt_datetimefield_value(generation.lane_entered_at)
+    params = [str(GenerationStatus.QUEUED), generation.pool, *higher, generation.lane, entered]
+    row = sql.fetch_one(queue_position_sql(len(higher)), params)
+    return int(row[0] if row else 0) + 1
 
 
 def eta_seconds(generation: Generation, position: int | None) -> int | None:

@@ -98,7 +98,7 @@ class GenerationRunner:
     def publish(self, generation: Generation, event_type: str, **extra: Any) -> None:
         event = build_event(generation, event_type, **extra)
         self.publisher.publish(generation.user_id, event)
-        record_webhooks(generation.user_id, event)
+        record_webhooks(generation.user_id, event, generation)
 
     def run_one(self, generation_id: str) -> str:
         """Run this generation, and compatible queued ones with it as one batch."""

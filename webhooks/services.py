@@ -8,14 +8,16 @@ import secrets
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 import requests
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from config import sql
 from webhooks import signing
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.targets import UnsafeUrl, check_url
@@ -32,15 +34,30 @@ def message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-def record_deliveries(user_id: int, event: dict[str, Any]) -> int:
+class GenerationWebhook(NamedTuple):
+    """The generation's own endpoint and the events it asked for, as the caller already knows them."""
+
+    endpoint_id: uuid.UUID | None
+    events: list[str]
+
+
+def record_deliveries(
+    user_id: int, event: dict[str, Any], *, generation_webhook: GenerationWebhook | None = None
+) -> int:
     """A pending delivery per endpoint of the user that wants this event, and for the
-    generation's own `webhook_url` if it named one."""
-    endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(user_id=user_id, enabled=True, per_generation=False)
-        if e.wants(event["type"])
-    ]
-    endpoints += generation_endpoints(event)
+    generation's own `webhook_url` if it named one. A caller that holds the generation passes
+    its `generation_webhook`, which saves looking the generation up."""
+    if generation_webhook is None:
+        generation_webhook = stored_generation_webhook(event)
+    own_id = generation_webhook.endpoint_id if generation_webhook else None
+    endpoints = []
+    for endpoint in enabled_endpoints(user_id, own_id):
+        if endpoint.pk == own_id:
+            assert generation_webhook is not None
+            if not generation_webhook.events or event["type"] in generation_webhook.events:
+                endpoints.append(endpoint)
+        elif endpoint.wants(event["type"]):
+            endpoints.append(endpoint)
     if not endpoints:
         return 0
     rows = []
@@ -54,22 +71,38 @@ def record_deliveries(user_id: int, event: dict[str, Any]) -> int:
     return len(rows)
 
 
-def generation_endpoints(event: dict[str, Any]) -> list[WebhookEndpoint]:
+@cache
+def enabled_endpoints_sql(with_own: bool) -> str:
+    endpoints = sql.table(WebhookEndpoint)
+    own = " OR id = %s" if with_own else ""
+    return (
+        f"SELECT {sql.columns(WebhookEndpoint)} FROM {endpoints} "  # noqa: S608 (names from the models)
+        f"WHERE enabled AND ((user_id = %s AND NOT per_generation){own}) ORDER BY created_at DESC"
+    )
+
+
+def enabled_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
+    """The user's enabled endpoints that hear all their generations, and the generation's own."""
+    # Every event runs this: SQL rather than the ORM (config/sql.py says why).
+    if own_id is None:
+        rows = sql.fetch_all(enabled_endpoints_sql(False), [user_id])
+    else:
+        own = WebhookEndpoint._meta.pk.get_db_prep_value(own_id, connection)
+        rows = sql.fetch_all(enabled_endpoints_sql(True), [user_id, own])
+    return [sql.instance(WebhookEndpoint, row) for row in rows]
+
+
+def stored_generation_webhook(event: dict[str, Any]) -> GenerationWebhook | None:
     from generations.models import Generation
 
     if not str(event.get("type", "")).startswith("generation.") or not is_uuid(event.get("id")):
-        return []
+        return None
     row = (
-        Generation.objects.filter(pk=event["id"], webhook__isnull=False, webhook__enabled=True)
-        .select_related("webhook")
-        .only("webhook", "webhook_events")
+        Generation.objects.filter(pk=event["id"], webhook__isnull=False)
+        .values_list("webhook_id", "webhook_events")
         .first()
     )
-    if row is None or row.webhook is None:
-        return []
-    if row.webhook_events and event["type"] not in row.webhook_events:
-        return []
-    return [row.webhook]
+    return GenerationWebhook(row[0], row[1] or []) if row else None
 
 
 def is_uuid(value: Any) -> bool:

@@ -1,0 +1,96 @@
+"""Hand-written SQL for the few statements that every API request and every submission runs.
+
+On this project's 2-core machine, building and compiling one ORM query costs about 0.5 ms of CPU,
+several times what PostgreSQL spends running it, and a submission ran a dozen of them
+(docs/benchmarks.md, bench/queue.py). Those statements are written out with these helpers instead.
+Their column lists come from the models, so they follow schema changes, and they run on
+PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+def table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+@cache
+def columns(model: type[Model]) -> str:
+    """Every concrete column of ``model``, qualified by its table, in field order."""
+    name = table(model)
+    return ", ".join(f"{name}.{connection.ops.quote_name(f.column)}" for f in model._meta.concrete_fields)
+
+
+def width(model: type[Model]) -> int:
+    return len(model._meta.concrete_fields)
+
+
+Converter = tuple[int, Callable[..., Any], Any]
+
+
+@cache
+def converters(model: type[Model], vendor: str) -> list[Converter]:
+    """(column index, function, column) for what the ORM applies to a loaded row, as its
+    compiler does: the backend's converters, then the field's own (JSON, SQLite's datetimes)."""
+    found = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        found += [(index, function, column) for function in functions]
+    return found
+
+
+def instance(model: type[M], values: Sequence[Any]) -> M:
+    """A model instance from the values of ``columns(model)``, as the ORM would have loaded it."""
+    loaded = list(values)
+    for index, function, column in converters(model, connection.vendor):
+        loaded[index] = function(loaded[index], column, connection)
+    names = [f.attname for f in model._meta.concrete_fields]
+    return model.from_db(connection.alias, names, loaded)
+
+
+@cache
+def insert_sql(model: type[Model]) -> str:
+    fields = model._meta.concrete_fields
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {table(model)} ({names}) VALUES ({marks})"  # noqa: S608 (names from the model)
+
+
+def insert(obj: Model) -> None:
+    """``obj.save()`` for a new row whose primary key is already set (a UUID), without the
+    compiler: every concrete field's value as ``save()`` would prepare it. No signals are sent."""
+    model = type(obj)
+    values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in model._meta.concrete_fields]
+    execute(insert_sql(model), values)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return tuple(row) if row is not None else None
+
+
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def execute(sql: str, params: Sequence[Any]) -> int:
+    """Run a statement; the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
