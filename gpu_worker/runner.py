@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import os
@@ -19,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 from PIL import Image as PILImage
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
 from config.model_catalog import ModelSpec
@@ -125,11 +127,14 @@ class GenerationRunner:
         return head.status
 
     def forget(self, jobs: list[Generation]) -> None:
-        """These jobs are done with (finished, failed, canceled or given back)."""
-        queues.redis_client().delete(*(queues.cancel_flag_key(str(job.id)) for job in jobs))
+        """These jobs are done with (finished, failed, canceled or given back). The heartbeat stops
+        listing them first: a job still running in the database is then the reconciler's to re-run,
+        even if Redis is away right now."""
         with self.in_flight_lock:
             self.in_flight.difference_update(str(job.id) for job in jobs)
         self.advertise_jobs()
+        with contextlib.suppress(RedisError):  # the flags expire by themselves
+            queues.redis_client().delete(*(queues.cancel_flag_key(str(job.id)) for job in jobs))
 
     def advertise_jobs(self) -> None:
         if self.heartbeat is not None:
@@ -206,7 +211,8 @@ class GenerationRunner:
             self.succeed(job, images, timings=timings, batch_size=len(jobs), memory_mode=result.memory_mode)
         if finished:
             per_job = (time.perf_counter() - clock) / len(finished)
-            queues.record_duration(jobs[0].pool, per_job, at=time.time())
+            with contextlib.suppress(RedisError):
+                queues.record_duration(jobs[0].pool, per_job, at=time.time())
 
     def fail_all(self, jobs: list[Generation], code: str, message: str) -> None:
         for job in jobs:
@@ -243,18 +249,12 @@ class GenerationRunner:
         if self.heartbeat is not None:
             self.heartbeat.info["models"] = self.cache.paths()
             self.heartbeat.info["warm_models"] = self.cache.warm_paths()
-        queues.record_model_events(
-            [
-                {
-                    "worker": self.name,
-                    "path": e.path,
-                    "kind": e.kind,
-                    "seconds": round(e.seconds, 4),
-                    "at": e.at,
-                }
-                for e in fresh
-            ]
-        )
+        report = [
+            {"worker": self.name, "path": e.path, "kind": e.kind, "seconds": e.seconds, "at": e.at}
+            for e in fresh
+        ]
+        with contextlib.suppress(RedisError):  # best effort: the log has them too
+            queues.record_model_events(report)
 
     def render_spec(self, generation: Generation) -> RenderSpec:
         return RenderSpec(
@@ -356,7 +356,8 @@ class GenerationRunner:
                 return
             Image.objects.bulk_create(rows)
         sync_visibility(rows)  # published from the start (a Free plan's images): public objects on S3
-        queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
+        with contextlib.suppress(RedisError):  # metrics are best effort; the record has the timings
+            queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
         log_phase(generation, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings)
         self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])
 

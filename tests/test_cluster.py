@@ -14,14 +14,15 @@ from typing import Any
 
 import boto3
 import pytest
+import redis
 import requests
 from websockets.sync.client import connect
 
 from accounts.services import api_key_create
 from billing.credits import account_for
 from generations.models import Generation
-from gpu_worker.heartbeat import is_alive
-from scripts.private_redis import free_port
+from gpu_worker.heartbeat import heartbeat_key
+from scripts.private_redis import free_port, start_redis
 from tests.conftest import ROOT, EventStream, child_env, make_user, wait_for
 from tests.s3_support import BUCKET, CREDENTIALS, lowercase, s3_env
 
@@ -31,8 +32,12 @@ WORKERS = [f"127.0.0.1-gpu-{n}" for n in (1, 2, 3)]
 
 @pytest.fixture
 def cluster(s3_server: str, transactional_db: None, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    proxy_port, web_ports = free_port(), [free_port(), free_port()]
+    proxy_port, web_ports, redis_port = free_port(), [free_port(), free_port()], free_port()
+    # Its own Redis, as a separate deployment has: the session's live worker must not take its jobs.
+    redis_server = start_redis(redis_port, tmp_path / "redis", persist=False)
+    cluster_redis = redis.Redis(port=redis_port)
     env = {**child_env(), **s3_env(s3_server), "PORT": str(proxy_port), "ATELIER_DATA_DIR": str(tmp_path)}
+    env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     env["ATELIER_WEB_PORTS"] = ",".join(map(str, web_ports))
     process = subprocess.Popen(
         [sys.executable, "scripts/cluster.py"], cwd=ROOT, env=env, start_new_session=True
@@ -42,7 +47,9 @@ def cluster(s3_server: str, transactional_db: None, tmp_path: Path) -> Iterator[
         wait_for(lambda: requests.get(proxy + "/healthz", timeout=2).status_code == 200, 120, "the proxy")
         for port in web_ports:
             wait_for(lambda: port_open(f"127.0.0.1:{port}"), 60, "a web process")  # noqa: B023
-        wait_for(lambda: all(is_alive(name) for name in WORKERS), 120, "three gpu_workers")
+        wait_for(
+            lambda: all(cluster_redis.exists(heartbeat_key(n)) for n in WORKERS), 120, "three gpu_workers"
+        )
         state = json.loads((tmp_path / "cluster.json").read_text())
         webs = [f"127.0.0.1:{p}" for p in web_ports]
         yield {"proxy": proxy, "webs": webs, "pids": state["web_pids"], "s3": s3_server}
@@ -52,6 +59,8 @@ def cluster(s3_server: str, transactional_db: None, tmp_path: Path) -> Iterator[
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+        redis_server.terminate()
+        redis_server.wait()
 
 
 def api_key() -> str:

@@ -27,7 +27,7 @@ from ops.logs import JsonFormatter
 from ops.metrics import parse
 from ops.requests import HTTP_KEY, stats
 from scripts.private_redis import free_port
-from tests.conftest import ROOT, Servers, child_env, wait_for
+from tests.conftest import ROOT, child_env, wait_for
 from tests.factories import queued_generation
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +62,7 @@ def test_readyz_is_degraded_without_workers(client: Client) -> None:
     assert body["reasons"] == [f"pool {default_model().pool}: no worker heartbeat in the last 3 s"]
 
 
-@pytest.mark.live
-def test_readyz_names_each_dependency_that_is_down(servers: Servers, tmp_path: Any) -> None:
+def test_readyz_names_each_dependency_that_is_down(tmp_path: Any) -> None:
     """A real web process whose database, Redis and media storage are all unreachable."""
     (tmp_path / "not-a-dir").write_text("a file where the media folder should be")
     env = {
@@ -95,8 +94,6 @@ def test_readyz_names_each_dependency_that_is_down(servers: Servers, tmp_path: A
     }
     assert "OperationalError" in body["checks"]["database"]["error"]
     assert "ConnectionError" in body["checks"]["redis"]["error"]
-    # The healthy deployment next to it is ready.
-    assert requests.get(servers.url + "/readyz", timeout=30).json()["status"] == "ready"
 
 
 def test_metrics_need_the_token_when_one_is_set(client: Client, settings: Any) -> None:
