@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 from PIL import Image as PILImage
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -199,7 +199,7 @@ class GenerationRunner:
         denoise: float,
         clock: float,
     ) -> None:
-        for job, images in finished:
+        for job, images in lightest_users_first(finished):
             timings = {
                 "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
                 if job.started_at
@@ -412,6 +412,27 @@ class GenerationRunner:
         for key, value in fields.items():
             setattr(generation, key, value)
         return True
+
+
+def lightest_users_first(
+    finished: list[tuple[Generation, list[PILImage.Image]]],
+) -> list[tuple[Generation, list[PILImage.Image]]]:
+    """Jobs of one batch are rendered together; the users who have had the fewest images lately
+    get theirs first, so sharing a batch with a heavy user never puts a light one behind."""
+    if len({job.user_id for job, _ in finished}) < 2:
+        return finished
+    since = timezone.now() - timedelta(hours=1)
+    served = dict(
+        Generation.objects.filter(
+            user_id__in={job.user_id for job, _ in finished},
+            status=GenerationStatus.SUCCEEDED,
+            finished_at__gte=since,
+        )
+        .values_list("user_id")
+        .annotate(count=Count("id"))
+        .values_list("user_id", "count")
+    )
+    return sorted(finished, key=lambda item: served.get(item[0].user_id, 0))
 
 
 def log_phase(generation: Generation, phase: str, **fields: Any) -> None:
