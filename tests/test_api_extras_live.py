@@ -57,6 +57,8 @@ def test_prefer_wait_falls_back_to_202_when_it_takes_longer(alice: ApiUser) -> N
     response = alice.post("/api/v1/generations", json=slow, headers={"Prefer": "wait=1"})
     assert response.status_code == 202 and response.json()["status"] in ("queued", "running")
     alice.post(f"/api/v1/generations/{response.json()['id']}/cancel")
+    # Let the worker finish the cancel before the test's tables are emptied under it.
+    assert alice.wait_until_done(response.json()["id"], timeout=60)["status"] == "canceled"
 
 
 def test_api_responses_carry_the_version_and_deprecations_are_announced(
