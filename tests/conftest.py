@@ -45,6 +45,35 @@ def fresh_rate_limits() -> None:
         connection_.delete(*keys)
 
 
+@pytest.fixture(autouse=True)
+def idle_workers_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A live test may end with jobs still queued or rendering. Before pytest-django empties the
+    tables (TRUNCATE), stop feeding the workers and let them finish, or PostgreSQL may find the
+    worker's transaction and the TRUNCATE deadlocked on each other."""
+    if "live" not in request.keywords or "transactional_db" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # set up first, so this tears down before it
+    yield
+    from django.utils import timezone
+
+    from generations import queues
+    from generations.models import Generation
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    queue_keys = list(client.scan_iter("rq:queue:gen.*"))
+    if queue_keys:
+        client.delete(*queue_keys)
+    waiting = Generation.objects.filter(status__in=["pending", "queued"])
+    waiting.update(status="canceled", finished_at=timezone.now())
+    for generation in Generation.objects.filter(status="running"):
+        queues.request_cancel(generation)
+    deadline = time.monotonic() + 60
+    while Generation.objects.filter(status="running").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # the last event and webhook rows are written just after the transition
+
+
 def database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
