@@ -63,14 +63,14 @@ def main() -> None:
         LOG_LEVEL="WARNING",
     )
     os.environ.update(env)
-    from bench.queue import create_database
+    from bench.queue import create_database, prepare
 
     create_database(env["DATABASE_URL"])
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     import django
 
     django.setup()
-    keys = prepare(args.users)
+    keys = prepare(args.users, prefix="load-", max_concurrent=50)
     cluster = subprocess.Popen(
         [sys.executable, "scripts/cluster.py"],
         cwd=ROOT,
@@ -86,32 +86,6 @@ def main() -> None:
         os.killpg(cluster.pid, signal.SIGTERM)
         cluster.wait(timeout=60)
     report(args, result)
-
-
-def prepare(users: int) -> list[str]:
-    from django.conf import settings
-
-    from accounts.models import User
-    from accounts.services import api_key_create
-    from billing.credits import account_for, plan_by_slug
-    from billing.models import BillingAccount, Plan
-    from generations.models import Generation
-    from generations.queues import redis_client
-
-    redis_client().flushdb()
-    Generation.objects.all().delete()
-    User.objects.filter(username__startswith="load-").delete()
-    plan = plan_by_slug(settings.ATELIER_DEFAULT_PLAN)
-    Plan.objects.filter(pk=plan.pk).update(
-        max_concurrent=50, max_pending=10_000, api_rate_per_minute=1_000_000
-    )
-    keys = []
-    for index in range(users):
-        user = User.objects.create_user(f"load-{index}")
-        account = account_for(user)
-        BillingAccount.objects.filter(pk=account.pk).update(balance=10**12)
-        keys.append(api_key_create(user=user)[1])
-    return keys
 
 
 def wait_ready(port: int) -> None:

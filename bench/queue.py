@@ -145,7 +145,8 @@ def create_database(url: str) -> None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def prepare(users: int) -> list[str]:
+def prepare(users: int, *, prefix: str = "bench-", max_concurrent: int = 2) -> list[str]:
+    """An empty queue, `users` funded accounts with API keys, and the default plan's caps."""
     from django.conf import settings
 
     from accounts.models import User
@@ -159,14 +160,14 @@ def prepare(users: int) -> list[str]:
     CreditEntry.objects.all().delete()
     Generation.objects.all().delete()
     BillingAccount.objects.all().delete()
-    User.objects.filter(username__startswith="bench-").delete()
+    User.objects.filter(username__startswith=prefix).delete()
     plan = plan_by_slug(settings.ATELIER_DEFAULT_PLAN)
     Plan.objects.filter(pk=plan.pk).update(
-        max_concurrent=2, max_pending=30_000, api_rate_per_minute=1_000_000
+        max_concurrent=max_concurrent, max_pending=30_000, api_rate_per_minute=1_000_000
     )
     keys = []
     for index in range(users):
-        user = User.objects.create_user(f"bench-{index}")
+        user = User.objects.create_user(f"{prefix}{index}")
         account = account_for(user)
         BillingAccount.objects.filter(pk=account.pk).update(balance=10**12)
         keys.append(api_key_create(user=user)[1])

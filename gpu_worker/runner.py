@@ -186,33 +186,24 @@ class GenerationRunner:
         clock: float,
     ) -> None:
         try:
-            self.save_all(jobs, finished, result, load_seconds, denoise, clock)
+            for job, images in lightest_users_first(finished):
+                timings = {
+                    "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
+                    if job.started_at
+                    else 0.0,
+                    "load": round(load_seconds, 4),
+                    "denoise": round(denoise, 4),
+                    "it_per_s": round(job.total_steps / denoise, 2) if denoise > 0 else None,
+                }
+                self.succeed(
+                    job, images, timings=timings, batch_size=len(jobs), memory_mode=result.memory_mode
+                )
+            if finished:
+                per_job = (time.perf_counter() - clock) / len(finished)
+                with contextlib.suppress(RedisError):
+                    queues.record_duration(jobs[0].pool, per_job, at=time.time())
         finally:
             self.forget(jobs)
-
-    def save_all(
-        self,
-        jobs: list[Generation],
-        finished: list[tuple[Generation, list[PILImage.Image]]],
-        result: BatchResult,
-        load_seconds: float,
-        denoise: float,
-        clock: float,
-    ) -> None:
-        for job, images in lightest_users_first(finished):
-            timings = {
-                "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
-                if job.started_at
-                else 0.0,
-                "load": round(load_seconds, 4),
-                "denoise": round(denoise, 4),
-                "it_per_s": round(job.total_steps / denoise, 2) if denoise > 0 else None,
-            }
-            self.succeed(job, images, timings=timings, batch_size=len(jobs), memory_mode=result.memory_mode)
-        if finished:
-            per_job = (time.perf_counter() - clock) / len(finished)
-            with contextlib.suppress(RedisError):
-                queues.record_duration(jobs[0].pool, per_job, at=time.time())
 
     def fail_all(self, jobs: list[Generation], code: str, message: str) -> None:
         for job in jobs:

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from diffusers import (
-    AutoencoderKL,
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
@@ -36,7 +35,7 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from config.model_catalog import FAMILIES as MODEL_FAMILIES
-from gpu_worker.tiny_model import TEXT_DIM, build_tiny_model, build_tokenizer
+from gpu_worker.tiny_model import TEXT_DIM, build_tiny_model, build_tokenizer, small_vae
 
 FAMILIES = tuple(f for f in MODEL_FAMILIES if f != "noop")
 
@@ -55,24 +54,6 @@ def clip_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-
-
-def small_vae(latent_channels: int = 4, **config: Any) -> Any:
-    vae: Any = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 32, 32),
-        layers_per_block=1,
-        latent_channels=latent_channels,
-        norm_num_groups=8,
-        sample_size=512,
-        **config,
-    )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(4.0)  # visibly varied images instead of flat grey
-    return vae
 
 
 def build_sd2(path: pathlib.Path, tokenizer: CLIPTokenizer) -> None:

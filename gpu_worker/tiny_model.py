@@ -124,7 +124,8 @@ def build_unet() -> UNet2DConditionModel:
     )
 
 
-def build_vae() -> Any:
+def small_vae(latent_channels: int = 4, **config: Any) -> Any:
+    """The small VAE of every built-in family; `config` adds the family's scaling and quirks."""
     # Four blocks give SD's 8x latent downsampling; the full-resolution decoder block is what costs
     # time at 512x512, so the first (= last decoded) block is kept very narrow.
     vae: Any = AutoencoderKL(
@@ -134,15 +135,19 @@ def build_vae() -> Any:
         up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(8, 16, 32, 32),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=8,
         sample_size=512,
-        scaling_factor=0.18215,
+        **config,
     )
     # Default init decodes to nearly flat grey; a stronger output layer gives visibly varied images.
     with torch.no_grad():
         vae.decoder.conv_out.weight.mul_(4.0)
     return vae
+
+
+def build_vae() -> Any:
+    return small_vae(scaling_factor=0.18215)
 
 
 def build_scheduler() -> DPMSolverMultistepScheduler:

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 
 from billing.models import BillingAccount
 from generations import queues
-from generations.admin_views import PHASES, live_workers, pool_queues
+from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
 from ops.requests import BUCKETS, HTTP_KEY, stats
 from webhooks.models import WebhookDelivery
@@ -107,13 +107,10 @@ def job_metrics() -> Iterator[str]:
     yield from family(
         "atelier_job_phase_seconds", "gauge", "Mean seconds per job phase, recent jobs per pool."
     )
-    for pool in pools():
-        recent = queues.recent_job_metrics(pool)
-        for phase in PHASES:
-            values = [float(str(m[phase])) for m in recent if isinstance(m.get(phase), int | float)]
-            if values:
-                mean = sum(values) / len(values)
-                yield f"atelier_job_phase_seconds{label(pool=pool, phase=phase)} {mean:.6f}"
+    for row in phase_timings(pools()):
+        for phase, mean in row.means.items():
+            if mean is not None:
+                yield f"atelier_job_phase_seconds{label(pool=row.pool, phase=phase)} {mean:.6f}"
 
 
 def worker_metrics() -> Iterator[str]:

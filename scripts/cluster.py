@@ -22,8 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.private_redis import start_redis  # noqa: E402
-from scripts.run import interrupt, manage, stop  # noqa: E402
+from scripts.run import interrupt, manage, private_redis_unless_configured, stop  # noqa: E402
 
 WEB_PROCESSES = 2
 GPU_WORKERS = 3
@@ -44,10 +43,7 @@ def main() -> int:
     children: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    if not os.environ.get("REDIS_URL"):
-        redis_port = int(os.environ.get("ATELIER_REDIS_PORT", "6380"))
-        children.append(start_redis(redis_port, data_dir / "redis"))
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    children += private_redis_unless_configured(data_dir)
     env = dict(os.environ)
     if not env.get("DATABASE_URL", "").startswith("postgres"):
         print("note: no PostgreSQL DATABASE_URL; the processes share a SQLite file instead", file=sys.stderr)

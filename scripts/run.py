@@ -47,10 +47,7 @@ def main() -> int:
     # SIGINT, and Ctrl-C must still stop everything.
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    if not os.environ.get("REDIS_URL"):
-        redis_port = int(os.environ.get("ATELIER_REDIS_PORT", "6380"))
-        children.append(start_redis(redis_port, data_dir / "redis"))
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    children += private_redis_unless_configured(data_dir)
     try:
         manage("migrate", "--no-input", "-v", "0")
         manage("make_tiny_model")
@@ -74,6 +71,16 @@ def main() -> int:
         return 0
     finally:
         stop(children)
+
+
+def private_redis_unless_configured(data_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """Without REDIS_URL, start a private Redis (ATELIER_REDIS_PORT, 6380) and point REDIS_URL at it."""
+    if os.environ.get("REDIS_URL"):
+        return []
+    redis_port = int(os.environ.get("ATELIER_REDIS_PORT", "6380"))
+    process = start_redis(redis_port, data_dir / "redis")
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    return [process]
 
 
 def interrupt(signum: int, frame: object) -> None:
