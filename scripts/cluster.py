@@ -28,8 +28,10 @@ WEB_PROCESSES = 2
 GPU_WORKERS = 3
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, cwd=ROOT, env=env)
+def start(args: list[str], env: dict[str, str], *, niceness: int = 0) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, preexec_fn=(lambda: os.nice(niceness)) if niceness else None
+    )
 
 
 def main() -> int:
@@ -55,7 +57,18 @@ def main() -> int:
         webs = [start([*daphne, "-p", str(web_port)], env) for web_port in web_ports]
         children += webs
         for number in range(1, GPU_WORKERS + 1):
-            children.append(start([python, "manage.py", "gpu_worker", "--name", f"{host}-gpu-{number}"], env))
+            # On one host the workers stand in for machines of their own: one CPU thread each
+            # and a lower CPU priority, so they do not take the web processes' cores.
+            worker = [
+                python,
+                "manage.py",
+                "gpu_worker",
+                "--name",
+                f"{host}-gpu-{number}",
+                "--cpu-threads",
+                "1",
+            ]
+            children.append(start(worker, env, niceness=10))
         children.append(start([python, "manage.py", "dispatcher"], env))
         backends = [arg for web_port in web_ports for arg in ("--backend", f"127.0.0.1:{web_port}")]
         children.append(start([python, "scripts/proxy.py", "--listen", f"{host}:{port}", *backends], env))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rq import Queue, SimpleWorker
@@ -35,6 +36,12 @@ class Command(BaseCommand):
             default=settings.ATELIER_WORKER_MEMORY_MB,
             help="memory budget in MiB (0 = none); over it a batch is split, sliced, then offloaded",
         )
+        parser.add_argument(
+            "--cpu-threads",
+            type=int,
+            default=0,
+            help="torch CPU threads (0 = torch's default, one per core); 1 when workers share a host",
+        )
         parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -46,6 +53,10 @@ class Command(BaseCommand):
         for spec in settings.ATELIER_MODELS.values():
             if spec.builtin and spec.pool in pools and ensure_tiny_model(Path(spec.path)):
                 self.stdout.write(f"Built the small model in {spec.path}")
+        if options["cpu_threads"] > 0:
+            # Several CPU-bound workers on one host each spinning a thread per core starve the
+            # web processes (the load benchmark's delivery p99 went 1.1 s -> 36 ms with 1 thread).
+            torch.set_num_threads(options["cpu_threads"])
         budget = MemoryBudget(options["memory_mb"] * 2**20) if options["memory_mb"] > 0 else None
         runner = GenerationRunner(device=options["device"], name=options["name"], memory_budget=budget)
         runner.preload(pools)
