@@ -4,7 +4,8 @@ One archive (tar.gz) holds `database.dump` (pg_dump's custom format on PostgreSQ
 SQLite copy made with SQLite's online backup API otherwise), `media/` (every stored object, from the
 filesystem or the S3 bucket) and `manifest.json`. Redis is not in it: a lost Redis loses queued RQ
 jobs, rate-limit counters, idempotency records and worker heartbeats, and the dispatcher re-enqueues
-every queued generation from the database (see `generations/dispatcher.py`).
+every queued generation from the database (see `generations/dispatcher.py`). On S3, restored
+objects are private again, then published images are made public-read as the database says.
 """
 
 from __future__ import annotations
@@ -118,4 +119,14 @@ def restore(archive: Path) -> dict[str, Any]:
                 if default_storage.exists(name):
                     default_storage.delete(name)
                 default_storage.save(name, ContentFile(path.read_bytes()))
+        restore_visibility()
     return manifest
+
+
+def restore_visibility() -> None:
+    """On S3 every restored object comes back private: published images become public-read again."""
+    from generations.models import Image
+    from generations.storage import is_remote, sync_visibility
+
+    if is_remote():
+        sync_visibility(Image.objects.filter(is_public=True, hidden=False).only("original", "thumbnail"))
