@@ -123,6 +123,9 @@ class Generation(models.Model):
     batch_size = models.PositiveSmallIntegerField(
         default=0, help_text="Jobs in the batch this one ran in (0 = not run yet)."
     )
+    request_id = models.CharField(
+        max_length=64, blank=True, help_text="X-Request-ID of the request that submitted it (log tracing)."
+    )
     memory_mode = models.CharField(
         max_length=32,
         blank=True,

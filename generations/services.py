@@ -29,6 +29,7 @@ from generations.registry import get_model
 from generations.scheduling import admission, lock_account, release_pending
 from generations.storage import save_content
 from generations.uploads import clean_image
+from ops.context import request_id
 from webhooks.models import WebhookEndpoint
 
 
@@ -126,6 +127,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             is_public=not private,
             webhook=spec.webhook,
             webhook_events=list(spec.webhook_events),
+            request_id=request_id.get() or "",
         )
         sql.insert(generation)  # Generation.objects.create() without the compiler (config/sql.py)
         try:

@@ -427,13 +427,10 @@ def lightest_users_first(
 
 
 def log_phase(generation: Generation, phase: str, **fields: Any) -> None:
-    """One structured line per job phase (JSON in production), keyed by the generation id."""
-    log.info(
-        "generation %s %s",
-        generation.id,
-        phase,
-        extra={"generation_id": str(generation.id), "phase": phase, **fields},
-    )
+    """One structured line per job phase (JSON in production), keyed by the generation id and the
+    id of the request that submitted it."""
+    ids = {"generation_id": str(generation.id), "request_id": generation.request_id or None}
+    log.info("generation %s %s", generation.id, phase, extra={**ids, "phase": phase, **fields})
 
 
 def load_upload(upload: Upload | None) -> PILImage.Image | None:

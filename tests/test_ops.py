@@ -186,6 +186,21 @@ def test_each_request_logs_one_json_line_with_its_id_and_no_secrets(
     assert made_up != "bad id with spaces" and len(made_up) == 32
 
 
+def test_a_submission_keeps_the_id_of_its_request_for_the_workers_log_lines(client: Client) -> None:
+    user = User.objects.create_user("traced")
+    account_for(user)
+    _, key = api_key_create(user=user)
+    response = client.post(
+        "/api/v1/generations",
+        {"prompt": "traced", "width": 64, "height": 64, "steps": 2},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        HTTP_X_REQUEST_ID="req-submit-77",
+    )
+    assert response.status_code == 202, response.content
+    assert Generation.objects.get(pk=response.json()["id"]).request_id == "req-submit-77"
+
+
 def test_worker_job_phases_are_logged_with_the_generation_id(caplog: pytest.LogCaptureFixture) -> None:
     from pathlib import Path
 
@@ -194,7 +209,7 @@ def test_worker_job_phases_are_logged_with_the_generation_id(caplog: pytest.LogC
 
     ensure_tiny_model(Path(default_model().path))
     user = User.objects.create_user("phased")
-    generation = queued_generation(user, prompt="phases")
+    generation = queued_generation(user, prompt="phases", request_id="req-submit-42")
     runner = GenerationRunner(name="phase-runner")
     try:
         with caplog.at_level(logging.INFO, logger="gpu_worker.runner"):
@@ -204,6 +219,7 @@ def test_worker_job_phases_are_logged_with_the_generation_id(caplog: pytest.LogC
     lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if getattr(r, "phase", None)]
     assert [line["phase"] for line in lines] == ["started", "succeeded"]
     assert {line["generation_id"] for line in lines} == {str(generation.id)}
+    assert {line["request_id"] for line in lines} == {"req-submit-42"}
     assert lines[1]["seconds"]["denoise"] > 0
 
 
