@@ -13,6 +13,7 @@ from django.db import transaction
 from rq import Queue
 
 from generations.models import Generation
+from generations.registry import get_model
 
 JOB_FUNCTION = "gpu_worker.jobs.run_generation"
 log = logging.getLogger(__name__)
@@ -65,10 +66,17 @@ def enqueue_many(generations: list[Generation]) -> None:
                 job_id=job_id_for(g),
                 result_ttl=0,
                 failure_ttl=7 * 24 * 3600,
+                meta=affinity_meta(g),
             )
             for g in members
         ]
         queue.enqueue_many(jobs)
+
+
+def affinity_meta(generation: Generation) -> dict[str, object]:
+    """What workers choose by (gpu_worker/affinity.py): the model's path and the enqueue time."""
+    spec = get_model(generation.model_name)
+    return {"model": spec.path if spec is not None else None, "at": time.time()}
 
 
 def move(generation: Generation, old_queue: str) -> None:

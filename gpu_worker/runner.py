@@ -231,6 +231,10 @@ class GenerationRunner:
         specs = [self.render_spec(job) for job in jobs]
         return render_batch(model, specs, on_step, self.memory_budget), load_seconds
 
+    def held_models(self) -> frozenset[str]:
+        """Paths of the models this worker holds, on the device or in RAM (for affinity routing)."""
+        return frozenset(self.cache.paths()) | frozenset(self.cache.warm_paths())
+
     def advertise_models(self) -> None:
         """Tell routing and staff which models this worker holds, and report new loads and swaps."""
         fresh = [event for event in self.cache.events if event.at > self.advertised_at]

@@ -9,9 +9,10 @@ import redis
 import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
 from generations.registry import lanes_for_pools
+from gpu_worker.affinity import affinity_queue_class
 from gpu_worker.finisher import Finisher
 from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.jobs import install_runner
@@ -71,12 +72,15 @@ class Command(BaseCommand):
         install_runner(runner)
         connection = redis.Redis.from_url(settings.REDIS_URL)
         names = lanes_for_pools(pools)
+        queue_class = affinity_queue_class(runner.name, runner.held_models)
         self.stdout.write(f"gpu_worker {runner.name} serving {', '.join(names)}")
         try:
             while True:
-                queues = [Queue(name, connection=connection) for name in names]
+                queues = [queue_class(name, connection=connection) for name in names]
                 # SimpleWorker runs each job in this process: no fork, so weights and CUDA survive.
-                worker = SimpleWorker(queues, connection=connection, name=runner.name)
+                worker = SimpleWorker(
+                    queues, connection=connection, name=runner.name, queue_class=queue_class
+                )
                 try:
                     worker.work(burst=options["burst"], with_scheduler=False, logging_level="WARNING")
                     return

@@ -1,0 +1,180 @@
+"""Model affinity: routing that prefers a worker which already holds a job's model.
+
+Jobs stay in the shared ``gen.<pool>.<lane>`` queues; what changes is which job a worker takes.
+Each RQ job carries its model's path (``meta["model"]``, see ``generations.queues``) and the time
+it was enqueued; workers advertise the models they hold in their heartbeats. Instead of popping
+the head of the first non-empty queue, a worker looks at the first ``WINDOW`` jobs of each queue,
+in lane order, and takes:
+
+0. the head, if it has waited ``ATELIER_AFFINITY_WAIT`` seconds or more (nobody starves);
+1. else the first job whose model it holds (on the device or in RAM): no load at all;
+2. else the first job whose model no other *idle* worker of the pool holds: someone must load it.
+
+A job left out by rule 2 is another worker's to take within a poll interval, so when every job of a
+lane is left to others the worker looks at the next lane. Higher lanes are always looked at first,
+so affinity never delays a higher-lane job. ``LREM`` decides races: one worker gets each job.
+``ATELIER_AFFINITY_WAIT = 0`` turns affinity off (plain head-of-queue order).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.job import Job
+from rq.serializers import resolve_serializer
+
+from generations.queues import pool_workers_key
+from gpu_worker.heartbeat import heartbeat_key
+
+WINDOW = 16  # jobs looked at per queue
+
+
+@dataclass(frozen=True)
+class Candidate:
+    job_id: str
+    model: str | None  # None: enqueued without affinity data
+    waited: float
+
+
+@dataclass(frozen=True)
+class Holders:
+    """What the other live workers hold, and whether they are idle."""
+
+    idle_models: frozenset[str]
+
+    @classmethod
+    def of(cls, connection: Redis, pools: Iterable[str], me: str) -> Holders:
+        cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
+        names: set[str] = set()
+        for pool in pools:
+            names.update(n.decode() for n in connection.zrangebyscore(pool_workers_key(pool), cutoff, "+inf"))
+        names.discard(me)
+        models: set[str] = set()
+        others = sorted(names)
+        beats = connection.mget([heartbeat_key(name) for name in others]) if others else []
+        for raw in beats:
+            if raw is None:
+                continue
+            info = json.loads(raw)
+            if not info.get("current_jobs"):
+                models.update(info.get("models") or [])
+                models.update(info.get("warm_models") or [])
+        return cls(frozenset(models))
+
+
+def pool_of(queue_name: str) -> str:
+    return queue_name.split(".")[1]  # gen.<pool>.<lane>
+
+
+def candidates(connection: Redis, queues: Sequence[Queue]) -> list[list[Candidate]]:
+    """The first WINDOW jobs of each queue with their model and how long they have waited."""
+    pipe = connection.pipeline()
+    for queue in queues:
+        pipe.lrange(queue.key, 0, WINDOW - 1)
+    heads: list[list[bytes]] = pipe.execute()
+    ids = [[raw.decode() for raw in head] for head in heads]
+    flat = [job_id for per_queue in ids for job_id in per_queue]
+    if not flat:
+        return [[] for _ in queues]
+    for job_id in flat:
+        pipe.hget(Job.key_for(job_id), "meta")
+    serializer = resolve_serializer(None)
+    now = time.time()
+    metas: dict[str, dict[str, Any]] = {}
+    for job_id, raw in zip(flat, pipe.execute(), strict=True):
+        meta = serializer.loads(raw) if raw else {}
+        metas[job_id] = meta if isinstance(meta, dict) else {}
+    return [
+        [
+            Candidate(job_id, metas[job_id].get("model"), now - float(metas[job_id].get("at", now)))
+            for job_id in per_queue
+        ]
+        for per_queue in ids
+    ]
+
+
+def choose(
+    jobs: list[Candidate], *, mine: frozenset[str], others: Callable[[], frozenset[str]], wait: float
+) -> list[Candidate]:
+    """This queue's jobs that this worker should try to take, best first (rules 0-2)."""
+    if not jobs:
+        return []
+    if wait <= 0 or jobs[0].waited >= wait:
+        return [jobs[0]]
+    order = [job for job in jobs if job.model is not None and job.model in mine]
+    held_elsewhere = others()
+    order += [job for job in jobs if job.model not in mine and job.model not in held_elsewhere]
+    return order
+
+
+class AffinityQueue(Queue):
+    """An RQ queue whose ``dequeue_any`` follows the rules above for one worker.
+
+    Made per worker by ``affinity_queue_class``: RQ calls ``dequeue_any`` on the worker's queue class.
+    """
+
+    worker_name: str = ""
+    held: Callable[[], frozenset[str]] = staticmethod(frozenset)
+
+    @classmethod
+    def pick(cls, queues: Sequence[Queue], connection: Redis) -> tuple[Queue, str] | None:
+        per_queue = candidates(connection, queues)
+        if not any(per_queue):
+            return None
+        mine = cls.held()
+        known: list[frozenset[str]] = []
+
+        def others() -> frozenset[str]:  # one look at the heartbeats per pick, and only if needed
+            if not known:
+                pools = {pool_of(queue.name) for queue in queues}
+                known.append(Holders.of(connection, pools, cls.worker_name).idle_models)
+            return known[0]
+
+        wait = float(settings.ATELIER_AFFINITY_WAIT)
+        for queue, jobs in zip(queues, per_queue, strict=True):
+            for job in choose(jobs, mine=mine, others=others, wait=wait):
+                if connection.lrem(queue.key, 1, job.job_id):
+                    return queue, job.job_id
+        return None
+
+    @classmethod
+    def dequeue_any(
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: Redis,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        ordered = list(queues)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job_cls = job_class or Job
+        while True:
+            picked = cls.pick(ordered, connection)
+            if picked is not None:
+                queue, job_id = picked
+                try:
+                    return job_cls.fetch(job_id, connection=connection, serializer=serializer), queue
+                except NoSuchJobError:
+                    continue  # deleted after it was queued: look again
+            if deadline is None:
+                return None
+            if time.monotonic() >= deadline:
+                raise DequeueTimeout(timeout, [queue.key for queue in ordered])
+            time.sleep(settings.ATELIER_DEQUEUE_POLL)
+
+
+def affinity_queue_class(worker_name: str, held: Callable[[], frozenset[str]]) -> type[AffinityQueue]:
+    """The queue class of one worker: ``held()`` says which model paths it holds right now."""
+    return type(
+        "WorkerAffinityQueue", (AffinityQueue,), {"worker_name": worker_name, "held": staticmethod(held)}
+    )

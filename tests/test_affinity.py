@@ -1,0 +1,127 @@
+"""Model affinity: which queued job a worker takes, on real Redis queues and real heartbeats."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rq.exceptions import DequeueTimeout
+
+from accounts.models import User
+from config.model_catalog import ModelSpec
+from generations import queues
+from generations.models import Generation
+from generations.registry import lanes_for_pools
+from gpu_worker.affinity import AffinityQueue, affinity_queue_class
+from gpu_worker.heartbeat import Heartbeat
+from tests.factories import queued_generation
+
+pytestmark = pytest.mark.django_db
+POOL = "affinity-pool"
+
+
+@pytest.fixture
+def models(settings: Any) -> Iterator[dict[str, ModelSpec]]:
+    """Two models in a pool no live worker serves; only their paths matter here."""
+    specs = {name: ModelSpec(name=name, path=f"/models/{name}", pool=POOL) for name in ("alpha", "beta")}
+    settings.ATELIER_MODELS = {**settings.ATELIER_MODELS, **specs}
+    settings.ATELIER_AFFINITY_WAIT = 30.0
+    yield specs
+    client = queues.redis_client()
+    client.delete(*(f"rq:queue:{name}" for name in lanes_for_pools([POOL])), queues.pool_workers_key(POOL))
+
+
+def worker(name: str, holds: list[str], *, busy: bool = False) -> type[AffinityQueue]:
+    """A worker as others see it (its heartbeat) and as it chooses (its queue class)."""
+    beat = Heartbeat(name, {"pools": [POOL], "models": holds})
+    beat.current_jobs = ["something"] if busy else []
+    beat.beat()
+    return affinity_queue_class(name, lambda: frozenset(holds))
+
+
+def enqueue(model: str, lane: str = "standard") -> Generation:
+    user, _ = User.objects.get_or_create(username="affine")
+    generation = queued_generation(user, model_name=model, pool=POOL, lane=lane)
+    queues.enqueue(generation)
+    return generation
+
+
+def take(queue_class: type[AffinityQueue]) -> Generation | None:
+    lanes = [queue_class(name, connection=queues.redis_client()) for name in lanes_for_pools([POOL])]
+    picked = queue_class.dequeue_any(lanes, None, connection=queues.redis_client())
+    if picked is None:
+        return None
+    return Generation.objects.get(pk=picked[0].args[0])
+
+
+def test_a_job_is_left_to_the_idle_worker_that_holds_its_model(models: dict[str, ModelSpec]) -> None:
+    holder = worker("holds-alpha", ["/models/alpha"])
+    other = worker("holds-nothing", [])
+    alpha, beta = enqueue("alpha"), enqueue("beta")
+
+    assert take(other) == beta  # alpha is first in line, but its model is loaded elsewhere
+    assert take(holder) == alpha
+    assert take(other) is None
+
+
+def test_a_worker_takes_a_later_job_of_its_own_model_first(models: dict[str, ModelSpec]) -> None:
+    holder = worker("holds-alpha", ["/models/alpha"])
+    beta, alpha = enqueue("beta"), enqueue("alpha")
+
+    assert take(holder) == alpha
+    assert take(holder) == beta  # nobody else holds beta: it loads it rather than let it wait
+
+
+def test_a_busy_holder_does_not_keep_the_job_waiting(models: dict[str, ModelSpec]) -> None:
+    worker("holds-alpha", ["/models/alpha"], busy=True)
+    other = worker("holds-nothing", [])
+    alpha = enqueue("alpha")
+
+    assert take(other) == alpha
+
+
+def test_a_job_left_too_long_is_taken_by_anyone(models: dict[str, ModelSpec], settings: Any) -> None:
+    settings.ATELIER_AFFINITY_WAIT = 0.2
+    worker("holds-alpha", ["/models/alpha"])  # idle, but never comes for it
+    other = worker("holds-nothing", [])
+    alpha = enqueue("alpha")
+    assert take(other) is None
+    time.sleep(0.3)
+
+    assert take(other) == alpha
+
+
+def test_affinity_never_puts_a_lower_lane_first(models: dict[str, ModelSpec]) -> None:
+    holder = worker("holds-alpha", ["/models/alpha"])
+    alpha_standard = enqueue("alpha", lane="standard")
+    beta_priority = enqueue("beta", lane="priority")
+
+    assert list(settings.LANES).index("priority") < list(settings.LANES).index("standard")
+    assert [take(holder), take(holder)] == [beta_priority, alpha_standard]
+
+
+def test_affinity_off_is_plain_queue_order(models: dict[str, ModelSpec], settings: Any) -> None:
+    settings.ATELIER_AFFINITY_WAIT = 0
+    worker("holds-alpha", ["/models/alpha"])
+    other = worker("holds-nothing", [])
+    alpha, beta = enqueue("alpha"), enqueue("beta")
+
+    assert [take(other), take(other)] == [alpha, beta]
+
+
+def test_an_idle_worker_waits_for_work_and_takes_it_when_it_comes(models: dict[str, ModelSpec]) -> None:
+    other = worker("holds-nothing", [])
+    lanes = [other(name, connection=queues.redis_client()) for name in lanes_for_pools([POOL])]
+    with pytest.raises(DequeueTimeout):
+        other.dequeue_any(lanes, 1, connection=queues.redis_client())
+
+    user = User.objects.create_user("later")
+    generation = queued_generation(user, model_name="beta", pool=POOL)
+    threading.Timer(0.3, queues.enqueue, args=(generation,)).start()
+    picked = other.dequeue_any(lanes, 5, connection=queues.redis_client())
+
+    assert picked is not None and picked[0].args == (str(generation.id),)
