@@ -276,6 +276,12 @@ ATELIER_DEQUEUE_POLL = float(os.environ.get("ATELIER_DEQUEUE_POLL", "0.02"))
 ATELIER_COMPILE_BACKEND = os.environ.get("ATELIER_COMPILE_BACKEND", "inductor")
 # Memory a worker may use, in MiB (0 = no limit); see gpu_worker/memory.py.
 ATELIER_WORKER_MEMORY_MB = env_int("ATELIER_WORKER_MEMORY_MB", 0)
+# The worker's model cache (gpu_worker/cache.py): how many models stay hot on the device and warm in
+# RAM (default: none warm on a CPU, 2 on a GPU), and byte budgets in MiB for each (0 = count only).
+ATELIER_HOT_MODELS = env_int("ATELIER_HOT_MODELS", 2)
+ATELIER_WARM_MODELS = env_int("ATELIER_WARM_MODELS", -1)
+ATELIER_HOT_MB = env_int("ATELIER_HOT_MB", 0)
+ATELIER_WARM_MB = env_int("ATELIER_WARM_MB", 0)
 
 # Uploads for img2img: bytes, pixels and formats accepted.
 ATELIER_UPLOAD_MAX_BYTES = env_int("ATELIER_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)

@@ -6,9 +6,11 @@ it was enqueued; workers advertise the models they hold in their heartbeats. Ins
 the head of the first non-empty queue, a worker looks at the first ``WINDOW`` jobs of each queue,
 in lane order, and takes:
 
-0. the head, if it has waited ``ATELIER_AFFINITY_WAIT`` seconds or more (nobody starves);
-1. else the first job whose model it holds (on the device or in RAM): no load at all;
-2. else the first job whose model no other *idle* worker of the pool holds: someone must load it.
+1. the first job whose model it holds (on the device or in RAM) and that was enqueued at most
+   ``ATELIER_AFFINITY_WAIT`` seconds after the head: no load at all, and nobody starves behind a
+   stream of jobs for a popular model;
+2. else the first job whose model no other *idle* worker of the pool holds (someone must load it),
+   or that has already waited ``ATELIER_AFFINITY_WAIT`` seconds (the holder did not come for it).
 
 A job left out by rule 2 is another worker's to take within a poll interval, so when every job of a
 lane is left to others the worker looks at the next lane. Higher lanes are always looked at first,
@@ -104,14 +106,15 @@ def candidates(connection: Redis, queues: Sequence[Queue]) -> list[list[Candidat
 def choose(
     jobs: list[Candidate], *, mine: frozenset[str], others: Callable[[], frozenset[str]], wait: float
 ) -> list[Candidate]:
-    """This queue's jobs that this worker should try to take, best first (rules 0-2)."""
-    if not jobs:
-        return []
-    if wait <= 0 or jobs[0].waited >= wait:
-        return [jobs[0]]
-    order = [job for job in jobs if job.model is not None and job.model in mine]
+    """This queue's jobs that this worker should try to take, best first (rules 1 and 2)."""
+    if not jobs or wait <= 0:
+        return jobs[:1]
+    head = jobs[0]
+    order = [job for job in jobs if job.model in mine and head.waited - job.waited <= wait]
     held_elsewhere = others()
-    order += [job for job in jobs if job.model not in mine and job.model not in held_elsewhere]
+    order += [
+        job for job in jobs if job not in order and (job.waited >= wait or job.model not in held_elsewhere)
+    ]
     return order
 
 

@@ -74,7 +74,13 @@ class GenerationRunner:
         self, *, device: str = "cpu", name: str | None = None, memory_budget: MemoryBudget | None = None
     ) -> None:
         self.name = name or f"{socket.gethostname()}.{os.getpid()}"
-        self.cache = ModelCache(device=device)
+        self.cache = ModelCache(
+            device=device,
+            max_models=settings.ATELIER_HOT_MODELS,
+            device_budget=settings.ATELIER_HOT_MB * 2**20 or None,
+            max_warm=settings.ATELIER_WARM_MODELS if settings.ATELIER_WARM_MODELS >= 0 else None,
+            ram_budget=settings.ATELIER_WARM_MB * 2**20 or None,
+        )
         self.publisher = EventPublisher()
         self.progress_interval = settings.ATELIER_PROGRESS_INTERVAL
         self.heartbeat: Heartbeat | None = None

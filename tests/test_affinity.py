@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from rq.exceptions import DequeueTimeout
+from rq.job import Job
 
 from accounts.models import User
 from config.model_catalog import ModelSpec
@@ -74,6 +75,17 @@ def test_a_worker_takes_a_later_job_of_its_own_model_first(models: dict[str, Mod
 
     assert take(holder) == alpha
     assert take(holder) == beta  # nobody else holds beta: it loads it rather than let it wait
+
+
+def test_jobs_of_a_held_model_do_not_starve_an_older_job(models: dict[str, ModelSpec]) -> None:
+    holder = worker("holds-alpha", ["/models/alpha"])
+    beta = enqueue("beta")
+    job = Job.fetch(queues.job_id_for(beta), connection=queues.redis_client())
+    job.meta["at"] -= 60  # queued a minute before the alpha jobs behind it
+    job.save_meta()
+    alphas = [enqueue("alpha"), enqueue("alpha")]
+
+    assert [take(holder), take(holder), take(holder)] == [beta, *alphas]
 
 
 def test_a_busy_holder_does_not_keep_the_job_waiting(models: dict[str, ModelSpec]) -> None:
