@@ -45,7 +45,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="atelier-bench-affinity-"))
     redis_port = free_port()
     redis = start_redis(redis_port, work / "redis", persist=False)
-    specs = [{"name": m, "path": str(work / "models" / m), "pool": "bench", "max_batch": 1} for m in MODELS]
+    paths = [work / "models" / m for m in MODELS]
+    specs = [
+        {"name": m, "path": str(p), "pool": "bench", "max_batch": 1}
+        for m, p in zip(MODELS, paths, strict=True)
+    ]
     env = dict(os.environ)
     env.update(
         DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
@@ -67,8 +71,8 @@ def main() -> None:
         django.setup()
         from gpu_worker.tiny_model import build_tiny_model
 
-        for spec in specs:
-            build_tiny_model(Path(spec["path"]))
+        for path in paths:
+            build_tiny_model(path)
         for label, wait in (("off (queue order)", "0"), ("on", "2")):
             results[label] = run(args, {**env, "ATELIER_AFFINITY_WAIT": wait}, work, label)
             print(f"{label}: {results[label]}", flush=True)
@@ -140,9 +144,8 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path, label: str) -
         seconds = time.time() - started_at
         if Generation.objects.filter(pk__in=ids).exclude(status="succeeded").exists():
             raise RuntimeError("some jobs did not succeed")
-        loads = [
-            e for e in queues.recent_model_events() if e["kind"] == "disk" and float(e["at"]) >= started_at
-        ]
+        events: list[dict[str, Any]] = queues.recent_model_events()
+        loads = [e for e in events if e["kind"] == "disk" and float(e["at"]) >= started_at]
         per_worker = {
             name: sorted(
                 Generation.objects.filter(pk__in=ids, worker_name=name).values_list("model_name", flat=True)
