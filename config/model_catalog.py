@@ -16,6 +16,14 @@ BUILTIN_MODEL = "atelier-tiny"
 # which renders flat images without a model (benchmarks of the queue itself).
 FAMILIES = ("sd15", "sd2", "sdxl", "sdxl-turbo", "sd3", "noop")
 
+# A model's path may also be one checkpoint file in the original repositories' layout (A1111,
+# ComfyUI, Civitai); it is then loaded with the configs of its family's diffusers directory.
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def is_single_file(path: str) -> bool:
+    return path.lower().endswith(SINGLE_FILE_SUFFIXES)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -23,6 +31,8 @@ class ModelSpec:
     path: str
     pool: str
     family: str = "sd15"
+    # For a single-file `path`: the family's diffusers directory (configs and tokenizers are enough).
+    config: str = ""
     min_side: int = 64
     max_side: int = 1024
     default_side: int = 512
@@ -71,7 +81,7 @@ def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
             item["compile_sizes"] = tuple(tuple(size) for size in item.get("compile_sizes", ()))
             if item.get("dtype", "") not in ("", "float16", "bfloat16", "float32"):
                 raise ValueError(f"ATELIER_MODELS: unknown dtype {item['dtype']!r}")
-            specs.append(ModelSpec(**item))
+            specs.append(checked_source(ModelSpec(**item)))
     else:
         for part in value.split(","):
             part = part.strip()
@@ -81,5 +91,20 @@ def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
             name, sep, path = part.partition("=")
             if not sep or not name or not path:
                 raise ValueError(f"ATELIER_MODELS: expected name=path, got {part!r}")
-            specs.append(ModelSpec(name=name.strip(), path=path.strip(), pool=name.strip()))
+            specs.append(checked_source(ModelSpec(name=name.strip(), path=path.strip(), pool=name.strip())))
     return {spec.name: spec for spec in specs}
+
+
+def checked_source(spec: ModelSpec) -> ModelSpec:
+    """A single file needs the configs of its family; a directory carries its own."""
+    if is_single_file(spec.path) and not spec.config:
+        raise ValueError(
+            f"ATELIER_MODELS: model {spec.name!r} is a single-file checkpoint ({spec.path}) and needs a "
+            '"config": the diffusers directory of its family (JSON form)'
+        )
+    if spec.config and not is_single_file(spec.path):
+        raise ValueError(
+            f"ATELIER_MODELS: model {spec.name!r} has a config but its path is not a single file "
+            f"({' or '.join(SINGLE_FILE_SUFFIXES)}): {spec.path}"
+        )
+    return spec

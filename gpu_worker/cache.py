@@ -4,6 +4,9 @@
 cold one is loaded from disk. Least recently used models are demoted hot -> warm -> cold when the
 count or byte budgets are exceeded. On a CPU device hot and warm are the same memory, so a demoted
 model goes straight to cold. Every load and swap is timed, logged and kept in `events`.
+
+A model is a diffusers directory, or a single-file checkpoint (`.safetensors`, `.ckpt`) loaded with
+the configs and tokenizers of its family's diffusers directory (`config`), never from the Hub.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import DiffusionPipeline
 
+from config.model_catalog import is_single_file
 from gpu_worker.pipeline import LoadedModel
 from gpu_worker.speed import SpeedOptions, apply_speed_options
 
@@ -48,6 +53,24 @@ def absent_components(path: str) -> dict[str, None]:
     """Optional components saved as absent (SD3 without its T5 encoder, say) must be passed as None."""
     index = json.loads((Path(path) / "model_index.json").read_text())
     return {name: None for name, value in index.items() if value == [None, None]}
+
+
+def load_pipeline(path: str, dtype: torch.dtype, config: str = "") -> Any:
+    """The text-to-image pipeline of a diffusers directory or of a single-file checkpoint."""
+    if not is_single_file(path):
+        # model_index.json names the family's pipeline class: SD 1.x/2.x, SDXL, SD3, ...
+        return DiffusionPipeline.from_pretrained(
+            path, local_files_only=True, torch_dtype=dtype, **absent_components(path)
+        )
+    if not config:
+        raise ValueError(f"{path} is a single-file checkpoint: it needs its family's diffusers directory")
+    class_name = json.loads((Path(config) / "model_index.json").read_text())["_class_name"]
+    pipeline_class = getattr(diffusers, class_name)
+    # With a local `config`, diffusers reads every config, tokenizer and scheduler from it and every
+    # weight from the file; the text encoders too, when the file holds them (else from `config`).
+    return pipeline_class.from_single_file(
+        path, config=config, local_files_only=True, torch_dtype=dtype, **absent_components(config)
+    )
 
 
 class ModelCache:
@@ -86,8 +109,9 @@ class ModelCache:
     def warm_paths(self) -> list[str]:
         return list(self._warm)
 
-    def get(self, path: str, options: SpeedOptions | None = None) -> LoadedModel:
-        """The model at `path` on the device; `options` apply when it has to be loaded from disk."""
+    def get(self, path: str, options: SpeedOptions | None = None, *, config: str = "") -> LoadedModel:
+        """The model at `path` on the device; `options` (and for a single file, the family's diffusers
+        directory `config`) apply when it has to be loaded from disk."""
         key = os.path.realpath(path)
         with self._lock:
             model = self._hot.get(key)
@@ -101,7 +125,7 @@ class ModelCache:
             if model is not None:
                 self._to_device(model)
             else:
-                model = self._load(key, options or SpeedOptions())
+                model = self._load(key, options or SpeedOptions(), config)
             self._hot[key] = model
             while len(self._hot) > 1 and self._over(self.device_budget, self._hot):
                 self._demote_oldest()
@@ -117,13 +141,10 @@ class ModelCache:
     def _over(budget: int | None, models: OrderedDict[str, LoadedModel]) -> bool:
         return budget is not None and sum(model_bytes(m) for m in models.values()) > budget
 
-    def _load(self, path: str, options: SpeedOptions) -> LoadedModel:
+    def _load(self, path: str, options: SpeedOptions, config: str) -> LoadedModel:
         started = time.perf_counter()
         dtype = self.dtype if not options.dtype else options.torch_dtype(self.device)
-        # model_index.json names the family's pipeline class: SD 1.x/2.x, SDXL, SD3, ...
-        pipe: Any = DiffusionPipeline.from_pretrained(
-            path, local_files_only=True, torch_dtype=dtype, **absent_components(path)
-        )
+        pipe = load_pipeline(path, dtype, config)
         if getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None  # moderation happens on the prompt, at submission
         pipe = pipe.to(self.device)

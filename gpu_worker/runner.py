@@ -98,7 +98,7 @@ class GenerationRunner:
     def preload(self, pools: list[str]) -> None:
         for spec in settings.ATELIER_MODELS.values():
             if spec.pool in pools and spec.family != "noop":
-                self.cache.get(spec.path, self.speed_options(spec))
+                self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
 
     def speed_options(self, spec: ModelSpec) -> SpeedOptions:
         return SpeedOptions.of(spec, compile_backend=settings.ATELIER_COMPILE_BACKEND)
@@ -227,7 +227,7 @@ class GenerationRunner:
             return render_trivial([self.render_spec(job) for job in jobs], on_step), 0.0
         started = time.perf_counter()
         try:
-            model = self.cache.get(spec.path, self.speed_options(spec))
+            model = self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
         except Exception as exc:
             log.exception("could not load %s", spec.path)
             raise GenerationFailed("model_unavailable") from exc

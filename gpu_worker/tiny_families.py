@@ -40,15 +40,20 @@ from gpu_worker.tiny_model import TEXT_DIM, build_tiny_model, build_tokenizer, s
 FAMILIES = tuple(f for f in MODEL_FAMILIES if f != "noop")
 
 
-def clip_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+# The second text encoder of SDXL and SD3 is wider than the first, as in the real models (OpenCLIP
+# bigG, 1280, next to OpenAI's CLIP-L, 768): single-file loading tells the two apart by their width.
+SECOND_TEXT_DIM = 48
+
+
+def clip_config(tokenizer: CLIPTokenizer, width: int = TEXT_DIM) -> CLIPTextConfig:
     return CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=TEXT_DIM,
-        intermediate_size=64,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=77,
-        projection_dim=TEXT_DIM,
+        projection_dim=width,
         hidden_act="gelu",
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -103,8 +108,8 @@ def build_sdxl(path: pathlib.Path, tokenizer: CLIPTokenizer, *, turbo: bool = Fa
         addition_time_embed_dim=time_dim,
         transformer_layers_per_block=(1, 1, 2),
         # Six size/crop numbers, each embedded in time_dim, plus the second encoder's pooled output.
-        projection_class_embeddings_input_dim=6 * time_dim + TEXT_DIM,
-        cross_attention_dim=2 * TEXT_DIM,  # both encoders' hidden states side by side
+        projection_class_embeddings_input_dim=6 * time_dim + SECOND_TEXT_DIM,
+        cross_attention_dim=TEXT_DIM + SECOND_TEXT_DIM,  # both encoders' hidden states side by side
         norm_num_groups=8,
     )
     scheduler: Any
@@ -123,7 +128,7 @@ def build_sdxl(path: pathlib.Path, tokenizer: CLIPTokenizer, *, turbo: bool = Fa
     pipe: Any = StableDiffusionXLPipeline(
         vae=small_vae(scaling_factor=0.13025),
         text_encoder=CLIPTextModel(clip_config(tokenizer)),
-        text_encoder_2=CLIPTextModelWithProjection(clip_config(tokenizer)),
+        text_encoder_2=CLIPTextModelWithProjection(clip_config(tokenizer, SECOND_TEXT_DIM)),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
@@ -142,20 +147,24 @@ def build_sd3(path: pathlib.Path, tokenizer: CLIPTokenizer) -> None:
         num_layers=2,
         attention_head_dim=head_dim,
         num_attention_heads=heads,
-        joint_attention_dim=2 * TEXT_DIM,  # the two CLIPs' hidden states, side by side
+        joint_attention_dim=TEXT_DIM + SECOND_TEXT_DIM,  # the two CLIPs' hidden states, side by side
         caption_projection_dim=heads * head_dim,
-        pooled_projection_dim=2 * TEXT_DIM,  # both pooled projections
+        pooled_projection_dim=TEXT_DIM + SECOND_TEXT_DIM,  # both pooled projections
         pos_embed_max_size=96,
     )
+    clip_l = CLIPTextModelWithProjection(clip_config(tokenizer))
+    # SD3 single files hold CLIP-L without a projection, which diffusers then loads as the identity.
+    with torch.no_grad():
+        clip_l.text_projection.weight.copy_(torch.eye(TEXT_DIM))
     pipe: Any = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=small_vae(
             16, scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False
         ),
-        text_encoder=CLIPTextModelWithProjection(clip_config(tokenizer)),
+        text_encoder=clip_l,
         tokenizer=tokenizer,
-        text_encoder_2=CLIPTextModelWithProjection(clip_config(tokenizer)),
+        text_encoder_2=CLIPTextModelWithProjection(clip_config(tokenizer, SECOND_TEXT_DIM)),
         tokenizer_2=tokenizer,
         # The T5 encoder is optional in SD3; without it the pipeline pads with zeros.
         text_encoder_3=None,
