@@ -323,7 +323,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "generations.events.EVENT_TYPES"},
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "generations.events.EVENT_TYPES",
+        "SamplerEnum": "generations.samplers.SAMPLER_NAMES",
+    },
 }
 
 # One JSON object per line in production (LOG_FORMAT=json); plain text while developing.

@@ -74,6 +74,7 @@ class PrefillSerializer(serializers.Serializer[Any]):
     height = serializers.IntegerField()
     steps = serializers.IntegerField()
     guidance = serializers.FloatField()
+    sampler = serializers.CharField()
 
 
 class VaryInSerializer(serializers.Serializer[Any]):

@@ -188,4 +188,5 @@ def prefill(image: Image) -> dict[str, Any]:
         "height": generation.height,
         "steps": generation.steps,
         "guidance": generation.guidance,
+        "sampler": generation.sampler,
     }

@@ -15,6 +15,7 @@ from gallery.models import Like, Report, ReportStatus
 from generations.errors import ApiError
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
+from generations.samplers import DEFAULT_SAMPLER, samplers_for
 from generations.services import GenerationSpec, submit_generation
 from generations.storage import delete_content, save_content, sync_visibility
 from generations.uploads import clean_image
@@ -56,6 +57,8 @@ def spec_from(image: Image, **changes: object) -> GenerationSpec:
         height=image.height,
         steps=generation.steps,
         guidance=generation.guidance,
+        # The parent's sampler, while its model still supports it.
+        sampler=generation.sampler if generation.sampler in samplers_for(model.family) else DEFAULT_SAMPLER,
         seed=None,
         n=1,
         relax=generation.relax,

@@ -24,6 +24,7 @@ from generations import schema
 from generations.errors import ApiError
 from generations.models import Image
 from generations.registry import all_models
+from generations.samplers import samplers_for
 from generations.selectors import (
     generation_of,
     generation_resource,
@@ -267,6 +268,7 @@ class ModelListApi(APIView):
                 "max_steps": m.max_steps,
                 "default_steps": m.default_steps,
                 "default_guidance": m.default_guidance,
+                "samplers": list(samplers_for(m.family)),
             }
             for m in all_models().values()
         ]

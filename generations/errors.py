@@ -21,6 +21,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "account_suspended": (403, "Your account is suspended: it cannot submit generations."),
     "prompt_blocked": (400, "The prompt contains a blocked term."),
     "image_too_large": (400, "The result would be larger than the model allows."),
+    "sampler_not_supported": (400, "The chosen model cannot use this sampler."),
     "not_found": (404, "No such resource."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "generation_finished": (409, "The generation has already finished."),
@@ -81,6 +82,20 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 ]
 
 
+# Codes a serializer may give one field's error (an ErrorDetail's code). When that is the only
+# error of the request, the response carries it instead of the generic validation_error.
+FIELD_ERROR_CODES = frozenset({"sampler_not_supported"})
+
+
+def validation_code(exc: exceptions.ValidationError) -> str:
+    codes = exc.get_codes()
+    if isinstance(codes, dict) and len(codes) == 1:
+        (field_codes,) = codes.values()
+        if isinstance(field_codes, list) and len(field_codes) == 1 and field_codes[0] in FIELD_ERROR_CODES:
+            return str(field_codes[0])
+    return "validation_error"
+
+
 def validation_message(details: dict[str, Any]) -> str:
     fields = ", ".join(sorted(details)) or "request"
     return f"Invalid field(s): {fields}."
@@ -91,7 +106,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(exc.body(), status=exc.status, headers=exc.headers)
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        return Response(error_body("validation_error", validation_message(details), details), status=400)
+        code = validation_code(exc)
+        return Response(error_body(code, validation_message(details), details), status=400)
     for exc_type, code in _DRF_CODES:
         if isinstance(exc, exc_type):
             status, message = CATALOGUE[code]

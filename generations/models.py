@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from generations.samplers import DEFAULT_SAMPLER, SAMPLERS
+
 
 class GenerationStatus(models.TextChoices):
     PENDING = "pending"
@@ -80,6 +82,12 @@ class Generation(models.Model):
     height = models.PositiveIntegerField()
     steps = models.PositiveIntegerField()
     guidance = models.FloatField()
+    sampler = models.CharField(
+        max_length=32,
+        choices=list(SAMPLERS.items()),
+        default=DEFAULT_SAMPLER,
+        help_text="The denoising sampler; default is the model's own scheduler.",
+    )
     seed = models.BigIntegerField()
     n = models.PositiveSmallIntegerField(default=1)
     input_upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.PROTECT)

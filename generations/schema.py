@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from generations.models import GenerationKind
+from generations.samplers import SAMPLER_NAMES
 
 
 class ErrorDetailSerializer(serializers.Serializer[Any]):
@@ -49,6 +50,7 @@ class GenerationOutSerializer(serializers.Serializer[Any]):
     height = serializers.IntegerField()
     steps = serializers.IntegerField()
     guidance = serializers.FloatField()
+    sampler = serializers.ChoiceField(choices=SAMPLER_NAMES)
     seed = serializers.IntegerField()
     n = serializers.IntegerField()
     input_image = serializers.UUIDField(allow_null=True)
@@ -112,6 +114,10 @@ class ModelOutSerializer(serializers.Serializer[Any]):
     max_steps = serializers.IntegerField()
     default_steps = serializers.IntegerField()
     default_guidance = serializers.FloatField()
+    samplers = serializers.ListField(
+        child=serializers.ChoiceField(choices=SAMPLER_NAMES),
+        help_text="The samplers this model can run, its own (`default`) first.",
+    )
 
 
 ModelListSerializer = inline_serializer("ModelList", fields={"data": ModelOutSerializer(many=True)})

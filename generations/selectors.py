@@ -73,6 +73,7 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         "height": generation.height,
         "steps": generation.steps,
         "guidance": generation.guidance,
+        "sampler": generation.sampler,
         "seed": generation.seed,
         "n": generation.n,
         "input_image": str(generation.input_upload_id) if generation.input_upload_id else None,

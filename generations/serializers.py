@@ -4,11 +4,13 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from gallery.selectors import active_style, viewable_image
 from generations.events import EVENT_TYPES
 from generations.models import GenerationAction
 from generations.registry import default_model, get_model
+from generations.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, samplers_for
 from generations.selectors import upload_of
 from generations.services import GenerationSpec
 
@@ -23,6 +25,13 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     height = serializers.IntegerField(required=False)
     steps = serializers.IntegerField(required=False, min_value=1, max_value=150)
     guidance = serializers.FloatField(required=False, min_value=0.0, max_value=30.0)
+    sampler = serializers.ChoiceField(
+        choices=SAMPLER_NAMES,
+        required=False,
+        default=DEFAULT_SAMPLER,
+        help_text="The denoising sampler; `default` is the model's own. A model lists the ones it "
+        "supports in `GET /api/v1/models` (flow-matching models such as SD3: `default` and `euler`).",
+    )
     seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
     n = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
     input_image = serializers.UUIDField(required=False, allow_null=True)
@@ -49,7 +58,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
         return self.validate_prompt(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[str]] = {}  # ErrorDetail (a str) where a message has its own code
         name = attrs.get("model")
         model = get_model(name) if name else default_model()
         if model is None:
@@ -66,6 +75,13 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
         attrs.setdefault("guidance", model.default_guidance)  # few-step (turbo) models want 0
         if steps > model.max_steps:
             errors["steps"] = [f"This model allows at most {model.max_steps} steps."]
+        supported = samplers_for(model.family)
+        if attrs["sampler"] not in supported:
+            message = (
+                f"{model.name} ({model.family}) cannot use the {attrs['sampler']!r} sampler; "
+                f"it supports {', '.join(supported)}."
+            )
+            errors["sampler"] = [ErrorDetail(message, code="sampler_not_supported")]
         upload = None
         if attrs.get("input_image"):
             upload = upload_of(self.context["user"], attrs["input_image"])
@@ -106,6 +122,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             height=attrs["height"],
             steps=steps,
             guidance=attrs["guidance"],
+            sampler=attrs["sampler"],
             seed=attrs.get("seed"),
             n=attrs["n"],
             input_upload=upload,

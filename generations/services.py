@@ -26,6 +26,7 @@ from generations import events, queues
 from generations.errors import ApiError
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
+from generations.samplers import DEFAULT_SAMPLER
 from generations.scheduling import admission, lock_account, release_pending
 from generations.storage import save_content
 from generations.uploads import clean_image
@@ -48,6 +49,7 @@ class GenerationSpec:
     input_upload: Upload | None = None
     mask_upload: Upload | None = None
     strength: float | None = None
+    sampler: str = DEFAULT_SAMPLER
     relax: bool = False
     webhook: WebhookEndpoint | None = None
     webhook_events: tuple[str, ...] = ()
@@ -117,6 +119,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             height=spec.height,
             steps=spec.steps,
             guidance=spec.guidance,
+            sampler=spec.sampler,
             seed=seed,
             n=spec.n,
             input_upload=spec.input_upload,

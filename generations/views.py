@@ -8,6 +8,7 @@ from accounts.models import User
 from billing.credits import account_for, effective_plan
 from gallery.selectors import active_styles, prefill, viewable_image
 from generations.registry import all_models, default_model
+from generations.samplers import SAMPLERS, samplers_for
 from generations.selectors import generation_of, generation_resource, generations_of
 
 
@@ -26,6 +27,8 @@ def create(request: HttpRequest) -> HttpResponse:
     context = {
         "models": list(all_models().values()),
         "model_limits": {m.name: [m.min_side, m.max_side, m.default_side] for m in all_models().values()},
+        "samplers": SAMPLERS,
+        "model_samplers": {m.name: samplers_for(m.family) for m in all_models().values()},
         "default_model": default_model(),
         "recent": recent,
         "styles": active_styles(),

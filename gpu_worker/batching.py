@@ -1,9 +1,10 @@
 """Dynamic batching: a worker that took a job also takes queued jobs that can share its batch.
 
-Compatible means the same model, kind, size, steps and guidance (prompts, negative prompts and
-seeds may differ). Mates are taken from the head job's own queue, in queue order, up to the
-model's `max_batch` images, for at most `ATELIER_BATCH_WAIT` seconds. A batch never delays a
-higher lane: while any higher lane of the pool has a job waiting, no mate is added and nobody waits.
+Compatible means the same model, kind (txt2img, img2img, inpaint), size, steps, guidance, sampler
+and strength; prompts, negative prompts, seeds, source images and masks may differ. Mates are
+taken from the head job's own queue, in queue order, up to the model's `max_batch` images, for at
+most `ATELIER_BATCH_WAIT` seconds. A batch never delays a higher lane: while any higher lane of
+the pool has a job waiting, no mate is added and nobody waits.
 
 A mate is claimed in the database first (queued -> running, conditional), then its RQ job is
 removed, so a worker that pops that job anyway finds it taken and skips it, and a worker that
@@ -18,27 +19,19 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from generations.models import Generation, GenerationKind, GenerationStatus
+from generations.models import Generation, GenerationStatus
 from generations.queues import job_id_for, redis_client
 
 SCAN_DEPTH = 64  # queued jobs looked at per poll
 POLL_SECONDS = 0.005
 
 
+# What the jobs of one batch share: one denoising loop runs them all (see RenderSpec.shared).
+BATCH_FIELDS = ("model_name", "kind", "width", "height", "steps", "guidance", "strength", "sampler")
+
+
 def batch_key(generation: Generation) -> tuple[Any, ...]:
-    return (
-        generation.model_name,
-        generation.kind,
-        generation.width,
-        generation.height,
-        generation.steps,
-        generation.guidance,
-    )
-
-
-def is_batchable(generation: Generation) -> bool:
-    # img2img and inpaint carry their own source images and strengths: they run alone for now.
-    return generation.kind == GenerationKind.TXT2IMG
+    return tuple(getattr(generation, name) for name in BATCH_FIELDS)
 
 
 def generation_id_of(job_id: bytes) -> str | None:
@@ -63,7 +56,7 @@ def higher_lanes_busy(head: Generation) -> bool:
 def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[Generation]:
     """Claim compatible queued jobs for `head`'s batch (see the module docstring)."""
     room = max_images - head.n
-    if room <= 0 or not is_batchable(head):
+    if room <= 0:
         return []
     deadline = time.monotonic() + settings.ATELIER_BATCH_WAIT
     key = batch_key(head)
@@ -76,14 +69,9 @@ def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[G
         candidates = Generation.objects.filter(
             pk__in=list(order),
             status=GenerationStatus.QUEUED,
-            model_name=head.model_name,
-            kind=head.kind,
-            width=head.width,
-            height=head.height,
-            steps=head.steps,
-            guidance=head.guidance,
             n__lte=room,
-        )
+            **dict(zip(BATCH_FIELDS, key, strict=True)),
+        ).select_related("input_upload", "mask_upload")
         for candidate in sorted(candidates, key=lambda g: order[str(g.id)]):
             if candidate.n > room or batch_key(candidate) != key or not claim(candidate, worker_name):
                 continue

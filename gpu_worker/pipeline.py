@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import io
 import json
@@ -11,10 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+)
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generations.samplers import DEFAULT_SAMPLER
 from gpu_worker.memory import MemoryBudget, describe_modes, memory_mode, next_mode, release_device_memory
 
 # on_step(step, total_steps, latents) -> keep going?  step is 1-based.
@@ -36,6 +46,63 @@ class RenderCanceled(Exception):
     """Raised by `render` when `on_step` asked to stop."""
 
 
+class UnsupportedSampler(ValueError):
+    """The sampler does not fit the model's kind of diffusion (say, DDIM on a flow-matching model)."""
+
+
+# Samplers on a discrete noise schedule (SD 1.x/2.x, SDXL): the class and what the name implies.
+# Whatever the name leaves open (betas, prediction type, timestep spacing) comes from the model's
+# own config; the sigma spacing is pinned so that "euler" on a Karras-default model is plain Euler.
+PLAIN_SIGMAS = {"use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False}
+DISCRETE_SAMPLERS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "euler": (EulerDiscreteScheduler, PLAIN_SIGMAS),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "dpmpp_2m": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, **PLAIN_SIGMAS},
+    ),
+    "dpmpp_2m_karras": (
+        DPMSolverMultistepScheduler,
+        {**PLAIN_SIGMAS, "algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
+    # Latent models must not clip the predicted sample to [-1, 1] (DDIM's default is for pixels).
+    "ddim": (DDIMScheduler, {"clip_sample": False, "set_alpha_to_one": False}),
+}
+
+
+def is_flow_matching(scheduler: Any) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch") or (
+        scheduler.config.get("prediction_type") == "flow_prediction"
+    )
+
+
+def make_scheduler(model_scheduler: Any, sampler: str) -> Any:
+    """A new scheduler for `sampler`, made from the config of the model's own scheduler.
+
+    Schedulers keep per-run state (timesteps, step index, the multistep solvers' history), so every
+    render gets a fresh one and the model's own is never stepped.
+    """
+    config = model_scheduler.config
+    if sampler == DEFAULT_SAMPLER:
+        return type(model_scheduler).from_config(config)
+    if is_flow_matching(model_scheduler):
+        if sampler == "euler" and type(model_scheduler).__name__.startswith("FlowMatch"):
+            return FlowMatchEulerDiscreteScheduler.from_config(config)
+        raise UnsupportedSampler(f"the {sampler!r} sampler does not fit a flow-matching model")
+    if sampler not in DISCRETE_SAMPLERS:
+        raise UnsupportedSampler(f"unknown sampler {sampler!r}")
+    scheduler_class, implied = DISCRETE_SAMPLERS[sampler]
+    return scheduler_class.from_config(config, **implied)
+
+
+def with_scheduler(pipe: Any, scheduler: Any) -> Any:
+    """`pipe` with its own scheduler: a shallow copy sharing every other component (no memory), so
+    the cached pipelines and their scheduler stay as they were for the next job."""
+    view = copy.copy(pipe)
+    view.scheduler = scheduler
+    return view
+
+
 @dataclass
 class LoadedModel:
     path: str
@@ -45,7 +112,8 @@ class LoadedModel:
     # latent -> RGB preview: (channels, 3) factors and a (3,) bias, fitted to this model's VAE.
     preview_factors: torch.Tensor = field(default_factory=lambda: LATENT_RGB_FACTORS)
     preview_bias: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
-    # The scheduler is stateful and shared by both pipelines, so renders on one model must not overlap.
+    # Each render steps a scheduler of its own (`with_scheduler`), but the denoiser's attention
+    # processors and offload hooks are switched per render (`memory_mode`): renders must not overlap.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _img2img: Any = field(default=None, repr=False)
     _inpaint: Any = field(default=None, repr=False)
@@ -109,6 +177,18 @@ class RenderSpec:
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None  # white = repaint, black = keep (with init_image)
     strength: float = 0.75
+    sampler: str = DEFAULT_SAMPLER
+
+    @property
+    def kind(self) -> str:
+        if self.init_image is None:
+            return "txt2img"
+        return "img2img" if self.mask_image is None else "inpaint"
+
+    def shared(self) -> tuple[Any, ...]:
+        """What every job of one batch has in common (their prompts, seeds and images may differ)."""
+        strength = None if self.init_image is None else self.strength
+        return (self.kind, self.width, self.height, self.steps, self.guidance, strength, self.sampler)
 
     @property
     def denoising_steps(self) -> int:
@@ -153,7 +233,8 @@ def render_batch(
     on_step: BatchStepCallback | None = None,
     budget: MemoryBudget | None = None,
 ) -> BatchResult:
-    """Several compatible jobs as one batch (same size, steps and guidance; own prompts and seeds).
+    """Several compatible jobs as one batch: the same kind, size, steps, guidance, sampler and (for
+    img2img and inpainting) strength; each with its own prompts, seeds, source image and mask.
 
     Each image still draws its noise from its own seed, so a job gives the same images alone or
     batched. On out-of-memory it climbs the ladder in `gpu_worker.memory`: split the batch, then
@@ -164,6 +245,9 @@ def render_batch(
             raise ValueError("at least one seed is required")
         if spec.denoising_steps < 1:
             raise ValueError("steps * strength must be at least 1")
+        if spec.shared() != specs[0].shared():
+            raise ValueError("jobs of one batch must share kind, size, steps, guidance, strength and sampler")
+    make_scheduler(model.txt2img.scheduler, specs[0].sampler)  # an unfit sampler fails before any work
     images: list[list[Image.Image] | None] = [None] * len(specs)
     modes: set[str] = set()
     canceled: set[int] = set()
@@ -236,9 +320,13 @@ def _run_once(
         "callback_on_step_end": step_end,
         "callback_on_step_end_tensor_inputs": ["latents"],
     }
+    # A scheduler of its own for every (sub-)batch: after an out-of-memory split each half starts
+    # from a fresh one, as it would alone.
+    scheduler = make_scheduler(model.txt2img.scheduler, first.sampler)
     with torch.inference_mode():
         if first.init_image is None:
-            output = model.txt2img(width=first.width, height=first.height, **arguments)
+            pipe = with_scheduler(model.txt2img, scheduler)
+            output = pipe(width=first.width, height=first.height, **arguments)
         else:
             size = (first.width, first.height)
             inits = [
@@ -248,7 +336,7 @@ def _run_once(
                 if s.init_image
             ]
             if first.mask_image is None:
-                pipe = model.img2img
+                pipe = with_scheduler(model.img2img, scheduler)
                 if "width" in inspect.signature(pipe.__call__).parameters:  # SD3 would resize to its default
                     arguments.update(width=first.width, height=first.height)
                 output = pipe(image=inits, strength=first.strength, **arguments)
@@ -259,7 +347,8 @@ def _run_once(
                     for _ in s.seeds
                     if s.mask_image
                 ]
-                output = model.inpaint(
+                pipe = with_scheduler(model.inpaint, scheduler)
+                output = pipe(
                     image=inits,
                     mask_image=masks,
                     strength=first.strength,

@@ -44,6 +44,7 @@ from gpu_worker.pipeline import (
     BatchStepCallback,
     LoadedModel,
     RenderSpec,
+    UnsupportedSampler,
     latents_to_preview,
     png_with_parameters,
     render_batch,
@@ -216,26 +217,50 @@ class GenerationRunner:
             self.fail(job, code, message)
 
     def render(self, jobs: list[Generation]) -> tuple[BatchResult, float]:
-        """Denoise the batch; returns the images per job and the seconds spent loading the model."""
+        """Denoise the batch; returns the images per job (None for a job that was canceled or
+        failed on its own) and the seconds spent loading the model."""
         spec = get_model(jobs[0].model_name)
         if spec is None:
             raise GenerationFailed(
                 "model_unavailable", f"The model {jobs[0].model_name!r} is not configured."
             )
-        on_step = self.progress_callback(jobs)
+        ready, specs = self.render_specs(jobs)
+        if not ready:
+            return BatchResult(images=[None] * len(jobs)), 0.0
+        on_step = self.progress_callback(ready)
+        load_seconds = 0.0
         if spec.family == "noop":
-            return render_trivial([self.render_spec(job) for job in jobs], on_step), 0.0
-        started = time.perf_counter()
-        try:
-            model = self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
-        except Exception as exc:
-            log.exception("could not load %s", spec.path)
-            raise GenerationFailed("model_unavailable") from exc
-        load_seconds = time.perf_counter() - started
-        self.current_model = model
-        self.advertise_models()
-        specs = [self.render_spec(job) for job in jobs]
-        return render_batch(model, specs, on_step, self.memory_budget), load_seconds
+            result = render_trivial(specs, on_step)
+        else:
+            started = time.perf_counter()
+            try:
+                model = self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
+            except Exception as exc:
+                log.exception("could not load %s", spec.path)
+                raise GenerationFailed("model_unavailable") from exc
+            load_seconds = time.perf_counter() - started
+            self.current_model = model
+            self.advertise_models()
+            try:
+                result = render_batch(model, specs, on_step, self.memory_budget)
+            except UnsupportedSampler as exc:
+                message = f"The model {spec.name!r} cannot use the {jobs[0].sampler!r} sampler ({exc})."
+                raise GenerationFailed("sampler_not_supported", message) from exc
+        images = dict(zip((job.pk for job in ready), result.images, strict=True))
+        return BatchResult([images.get(job.pk) for job in jobs], result.memory_mode), load_seconds
+
+    def render_specs(self, jobs: list[Generation]) -> tuple[list[Generation], list[RenderSpec]]:
+        """The jobs whose inputs could be read, with their specs. A job whose source image or mask
+        is gone fails alone: the rest of its batch still runs."""
+        ready, specs = [], []
+        for job in jobs:
+            try:
+                specs.append(self.render_spec(job))
+            except GenerationFailed as exc:
+                self.fail(job, exc.code, exc.message)
+                continue
+            ready.append(job)
+        return ready, specs
 
     def held_models(self) -> frozenset[str]:
         """Paths of the models this worker holds, on the device or in RAM (for affinity routing)."""
@@ -269,6 +294,7 @@ class GenerationRunner:
             init_image=load_upload(generation.input_upload),
             mask_image=load_upload(generation.mask_upload),
             strength=generation.strength or 0.6,
+            sampler=generation.sampler,
         )
 
     def progress_callback(self, jobs: list[Generation]) -> BatchStepCallback:
@@ -463,6 +489,7 @@ def parameters(generation: Generation, seed: int) -> dict[str, Any]:
         "height": generation.height,
         "steps": generation.steps,
         "guidance": generation.guidance,
+        "sampler": generation.sampler,
         "seed": seed,
         "strength": generation.strength,
         "generation_id": str(generation.id),

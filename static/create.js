@@ -97,6 +97,7 @@
     const body = { prompt: f.get("prompt"), negative_prompt: f.get("negative_prompt"), model: f.get("model") };
     ["width", "height", "steps", "n"].forEach((k) => { body[k] = parseInt(f.get(k), 10); });
     body.guidance = parseFloat(f.get("guidance"));
+    if (f.get("sampler")) body.sampler = f.get("sampler");
     if (f.get("seed")) body.seed = parseInt(f.get("seed"), 10);
     if (f.get("style_preset")) body.style_preset = f.get("style_preset");
     if (f.get("remix_of")) body.remix_of = f.get("remix_of");
@@ -128,13 +129,29 @@
   form.querySelectorAll("input[name=aspect]").forEach((r) => r.addEventListener("change", applyAspect));
   document.getElementById("model").addEventListener("change", applyAspect);
 
+  // Only the samplers the chosen model can run are offered (flow-matching models have fewer).
+  const modelSamplers = JSON.parse(document.getElementById("model-samplers").textContent);
+  const samplerSelect = document.getElementById("sampler");
+  function offerSamplers() {
+    const allowed = modelSamplers[document.getElementById("model").value] || ["default"];
+    Array.from(samplerSelect.options).forEach((option) => {
+      const fits = allowed.includes(option.value);
+      option.hidden = !fits;
+      option.disabled = !fits;
+    });
+    if (!allowed.includes(samplerSelect.value)) samplerSelect.value = "default";
+  }
+  document.getElementById("model").addEventListener("change", offerSamplers);
+  offerSamplers();
+
   // "Remix" and "Use this prompt" open this form prefilled.
   const prefill = JSON.parse(document.getElementById("prefill-data").textContent);
   if (prefill) {
-    ["prompt", "negative_prompt", "model", "width", "height", "steps", "guidance", "seed", "remix_of"].forEach((k) => {
+    ["prompt", "negative_prompt", "model", "width", "height", "steps", "guidance", "sampler", "seed", "remix_of"].forEach((k) => {
       const input = document.getElementById(k);
       if (input && prefill[k] != null) input.value = prefill[k];
     });
+    offerSamplers();
     form.querySelectorAll("input[name=aspect]").forEach((r) => { r.checked = false; });
     const note = document.getElementById("remix-note");
     note.textContent = "Remixing an image: its prompt, model, seed and size are filled in.";

@@ -12,9 +12,12 @@ from PIL import Image
 
 from accounts.models import User
 from accounts.services import api_key_create
+from billing.models import CreditEntry, EntryKind
 from generations.models import Generation, Upload
 from generations.queues import redis_client
+from generations.samplers import SAMPLERS
 from generations.storage import open_content
+from tests.factories import private_pool_model
 
 pytestmark = pytest.mark.django_db
 
@@ -150,3 +153,51 @@ def test_it_reencodes_uploads_and_drops_exif(api: Client) -> None:
     assert picture.size == (64, 48)
     assert not picture.getexif()
     assert b"SpyCam" not in open_content(stored.file)
+
+
+# Samplers: an allowlist, and per model family only the ones that fit it
+
+
+def hold_entries() -> int:
+    return CreditEntry.objects.filter(kind=EntryKind.HOLD).count()
+
+
+def test_an_unknown_sampler_is_a_400_naming_the_field_and_nothing_is_charged(api: Client) -> None:
+    before = queued_jobs()
+    response = post_generation(api, sampler="k_lms_turbo")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and "sampler" in error["details"]
+    assert Generation.objects.count() == 0 and hold_entries() == 0 and queued_jobs() == before
+
+
+def test_a_sampler_the_models_family_cannot_run_is_refused_with_its_own_code(
+    api: Client, settings: Any
+) -> None:
+    flow = private_pool_model(settings, name="tiny-flow", family="sd3")
+    before = queued_jobs()
+    for path in ("/api/v1/generations", "/api/v1/generations/quote"):
+        body = {"prompt": "a cat", "width": 512, "height": 512, "model": flow.name, "sampler": "dpmpp_2m"}
+        response = api.post(path, body, content_type="application/json")
+        assert response.status_code == 400, path
+        error = response.json()["error"]
+        assert error["code"] == "sampler_not_supported"
+        assert "sampler" in error["message"]
+        assert "default, euler" in error["details"]["sampler"][0]
+    # With another bad field the answer is the usual validation_error naming both.
+    mixed = post_generation(api, model=flow.name, sampler="ddim", width=500)
+    assert mixed.json()["error"]["code"] == "validation_error"
+    assert set(mixed.json()["error"]["details"]) == {"sampler", "width"}
+    assert Generation.objects.count() == 0 and hold_entries() == 0 and queued_jobs() == before
+
+
+def test_a_sampler_is_stored_shown_and_listed_per_model(api: Client, settings: Any) -> None:
+    flow = private_pool_model(settings, name="tiny-flow", family="sd3")
+    response = post_generation(api, sampler="dpmpp_2m_karras")
+    assert response.status_code == 202, response.content
+    assert response.json()["sampler"] == "dpmpp_2m_karras"
+    assert Generation.objects.get().sampler == "dpmpp_2m_karras"
+    assert post_generation(api).json()["sampler"] == "default"
+    models = {m["id"]: m for m in api.get("/api/v1/models").json()["data"]}
+    assert models[flow.name]["samplers"] == ["default", "euler"]
+    assert models["atelier-tiny"]["samplers"] == list(SAMPLERS)

@@ -11,19 +11,31 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 from django.test import Client
 from PIL import Image as PILImage
 
 from accounts.models import User
 from config.model_catalog import ModelSpec
 from generations import queues
-from generations.models import Generation, GenerationStatus, Image
+from generations.models import Generation, GenerationStatus, Image, Upload
 from generations.registry import default_model, get_model
-from generations.storage import open_content
+from generations.samplers import SAMPLERS, samplers_for
+from generations.services import upload_create
+from generations.storage import delete_content, open_content
 from gpu_worker.cache import ModelCache
 from gpu_worker.memory import MemoryBudget, estimate_bytes
-from gpu_worker.pipeline import BatchStepCallback, LoadedModel, RenderSpec, render, render_batch
+from gpu_worker.pipeline import (
+    BatchStepCallback,
+    LoadedModel,
+    RenderSpec,
+    UnsupportedSampler,
+    make_scheduler,
+    render,
+    render_batch,
+)
 from gpu_worker.runner import GenerationRunner
+from gpu_worker.tiny_families import build_family
 from gpu_worker.tiny_model import ensure_tiny_model
 from tests.factories import private_pool_model, queued_generation
 
@@ -116,6 +128,122 @@ def test_canceling_one_job_of_a_batch_leaves_the_others_running(model: LoadedMod
     assert result.images[0] is not None and result.images[2] is not None
 
 
+def source_image(seed: int, size: int = 64) -> PILImage.Image:
+    """A noisy picture of its own for each job: img2img outputs then differ visibly."""
+    rng = np.random.default_rng(seed)
+    return PILImage.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def square_mask(offset: int, size: int = 64) -> PILImage.Image:
+    mask = PILImage.new("L", (size, size), 0)
+    mask.paste(255, (offset, offset, offset + size // 2, offset + size // 2))
+    return mask
+
+
+def edit_specs(kind: str, sampler: str = "default", **fields: object) -> list[RenderSpec]:
+    """Three jobs of `kind` with their own prompts, seeds, sources and (inpaint) masks."""
+    specs = []
+    for i, (prompt, seeds) in enumerate([("a red boat", [11]), ("a cat at night", [12, 13]), ("", [99])]):
+        extra: dict[str, object] = {"sampler": sampler, "strength": 0.7, **fields}
+        if kind != "txt2img":
+            extra["init_image"] = source_image(i)
+        if kind == "inpaint":
+            extra["mask_image"] = square_mask(8 * i)
+        specs.append(spec(prompt, seeds, steps=4, **extra))
+    return specs
+
+
+def assert_same_as_alone(model: LoadedModel, specs: list[RenderSpec], batched: list[Any]) -> None:
+    for one, images in zip(specs, batched, strict=True):
+        assert images is not None
+        alone = render(model, one)
+        assert len(images) == len(alone) == len(one.seeds)
+        for mine, reference in zip(images, alone, strict=True):
+            assert np.abs(pixels(mine) - pixels(reference)).max() <= 2
+
+
+# Every sampler on txt2img; on img2img and inpainting the model's own, a stochastic one (fresh noise
+# each step, drawn from each image's generator) and a multistep one (it keeps earlier steps).
+KINDS_AND_SAMPLERS = [("txt2img", name) for name in SAMPLERS] + [
+    (kind, name) for kind in ("img2img", "inpaint") for name in ("default", "euler_a", "dpmpp_2m")
+]
+
+
+@pytest.mark.parametrize(("kind", "sampler"), KINDS_AND_SAMPLERS)
+def test_every_kind_and_sampler_gives_each_job_of_a_batch_its_images_alone(
+    model: LoadedModel, kind: str, sampler: str
+) -> None:
+    specs = edit_specs(kind, sampler)
+
+    batched = render_batch(model, specs)
+
+    assert_same_as_alone(model, specs, batched.images)
+    first, second = batched.images[0], batched.images[1]
+    assert first is not None and second is not None
+    assert np.abs(pixels(first[0]) - pixels(second[0])).mean() > 1
+
+
+def test_each_inpaint_job_keeps_its_own_mask(model: LoadedModel) -> None:
+    specs = edit_specs("inpaint")
+
+    batched = render_batch(model, specs)
+
+    for one, images in zip(specs, batched.images, strict=True):
+        assert images is not None and one.init_image is not None and one.mask_image is not None
+        keep = np.asarray(one.mask_image) == 0
+        changed = np.abs(pixels(images[0]) - pixels(one.init_image)).max(axis=2)
+        # Outside its own mask a job's picture stays close to its own source; inside it is repainted.
+        assert changed[keep].mean() < changed[~keep].mean()
+
+
+def test_a_sampler_changes_the_picture_and_leaves_the_models_own_scheduler_alone(model: LoadedModel) -> None:
+    scheduler = model.txt2img.scheduler
+    pictures = {name: render(model, spec("a lighthouse", [5], sampler=name))[0] for name in SAMPLERS}
+    render(model, edit_specs("img2img", "euler_a")[0])
+    render(model, edit_specs("inpaint", "ddim")[0])
+
+    for name in ("euler", "euler_a", "ddim"):
+        assert np.abs(pixels(pictures[name]) - pixels(pictures["default"])).mean() > 1, name
+    # The built-in model's own scheduler is DPM++ 2M Karras: "default" is that sampler.
+    assert np.abs(pixels(pictures["dpmpp_2m_karras"]) - pixels(pictures["default"])).max() <= 2
+    # Every render stepped a scheduler of its own: the cached pipelines' one was never used.
+    assert model.txt2img.scheduler is scheduler is model.img2img.scheduler is model.inpaint.scheduler
+    assert type(scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert scheduler.num_inference_steps is None and scheduler.step_index is None
+
+
+def test_samplers_keep_the_models_noise_settings_and_refuse_what_does_not_fit_flow_matching() -> None:
+    v_prediction = DPMSolverMultistepScheduler(
+        prediction_type="v_prediction", timestep_spacing="trailing", rescale_betas_zero_snr=True
+    )
+    for name in samplers_for("sd2"):
+        made = make_scheduler(v_prediction, name)
+        assert made is not v_prediction
+        assert made.config.prediction_type == "v_prediction", name
+        assert made.config.timestep_spacing == "trailing", name
+    assert type(make_scheduler(v_prediction, "ddim")).__name__ == "DDIMScheduler"
+    assert make_scheduler(v_prediction, "ddim").config.clip_sample is False
+    assert make_scheduler(v_prediction, "dpmpp_2m_karras").config.use_karras_sigmas is True
+
+    flow = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    for name in samplers_for("sd3"):
+        made = make_scheduler(flow, name)
+        assert made.config.shift == 3.0 and type(made).__name__ == "FlowMatchEulerDiscreteScheduler"
+    for name in set(SAMPLERS) - set(samplers_for("sd3")):
+        with pytest.raises(UnsupportedSampler):
+            make_scheduler(flow, name)
+
+
+def test_jobs_that_cannot_share_a_denoising_loop_are_refused_as_one_batch(model: LoadedModel) -> None:
+    txt2img, img2img = edit_specs("txt2img")[0], edit_specs("img2img")[0]
+    with pytest.raises(ValueError, match="must share"):
+        render_batch(model, [txt2img, img2img])
+    with pytest.raises(ValueError, match="must share"):
+        render_batch(model, [spec("a", [1]), spec("b", [2], sampler="ddim")])
+    with pytest.raises(ValueError, match="must share"):
+        render_batch(model, [img2img, edit_specs("img2img", strength=0.5)[1]])
+
+
 # The out-of-memory ladder, forced with a small memory budget
 
 
@@ -131,6 +259,19 @@ def test_a_batch_over_budget_is_split(model: LoadedModel) -> None:
     for images, reference in zip(result.images, alone, strict=True):
         assert images is not None
         assert np.abs(pixels(images[0]) - pixels(reference)).max() <= 2
+
+
+@pytest.mark.parametrize("kind", ["img2img", "inpaint"])
+def test_an_image_to_image_batch_over_budget_is_split_and_each_job_keeps_its_images(
+    model: LoadedModel, kind: str
+) -> None:
+    specs = edit_specs(kind, "euler_a")
+    two = estimate_bytes(model, specs[1:2], "normal")  # the one job of two images
+
+    result = render_batch(model, specs, budget=MemoryBudget(two))
+
+    assert result.memory_mode == "split"
+    assert_same_as_alone(model, specs, result.images)
 
 
 def test_one_image_over_budget_runs_with_sliced_attention_and_a_tiled_vae(model: LoadedModel) -> None:
@@ -238,6 +379,124 @@ def test_a_mate_canceled_mid_batch_ends_canceled_and_the_rest_succeed(runner: Ge
     assert head.status == GenerationStatus.SUCCEEDED and head.batch_size == 2
     assert mate.status == GenerationStatus.CANCELED
     assert not Image.objects.filter(generation=mate).exists()
+
+
+def uploaded(user: User, picture: PILImage.Image) -> Upload:
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return upload_create(user=user, data=buffer.getvalue())
+
+
+def edit_job(user: User, kind: str, index: int, **fields: object) -> Generation:
+    """A queued img2img or inpaint job with a source (and mask) of its own."""
+    values: dict[str, object] = {
+        "kind": kind,
+        "prompt": f"job {index}",
+        "seed": 50 + index,
+        "input_upload": uploaded(user, source_image(index)),
+        "strength": 0.7,
+        "sampler": "euler_a",
+    }
+    if kind == "inpaint":
+        values["mask_upload"] = uploaded(user, square_mask(8 * (index % 4)))
+    return queued(user, **{**values, **fields})
+
+
+def recording_events(runner: GenerationRunner) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    events: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    publish = runner.publish
+
+    def recording(generation: Generation, event_type: str, **extra: Any) -> None:
+        events.setdefault(str(generation.id), []).append((event_type, extra))
+        publish(generation, event_type, **extra)
+
+    runner.publish = recording  # type: ignore[method-assign]
+    return events
+
+
+@pytest.mark.parametrize("kind", ["img2img", "inpaint"])
+def test_a_worker_batches_image_to_image_jobs_each_with_its_own_source(
+    runner: GenerationRunner, model: LoadedModel, kind: str
+) -> None:
+    user = User.objects.create(username=f"editor-{kind}")
+    head = edit_job(user, kind, 0)
+    mates = [edit_job(user, kind, 1), edit_job(user, kind, 2)]
+    stopped = edit_job(user, kind, 3)
+    apart = [
+        edit_job(user, kind, 4, strength=0.5),
+        edit_job(user, kind, 5, sampler="ddim"),
+        queued(user, prompt="no source", sampler="euler_a"),
+    ]
+    enqueue(apart[0], mates[0], apart[1], stopped, apart[2], mates[1])
+    events = recording_events(runner)
+    original = runner.progress_callback
+
+    def progress_callback(jobs: list[Generation]) -> BatchStepCallback:
+        inner = original(jobs)
+
+        def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> Collection[int]:
+            queues.request_cancel(stopped)  # its user cancels it once the batch runs
+            return inner(step, total, latents)
+
+        return on_step
+
+    runner.progress_callback = progress_callback  # type: ignore[method-assign]
+    assert runner.run_one(str(head.id)) == GenerationStatus.SUCCEEDED
+
+    last_previews = []
+    for job in [head, *mates]:
+        job.refresh_from_db()
+        assert (job.status, job.batch_size, job.kind, job.sampler) == ("succeeded", 4, kind, "euler_a")
+        assert job.step == job.total_steps == 2  # 3 steps at strength 0.7
+        progress = [extra for kind_, extra in events[str(job.id)] if kind_ == "generation.progress"]
+        assert progress and all(p["preview"].startswith("data:image/jpeg;base64,") for p in progress)
+        last_previews.append(progress[-1]["preview"])
+        (image,) = Image.objects.filter(generation=job)
+        stored = PILImage.open(io.BytesIO(open_content(image.original)))
+        assert json.loads(stored.info["parameters"])["sampler"] == "euler_a"
+        (alone,) = render(model, runner.render_spec(job))
+        assert np.abs(pixels(stored) - pixels(alone)).max() <= 2
+    assert len(set(last_previews)) == 3  # each job saw its own latents
+    assert len({Image.objects.get(generation=job).sha256 for job in [head, *mates]}) == 3
+    stopped.refresh_from_db()
+    assert stopped.status == GenerationStatus.CANCELED and not Image.objects.filter(generation=stopped)
+    # Another strength, another sampler, another kind: each waits for a batch of its own.
+    assert {Generation.objects.get(pk=job.pk).status for job in apart} == {GenerationStatus.QUEUED}
+
+
+def test_a_job_whose_source_is_gone_fails_alone_and_its_batch_still_runs(runner: GenerationRunner) -> None:
+    user = User.objects.create(username="lost-source")
+    head = edit_job(user, "img2img", 10)
+    mate = edit_job(user, "img2img", 11)
+    enqueue(mate)
+    assert mate.input_upload is not None
+    delete_content(mate.input_upload.file)
+
+    runner.run_one(str(head.id))
+
+    head.refresh_from_db()
+    mate.refresh_from_db()
+    assert (head.status, head.batch_size) == (GenerationStatus.SUCCEEDED, 2)
+    assert (mate.status, mate.error_code) == (GenerationStatus.FAILED, "input_missing")
+    assert Image.objects.filter(generation=head).count() == 1
+    assert not Image.objects.filter(generation=mate).exists()
+
+
+def test_a_flow_matching_model_runs_euler_and_fails_a_sampler_it_cannot_use(
+    runner: GenerationRunner, settings: Any, tmp_path: Path
+) -> None:
+    build_family("sd3", tmp_path / "sd3")
+    sd3 = private_pool_model(settings, name="tiny-sd3", path=str(tmp_path / "sd3"), family="sd3")
+    user = User.objects.create(username="flow")
+    fitting = queued_generation(user, model_name=sd3.name, pool=sd3.pool, sampler="euler")
+    unfit = queued_generation(user, model_name=sd3.name, pool=sd3.pool, sampler="ddim")
+
+    assert runner.run_one(str(fitting.id)) == GenerationStatus.SUCCEEDED
+    assert runner.run_one(str(unfit.id)) == GenerationStatus.FAILED
+
+    unfit.refresh_from_db()
+    assert unfit.error_code == "sampler_not_supported" and "ddim" in unfit.error_message
+    assert Image.objects.filter(generation=fitting).count() == 1
 
 
 def test_the_record_says_which_memory_saving_a_job_needed() -> None:

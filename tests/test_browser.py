@@ -26,6 +26,7 @@ def test_a_new_user_signs_up_and_watches_an_image_form(page: Any) -> None:
     page.fill("#width", "512")
     page.fill("#height", "512")
     page.fill("#steps", "60")
+    page.select_option("#sampler", "euler_a")
     wait_until(page, "document.getElementById('cost').textContent.includes('Cost: 3.00 credits')")
     page.click("#submit")
     card = page.locator(".gen-card").first
@@ -44,7 +45,7 @@ def test_a_new_user_signs_up_and_watches_an_image_form(page: Any) -> None:
 
     card.locator(".gen-title").click()
     page.wait_for_url("**/generations/**")
-    assert "a lighthouse at dusk" in page.content()
+    assert "a lighthouse at dusk" in page.content() and "Euler ancestral" in page.content()
     download = page.locator("a.download").first
     assert download.get_attribute("href").endswith("?download=1")
     with page.expect_download() as info:

@@ -226,6 +226,14 @@ def test_upscale_and_vary_submit_img2img_from_the_parent(owner: Api) -> None:
     assert bad.status_code == 400 and "strength" in bad.json()["error"]["details"]
 
 
+def test_upscale_and_vary_keep_the_parents_sampler(owner: Api) -> None:
+    assert owner.user is not None
+    image = make_image(owner.user, size=128)
+    Generation.objects.filter(pk=image.generation_id).update(sampler="euler_a")
+    assert owner.post(f"/api/v1/images/{image.id}/upscale").json()["sampler"] == "euler_a"
+    assert owner.post(f"/api/v1/images/{image.id}/vary").json()["sampler"] == "euler_a"
+
+
 def test_upscale_past_the_models_largest_side_is_refused(owner: Api) -> None:
     assert owner.user is not None
     image = make_image(owner.user, size=512)  # 1024 > atelier-tiny's 768

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -10,6 +12,9 @@ from PIL import Image as PILImage
 
 from accounts.models import User
 from gallery.models import Profile
+from generations.models import Generation
+from generations.samplers import SAMPLERS
+from tests.factories import private_pool_model
 from tests.gallery_support import make_image
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +83,15 @@ def test_the_original_downloads_as_webp_too(owner: User) -> None:
     response = signed_in(owner).get(f"/api/v1/images/{image.id}/content?as=webp&download=1")
     assert response["Content-Type"] == "image/webp" and response["Content-Disposition"].endswith('.webp"')
     assert PILImage.open(io.BytesIO(response.content)).size == (96, 96)
+
+
+def test_create_offers_the_samplers_each_model_can_run(owner: User, settings: Any) -> None:
+    private_pool_model(settings, name="tiny-flow", family="sd3")
+    image = make_image(owner, "a lighthouse at dusk")
+    Generation.objects.filter(pk=image.generation_id).update(sampler="ddim")
+    page = signed_in(owner).get(f"/create/?remix={image.id}").content.decode()
+    assert '<select id="sampler" name="sampler">' in page
+    assert '<option value="dpmpp_2m_karras">DPM++ 2M Karras</option>' in page
+    offered = json.loads(page.split('id="model-samplers" type="application/json">')[1].split("</script>")[0])
+    assert offered["tiny-flow"] == ["default", "euler"] and offered["atelier-tiny"] == list(SAMPLERS)
+    assert '"sampler": "ddim"' in page  # a remix starts from the parent's sampler
