@@ -268,8 +268,8 @@ ATELIER_PROGRESS_INTERVAL = float(os.environ.get("ATELIER_PROGRESS_INTERVAL", "0
 # Dynamic batching: how long a worker that took a job waits for compatible ones to join it.
 ATELIER_BATCH_WAIT = float(os.environ.get("ATELIER_BATCH_WAIT", "0.02"))
 # Model affinity (gpu_worker/affinity.py): a queued job is left this long to an idle worker that
-# holds its model before any worker takes it; 0 = plain queue order. Idle workers look again every
-# ATELIER_DEQUEUE_POLL seconds.
+# holds its model before any worker takes it; 0 = plain queue order. A worker leaving jobs to others
+# looks again every ATELIER_DEQUEUE_POLL seconds (idle ones wait for the enqueue's doorbell).
 ATELIER_AFFINITY_WAIT = float(os.environ.get("ATELIER_AFFINITY_WAIT", "2.0"))
 ATELIER_DEQUEUE_POLL = float(os.environ.get("ATELIER_DEQUEUE_POLL", "0.02"))
 # torch.compile backend for models with "compile": true ("eager" only checks the plumbing).

@@ -59,6 +59,7 @@ def enqueue_many(generations: list[Generation]) -> None:
         by_queue.setdefault(generation.queue_name, []).append(generation)
     for name, members in by_queue.items():
         queue = rq_queue(name)
+        pipe = queue.connection.pipeline()
         jobs = [
             Queue.prepare_data(
                 JOB_FUNCTION,
@@ -70,7 +71,14 @@ def enqueue_many(generations: list[Generation]) -> None:
             )
             for g in members
         ]
-        queue.enqueue_many(jobs)
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.publish(doorbell(members[0].pool), str(len(jobs)))  # idle workers look at the queues now
+        pipe.execute()
+
+
+def doorbell(pool: str) -> str:
+    """The pub/sub channel that wakes a pool's idle workers when jobs are queued."""
+    return f"atelier:work:{pool}"
 
 
 def affinity_meta(generation: Generation) -> dict[str, object]:
@@ -90,7 +98,10 @@ def move_to_front(generation: Generation) -> None:
     queue = rq_queue(generation.queue_name)
     job_id = job_id_for(generation)
     queue.remove(job_id)
-    queue.connection.lpush(queue.key, job_id)
+    pipe = queue.connection.pipeline()
+    pipe.lpush(queue.key, job_id)
+    pipe.publish(doorbell(generation.pool), "1")
+    pipe.execute()
 
 
 def queue_length(name: str) -> int:

@@ -15,7 +15,12 @@ in lane order, and takes:
 A job left out by rule 2 is another worker's to take within a poll interval, so when every job of a
 lane is left to others the worker looks at the next lane. Higher lanes are always looked at first,
 so affinity never delays a higher-lane job. ``LREM`` decides races: one worker gets each job.
-``ATELIER_AFFINITY_WAIT = 0`` turns affinity off (plain head-of-queue order).
+``ATELIER_AFFINITY_WAIT = 0`` turns affinity off (RQ's own blocking pop of the head).
+
+An idle worker does not poll: it waits on its pools' doorbell (a pub/sub channel that
+``generations.queues`` rings in the same round trip as the enqueue), looking again at least every
+second in case a ring was missed, and every ``ATELIER_DEQUEUE_POLL`` seconds while it leaves
+jobs to other workers.
 """
 
 from __future__ import annotations
@@ -28,15 +33,17 @@ from typing import Any
 
 from django.conf import settings
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
 from rq.serializers import resolve_serializer
 
-from generations.queues import pool_workers_key
+from generations.queues import doorbell, pool_workers_key
 from gpu_worker.heartbeat import heartbeat_key
 
 WINDOW = 16  # jobs looked at per queue
+IDLE_LOOK = 1.0  # seconds: an idle worker looks at the queues at least this often
 
 
 @dataclass(frozen=True)
@@ -127,11 +134,14 @@ class AffinityQueue(Queue):
     worker_name: str = ""
     held: Callable[[], frozenset[str]] = staticmethod(frozenset)
 
+    bell: Any = None  # this worker's subscription to its pools' doorbells
+
     @classmethod
-    def pick(cls, queues: Sequence[Queue], connection: Redis) -> tuple[Queue, str] | None:
+    def pick(cls, queues: Sequence[Queue], connection: Redis) -> tuple[Queue, str] | bool:
+        """The queue and id of the job taken; else whether any job was waiting (left to others)."""
         per_queue = candidates(connection, queues)
         if not any(per_queue):
-            return None
+            return False
         mine = cls.held()
         known: list[frozenset[str]] = []
 
@@ -146,7 +156,7 @@ class AffinityQueue(Queue):
             for job in choose(jobs, mine=mine, others=others, wait=wait):
                 if connection.lrem(queue.key, 1, job.job_id):
                     return queue, job.job_id
-        return None
+        return True
 
     @classmethod
     def dequeue_any(
@@ -159,11 +169,17 @@ class AffinityQueue(Queue):
         death_penalty_class: Any = None,
     ) -> tuple[Job, Queue] | None:
         ordered = list(queues)
+        if settings.ATELIER_AFFINITY_WAIT <= 0:
+            return super().dequeue_any(
+                ordered, timeout, connection, job_class, serializer, death_penalty_class
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         job_cls = job_class or Job
+        if deadline is not None:
+            cls.listen(connection, {pool_of(queue.name) for queue in ordered})  # before looking
         while True:
             picked = cls.pick(ordered, connection)
-            if picked is not None:
+            if not isinstance(picked, bool):
                 queue, job_id = picked
                 try:
                     return job_cls.fetch(job_id, connection=connection, serializer=serializer), queue
@@ -171,9 +187,28 @@ class AffinityQueue(Queue):
                     continue  # deleted after it was queued: look again
             if deadline is None:
                 return None
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise DequeueTimeout(timeout, [queue.key for queue in ordered])
-            time.sleep(settings.ATELIER_DEQUEUE_POLL)
+            cls.wait_for_ring(min(left, settings.ATELIER_DEQUEUE_POLL if picked else IDLE_LOOK))
+
+    @classmethod
+    def listen(cls, connection: Redis, pools: set[str]) -> None:
+        if cls.bell is None:
+            bell = connection.pubsub(ignore_subscribe_messages=True)
+            bell.subscribe(*sorted(doorbell(pool) for pool in pools))
+            cls.bell = bell
+
+    @classmethod
+    def wait_for_ring(cls, seconds: float) -> None:
+        """Until jobs are queued in one of this worker's pools, or ``seconds`` pass."""
+        try:
+            if cls.bell.get_message(timeout=seconds) is not None:
+                while cls.bell.get_message(timeout=0) is not None:
+                    pass  # one look at the queues answers every ring so far
+        except RedisError:
+            cls.bell = None  # Redis went away: subscribe again on the next connection
+            raise
 
 
 def affinity_queue_class(worker_name: str, held: Callable[[], frozenset[str]]) -> type[AffinityQueue]:

@@ -125,15 +125,26 @@ def test_affinity_off_is_plain_queue_order(models: dict[str, ModelSpec], setting
     assert [take(other), take(other)] == [alpha, beta]
 
 
-def test_an_idle_worker_waits_for_work_and_takes_it_when_it_comes(models: dict[str, ModelSpec]) -> None:
+def test_an_idle_worker_waits_for_work_and_takes_it_when_it_comes(
+    models: dict[str, ModelSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Woken by the enqueue's doorbell: the worker waits up to 120 s, and would not look at the
+    queues again on its own before then (IDLE_LOOK is set beyond it)."""
+    monkeypatch.setattr("gpu_worker.affinity.IDLE_LOOK", 600.0)
     other = worker("holds-nothing", [])
     lanes = [other(name, connection=queues.redis_client()) for name in lanes_for_pools([POOL])]
     with pytest.raises(DequeueTimeout):
         other.dequeue_any(lanes, 1, connection=queues.redis_client())
+    picked: list[Any] = []
+    waiting = threading.Thread(
+        target=lambda: picked.append(other.dequeue_any(lanes, 120, connection=queues.redis_client()))
+    )
+    waiting.start()
 
     user = User.objects.create_user("later")
     generation = queued_generation(user, model_name="beta", pool=POOL)
-    threading.Timer(0.3, queues.enqueue, args=(generation,)).start()
-    picked = other.dequeue_any(lanes, 5, connection=queues.redis_client())
+    queues.enqueue(generation)
+    waiting.join(timeout=30)
 
-    assert picked is not None and picked[0].args == (str(generation.id),)
+    assert not waiting.is_alive(), "the worker slept through the doorbell"
+    assert picked[0] is not None and picked[0][0].args == (str(generation.id),)
