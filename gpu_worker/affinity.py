@@ -42,7 +42,7 @@ from rq.serializers import resolve_serializer
 from generations.queues import doorbell, pool_workers_key
 from gpu_worker.heartbeat import heartbeat_key
 
-WINDOW = 16  # jobs looked at per queue
+WINDOW = 64  # jobs looked at per queue
 IDLE_LOOK = 1.0  # seconds: an idle worker looks at the queues at least this often
 
 
