@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,30 +54,31 @@ class Candidate:
     waited: float
 
 
-@dataclass(frozen=True)
-class Holders:
-    """What the other live workers hold, and whether they are idle."""
+def other_workers(connection: Redis, pools: Iterable[str], me: str) -> list[dict[str, Any]]:
+    """The heartbeats of the other live workers of these pools."""
+    cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
+    names: set[str] = set()
+    for pool in pools:
+        names.update(n.decode() for n in connection.zrangebyscore(pool_workers_key(pool), cutoff, "+inf"))
+    names.discard(me)
+    others = sorted(names)
+    beats = connection.mget([heartbeat_key(name) for name in others]) if others else []
+    return [json.loads(raw) for raw in beats if raw is not None]
 
-    idle_models: frozenset[str]
 
-    @classmethod
-    def of(cls, connection: Redis, pools: Iterable[str], me: str) -> Holders:
-        cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
-        names: set[str] = set()
-        for pool in pools:
-            names.update(n.decode() for n in connection.zrangebyscore(pool_workers_key(pool), cutoff, "+inf"))
-        names.discard(me)
-        models: set[str] = set()
-        others = sorted(names)
-        beats = connection.mget([heartbeat_key(name) for name in others]) if others else []
-        for raw in beats:
-            if raw is None:
-                continue
-            info = json.loads(raw)
-            if not info.get("current_jobs"):
-                models.update(info.get("models") or [])
-                models.update(info.get("warm_models") or [])
-        return cls(frozenset(models))
+def held_models(info: dict[str, Any]) -> set[str]:
+    return {*(info.get("models") or []), *(info.get("warm_models") or [])}
+
+
+def idle_holders(connection: Redis, pools: Iterable[str], me: str) -> frozenset[str]:
+    """The models that an idle other worker of these pools holds."""
+    infos = other_workers(connection, pools, me)
+    return frozenset(path for info in infos if not info.get("current_jobs") for path in held_models(info))
+
+
+def holder_counts(connection: Redis, pools: Iterable[str], me: str) -> Counter[str]:
+    """How many other live workers hold each model, busy or not."""
+    return Counter(path for info in other_workers(connection, pools, me) for path in held_models(info))
 
 
 def pool_of(queue_name: str) -> str:
@@ -148,7 +150,7 @@ class AffinityQueue(Queue):
         def others() -> frozenset[str]:  # one look at the heartbeats per pick, and only if needed
             if not known:
                 pools = {pool_of(queue.name) for queue in queues}
-                known.append(Holders.of(connection, pools, cls.worker_name).idle_models)
+                known.append(idle_holders(connection, pools, cls.worker_name))
             return known[0]
 
         wait = float(settings.ATELIER_AFFINITY_WAIT)

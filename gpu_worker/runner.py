@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from generations.scheduling import release_pending
 from generations.selectors import image_resource
 from generations.services import settle
 from generations.storage import open_content, save_content, sync_visibility
+from gpu_worker.affinity import holder_counts
 from gpu_worker.batching import claim, take_mates
 from gpu_worker.cache import ModelCache
 from gpu_worker.finisher import Finisher
@@ -97,9 +99,16 @@ class GenerationRunner:
             memory_budget.apply(device)
 
     def preload(self, pools: list[str]) -> None:
-        for spec in settings.ATELIER_MODELS.values():
-            if spec.pool in pools and spec.family != "noop":
-                self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
+        """Load the pool's models that fit in the cache, those fewest other workers hold first, so
+        that a fleet spreads its models instead of every worker holding the same ones."""
+        specs = [s for s in settings.ATELIER_MODELS.values() if s.pool in pools and s.family != "noop"]
+        try:
+            held = holder_counts(queues.redis_client(), pools, self.name)
+        except RedisError:
+            held = Counter()
+        chosen = sorted(specs, key=lambda spec: held[spec.path])[: self.cache.max_models]
+        for spec in reversed(chosen):  # the least held is loaded last: the most recently used
+            self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
 
     def speed_options(self, spec: ModelSpec) -> SpeedOptions:
         return SpeedOptions.of(spec, compile_backend=settings.ATELIER_COMPILE_BACKEND)

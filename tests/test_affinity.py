@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +150,25 @@ def test_an_idle_worker_waits_for_work_and_takes_it_when_it_comes(
 
     assert not waiting.is_alive(), "the worker slept through the doorbell"
     assert picked[0] is not None and picked[0][0].args == (str(generation.id),)
+
+
+def test_a_new_worker_preloads_what_the_other_workers_lack(settings: Any, tmp_path: Path) -> None:
+    from gpu_worker.runner import GenerationRunner
+    from gpu_worker.tiny_model import ensure_tiny_model
+
+    paths = {name: tmp_path / name for name in ("alpha", "beta")}
+    for path in paths.values():
+        ensure_tiny_model(path)
+    specs = {name: ModelSpec(name=name, path=str(path), pool=POOL) for name, path in paths.items()}
+    settings.ATELIER_MODELS = {**settings.ATELIER_MODELS, **specs}
+    settings.ATELIER_HOT_MODELS = 1
+    worker("already-up", [str(paths["alpha"])])
+    runner = GenerationRunner(name="fresh")
+    try:
+        runner.preload([POOL])
+    finally:
+        runner.publisher.close()
+        queues.redis_client().delete(queues.pool_workers_key(POOL))
+
+    assert runner.cache.paths() == [os.path.realpath(paths["beta"])]
+    assert runner.cache.loads == 1  # room for one model: it loads one, not both in turn
