@@ -12,10 +12,12 @@ in lane order, and takes:
 2. else the first job whose model no other *idle* worker of the pool holds (someone must load it),
    or that has already waited ``ATELIER_AFFINITY_WAIT`` seconds (the holder did not come for it).
 
-A job left out by rule 2 is another worker's to take within a poll interval, so when every job of a
-lane is left to others the worker looks at the next lane. Higher lanes are always looked at first,
-so affinity never delays a higher-lane job. ``LREM`` decides races: one worker gets each job.
-``ATELIER_AFFINITY_WAIT = 0`` turns affinity off (RQ's own blocking pop of the head).
+A job left out by rule 2 is another worker's to take within a poll interval. While jobs of a lane
+are left to others, the worker takes nothing from a lower lane (the holder may turn out busy, and
+the higher-lane job must not then wait behind a long lower-lane run): affinity never delays a
+higher-lane job by more than ``ATELIER_AFFINITY_WAIT``. Burst mode stops only when no job waits.
+``LREM`` decides races: one worker gets each job. ``ATELIER_AFFINITY_WAIT = 0`` turns affinity off
+(RQ's own blocking pop of the head).
 
 An idle worker does not poll: it waits on its pools' doorbell (a pub/sub channel that
 ``generations.queues`` rings in the same round trip as the enqueue), looking again at least every
@@ -25,11 +27,13 @@ jobs to other workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -85,6 +89,10 @@ def pool_of(queue_name: str) -> str:
     return queue_name.split(".")[1]  # gen.<pool>.<lane>
 
 
+def lane_of(queue_name: str) -> str:
+    return queue_name.split(".")[2]
+
+
 def candidates(connection: Redis, queues: Sequence[Queue]) -> list[list[Candidate]]:
     """The first WINDOW jobs of each queue with their model and how long they have waited."""
     pipe = connection.pipeline()
@@ -101,7 +109,10 @@ def candidates(connection: Redis, queues: Sequence[Queue]) -> list[list[Candidat
     now = time.time()
     metas: dict[str, dict[str, Any]] = {}
     for job_id, raw in zip(flat, pipe.execute(), strict=True):
-        meta = serializer.loads(raw) if raw else {}
+        try:
+            meta = serializer.loads(raw) if raw else {}
+        except Exception:
+            meta = {}
         metas[job_id] = meta if isinstance(meta, dict) else {}
     return [
         [
@@ -145,19 +156,27 @@ class AffinityQueue(Queue):
         if not any(per_queue):
             return False
         mine = cls.held()
-        known: list[frozenset[str]] = []
+        known: dict[str, frozenset[str]] = {}
 
-        def others() -> frozenset[str]:  # one look at the heartbeats per pick, and only if needed
-            if not known:
-                pools = {pool_of(queue.name) for queue in queues}
-                known.append(idle_holders(connection, pools, cls.worker_name))
-            return known[0]
+        def others(pool: str) -> frozenset[str]:  # one look per pool and pick, only if needed
+            if pool not in known:
+                known[pool] = idle_holders(connection, [pool], cls.worker_name)
+            return known[pool]
 
         wait = float(settings.ATELIER_AFFINITY_WAIT)
+        left_in_lane = ""
         for queue, jobs in zip(queues, per_queue, strict=True):
-            for job in choose(jobs, mine=mine, others=others, wait=wait):
+            lane = lane_of(queue.name)
+            if left_in_lane and lane != left_in_lane:
+                # Jobs of a higher lane are left to workers holding their models: take nothing
+                # lower until they are taken (or have waited long enough for anyone to take them).
+                return True
+            order = choose(jobs, mine=mine, others=partial(others, pool_of(queue.name)), wait=wait)
+            for job in order:
                 if connection.lrem(queue.key, 1, job.job_id):
                     return queue, job.job_id
+            if len(order) < len(jobs):
+                left_in_lane = lane
         return True
 
     @classmethod
@@ -187,8 +206,11 @@ class AffinityQueue(Queue):
                     return job_cls.fetch(job_id, connection=connection, serializer=serializer), queue
                 except NoSuchJobError:
                     continue  # deleted after it was queued: look again
-            if deadline is None:
-                return None
+            if deadline is None:  # burst mode: stop only when nothing is waiting
+                if not picked:
+                    return None
+                time.sleep(settings.ATELIER_DEQUEUE_POLL)
+                continue
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, [queue.key for queue in ordered])
@@ -209,7 +231,9 @@ class AffinityQueue(Queue):
                 while cls.bell.get_message(timeout=0) is not None:
                     pass  # one look at the queues answers every ring so far
         except RedisError:
-            cls.bell = None  # Redis went away: subscribe again on the next connection
+            bell, cls.bell = cls.bell, None  # Redis went away: subscribe again on the next connection
+            with contextlib.suppress(RedisError, OSError):
+                bell.close()
             raise
 
 

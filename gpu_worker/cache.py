@@ -125,7 +125,9 @@ class ModelCache:
             if model is not None:
                 self._to_device(model)
             else:
-                model = self._load(key, options or SpeedOptions(), config)
+                # Loaded from the path as given: a single file's suffix says its format, and a
+                # symlinked one (a hub cache blob) has none once resolved.
+                model = self._load(key, options or SpeedOptions(), config, source=path)
             self._hot[key] = model
             while len(self._hot) > 1 and self._over(self.device_budget, self._hot):
                 self._demote_oldest()
@@ -141,10 +143,10 @@ class ModelCache:
     def _over(budget: int | None, models: OrderedDict[str, LoadedModel]) -> bool:
         return budget is not None and sum(model_bytes(m) for m in models.values()) > budget
 
-    def _load(self, path: str, options: SpeedOptions, config: str) -> LoadedModel:
+    def _load(self, path: str, options: SpeedOptions, config: str, *, source: str = "") -> LoadedModel:
         started = time.perf_counter()
         dtype = self.dtype if not options.dtype else options.torch_dtype(self.device)
-        pipe = load_pipeline(path, dtype, config)
+        pipe = load_pipeline(source or path, dtype, config)
         if getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None  # moderation happens on the prompt, at submission
         pipe = pipe.to(self.device)

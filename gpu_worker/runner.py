@@ -273,7 +273,15 @@ class GenerationRunner:
 
     def held_models(self) -> frozenset[str]:
         """Paths of the models this worker holds, on the device or in RAM (for affinity routing)."""
-        return frozenset(self.cache.paths()) | frozenset(self.cache.warm_paths())
+        return frozenset(self.catalog_paths([*self.cache.paths(), *self.cache.warm_paths()]))
+
+    @staticmethod
+    def catalog_paths(resolved: list[str]) -> list[str]:
+        """The configured paths of these cache keys (which are real paths): jobs and other workers
+        name models as ATELIER_MODELS does, symlinks, relative parts and all."""
+        held = set(resolved)
+        models = settings.ATELIER_MODELS.values()
+        return sorted({spec.path for spec in models if os.path.realpath(spec.path) in held})
 
     def advertise_models(self) -> None:
         """Tell routing and staff which models this worker holds, and report new loads and swaps."""
@@ -282,8 +290,8 @@ class GenerationRunner:
             return
         self.advertised_at = fresh[-1].at
         if self.heartbeat is not None:
-            self.heartbeat.info["models"] = self.cache.paths()
-            self.heartbeat.info["warm_models"] = self.cache.warm_paths()
+            self.heartbeat.info["models"] = self.catalog_paths(self.cache.paths())
+            self.heartbeat.info["warm_models"] = self.catalog_paths(self.cache.warm_paths())
         report = [
             {"worker": self.name, "path": e.path, "kind": e.kind, "seconds": e.seconds, "at": e.at}
             for e in fresh

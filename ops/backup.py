@@ -11,6 +11,7 @@ objects are private again, then published images are made public-read as the dat
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -21,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def database_settings() -> dict[str, Any]:
@@ -128,5 +131,11 @@ def restore_visibility() -> None:
     from generations.models import Image
     from generations.storage import is_remote, sync_visibility
 
-    if is_remote():
-        sync_visibility(Image.objects.filter(is_public=True, hidden=False).only("original", "thumbnail"))
+    if not is_remote():
+        return
+    published = Image.objects.filter(is_public=True, hidden=False)
+    for image in published.only("original", "thumbnail", "is_public", "hidden").iterator():
+        try:
+            sync_visibility([image])
+        except ClientError as exc:  # an object the archive did not have: the rest still comes back
+            log.warning("could not make image %s public again: %s", image.pk, exc)

@@ -53,12 +53,21 @@ def enqueue(model: str, lane: str = "standard") -> Generation:
     return generation
 
 
+def lanes_of(queue_class: type[AffinityQueue]) -> list[AffinityQueue]:
+    return [queue_class(name, connection=queues.redis_client()) for name in lanes_for_pools([POOL])]
+
+
 def take(queue_class: type[AffinityQueue]) -> Generation | None:
-    lanes = [queue_class(name, connection=queues.redis_client()) for name in lanes_for_pools([POOL])]
-    picked = queue_class.dequeue_any(lanes, None, connection=queues.redis_client())
+    """What the worker takes in burst mode: None once nothing is waiting for anyone."""
+    picked = queue_class.dequeue_any(lanes_of(queue_class), None, connection=queues.redis_client())
     if picked is None:
         return None
     return Generation.objects.get(pk=picked[0].args[0])
+
+
+def leaves_waiting(queue_class: type[AffinityQueue]) -> bool:
+    """One look at the queues takes nothing, and jobs are waiting (left to other workers)."""
+    return queue_class.pick(lanes_of(queue_class), queues.redis_client()) is True
 
 
 def test_a_job_is_left_to_the_idle_worker_that_holds_its_model(models: dict[str, ModelSpec]) -> None:
@@ -103,10 +112,35 @@ def test_a_job_left_too_long_is_taken_by_anyone(models: dict[str, ModelSpec], se
     worker("holds-alpha", ["/models/alpha"])  # idle, but never comes for it
     other = worker("holds-nothing", [])
     alpha = enqueue("alpha")
-    assert take(other) is None
+    assert leaves_waiting(other)
     time.sleep(0.3)
 
     assert take(other) == alpha
+
+
+def test_in_burst_mode_a_worker_waits_for_jobs_left_to_others(
+    models: dict[str, ModelSpec], settings: Any
+) -> None:
+    """It does not stop while a job waits for a holder that never comes: the job ages, it takes it."""
+    settings.ATELIER_AFFINITY_WAIT = 0.3
+    worker("holds-alpha", ["/models/alpha"])
+    other = worker("holds-nothing", [])
+    alpha = enqueue("alpha")
+
+    assert take(other) == alpha
+
+
+def test_jobs_left_to_a_holder_keep_lower_lanes_waiting(models: dict[str, ModelSpec]) -> None:
+    """A worker does not start a long lower-lane job while a higher-lane one waits for its holder:
+    if the holder turned out to be busy, the higher-lane job would wait for that whole run."""
+    holder = worker("holds-alpha", ["/models/alpha"])
+    other = worker("holds-nothing", [])
+    alpha_priority = enqueue("alpha", lane="priority")
+    beta_standard = enqueue("beta", lane="standard")
+
+    assert leaves_waiting(other)
+    assert take(holder) == alpha_priority
+    assert take(other) == beta_standard
 
 
 def test_affinity_never_puts_a_lower_lane_first(models: dict[str, ModelSpec]) -> None:
@@ -159,6 +193,8 @@ def test_a_new_worker_preloads_what_the_other_workers_lack(settings: Any, tmp_pa
     paths = {name: tmp_path / name for name in ("alpha", "beta")}
     for path in paths.values():
         ensure_tiny_model(path)
+    paths["beta"] = tmp_path / "beta-link"  # configured through a symlink: named as configured
+    paths["beta"].symlink_to(tmp_path / "beta")
     specs = {name: ModelSpec(name=name, path=str(path), pool=POOL) for name, path in paths.items()}
     settings.ATELIER_MODELS = {**settings.ATELIER_MODELS, **specs}
     settings.ATELIER_HOT_MODELS = 1
@@ -172,3 +208,4 @@ def test_a_new_worker_preloads_what_the_other_workers_lack(settings: Any, tmp_pa
 
     assert runner.cache.paths() == [os.path.realpath(paths["beta"])]
     assert runner.cache.loads == 1  # room for one model: it loads one, not both in turn
+    assert runner.held_models() == {str(paths["beta"])}  # what jobs and heartbeats call it

@@ -141,6 +141,21 @@ def test_a_pickled_ckpt_loads_like_a_safetensors_file(root: pathlib.Path, cache:
     assert np.array_equal(np.asarray(image), np.asarray(expected))
 
 
+def test_a_symlinked_single_file_loads_by_its_own_name(root: pathlib.Path) -> None:
+    """Hub caches and content stores link `name.safetensors` to a blob without a suffix."""
+    blob = root / "store" / "3f9a0c"
+    blob.parent.mkdir(exist_ok=True)
+    write_single_file(root / "sd15", blob.with_suffix(".safetensors"))
+    blob.with_suffix(".safetensors").rename(blob)
+    link = root / "linked.safetensors"
+    link.symlink_to(blob)
+    model = ModelCache().get(str(link), config=str(root / "sd15-config"))
+    spec = RenderSpec(prompt="a lighthouse", seeds=[3], width=64, height=64, steps=3)
+    directory = ModelCache().get(str(root / "sd15"))
+    (image,), (expected,) = render(model, spec), render(directory, spec)
+    assert np.array_equal(np.asarray(image), np.asarray(expected))
+
+
 def test_single_files_move_through_the_tiers_like_directories(root: pathlib.Path) -> None:
     file, config = str(root / "sd15.safetensors"), str(root / "sd15-config")
     tiers = ModelCache(max_models=1, max_warm=1)

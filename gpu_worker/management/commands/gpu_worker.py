@@ -62,7 +62,12 @@ class Command(BaseCommand):
         runner = GenerationRunner(device=options["device"], name=options["name"], memory_budget=budget)
         runner.preload(pools)
         runner.heartbeat = Heartbeat(
-            runner.name, {"pools": pools, "device": options["device"], "models": runner.cache.paths()}
+            runner.name,
+            {
+                "pools": pools,
+                "device": options["device"],
+                "models": runner.catalog_paths(runner.cache.paths()),
+            },
         )
         runner.finisher = Finisher()
         runner.heartbeat.start()
