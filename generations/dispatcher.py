@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from rq.job import Job
 
 from generations import events, queues
 from generations.models import Generation, GenerationStatus
@@ -99,10 +98,17 @@ def fail_lost(generation: Generation, result: TickResult) -> None:
 
 
 def reenqueue_vanished_jobs(result: TickResult) -> None:
-    """After Redis lost its data, queued rows have no RQ job any more: enqueue them again."""
+    """Queued rows whose RQ job is in no queue: Redis lost its data, or a worker took the job off
+    its queue and died before claiming the row. Enqueue them again; should the job only have been
+    on its way to a live worker, the copy is harmless (only one worker can claim a row)."""
     cutoff = timezone.now() - timedelta(seconds=settings.ATELIER_HEARTBEAT_TTL)
     connection = queues.redis_client()
-    for generation in Generation.objects.filter(status=GenerationStatus.QUEUED, created_at__lt=cutoff):
-        if not Job.exists(queues.job_id_for(generation), connection=connection):
+    waiting: dict[str, set[bytes]] = {}
+    stale = Generation.objects.filter(status=GenerationStatus.QUEUED, created_at__lt=cutoff)
+    for generation in stale.only("id", "attempts", "pool", "lane", "model_name"):
+        name = generation.queue_name
+        if name not in waiting:  # one read of each queue per tick, not one call per row
+            waiting[name] = set(connection.lrange(f"rq:queue:{name}", 0, -1))
+        if queues.job_id_for(generation).encode() not in waiting[name]:
             queues.enqueue(generation)
             result.reenqueued += 1

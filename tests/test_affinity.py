@@ -209,3 +209,22 @@ def test_a_new_worker_preloads_what_the_other_workers_lack(settings: Any, tmp_pa
     assert runner.cache.paths() == [os.path.realpath(paths["beta"])]
     assert runner.cache.loads == 1  # room for one model: it loads one, not both in turn
     assert runner.held_models() == {str(paths["beta"])}  # what jobs and heartbeats call it
+
+
+def test_a_job_taken_by_a_worker_that_died_before_claiming_it_is_queued_again(
+    models: dict[str, ModelSpec],
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generations.dispatcher import tick
+
+    beta = enqueue("beta")
+    key = f"rq:queue:{beta.queue_name}"
+    assert queues.redis_client().lrem(key, 1, queues.job_id_for(beta))  # taken, then the worker died
+    Generation.objects.filter(pk=beta.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert tick().reenqueued == 1
+    assert queues.redis_client().lrange(key, 0, -1) == [queues.job_id_for(beta).encode()]
+    assert take(worker("holds-nothing", [])) == beta
