@@ -29,6 +29,7 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.scratch import scratch_env  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
 MODELS = ("alpha", "beta")
@@ -50,17 +51,8 @@ def main() -> None:
         {"name": m, "path": str(p), "pool": "bench", "max_batch": 1}
         for m, p in zip(MODELS, paths, strict=True)
     ]
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        MEDIA_ROOT=str(work / "media"),
-        ATELIER_DATA_DIR=str(work),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        ATELIER_MODELS=json.dumps(specs),
-        ATELIER_HOT_MODELS="1",
-        ATELIER_HEARTBEAT_TTL="3",
-        PYTHONUNBUFFERED="1",
+    env = scratch_env(
+        work, redis_port, ATELIER_MODELS=json.dumps(specs), ATELIER_HOT_MODELS="1", ATELIER_HEARTBEAT_TTL="3"
     )
     os.environ.update(env)
     results: dict[str, Any] = {}

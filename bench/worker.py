@@ -30,6 +30,7 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.scratch import scratch_env  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
 PROMPTS = ["a lighthouse at dusk", "a red fox in snow", "an old city street at night", "a bowl of fruit"]
@@ -52,16 +53,7 @@ def main() -> None:
     redis_port = free_port()
     redis = start_redis(redis_port, work / "redis", persist=False)
     model_dir = work / "models" / args.model
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        MEDIA_ROOT=str(work / "media"),
-        ATELIER_DATA_DIR=str(work),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        ATELIER_MODELS=models_setting(model_dir, max_batch=max(batches)),
-        PYTHONUNBUFFERED="1",
-    )
+    env = scratch_env(work, redis_port, ATELIER_MODELS=models_setting(model_dir, max_batch=max(batches)))
     os.environ.update(env)
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     try:
