@@ -84,7 +84,7 @@ def pool_queues(pools: list[str]) -> list[PoolRow]:
     names = [(pool, lane) for pool in pools for lane in settings.LANES]
     pipe = queues.redis_client().pipeline()
     for pool, lane in names:
-        pipe.llen(f"rq:queue:gen.{pool}.{lane}")
+        pipe.llen(queues.queue_key(f"gen.{pool}.{lane}"))
     lengths = dict(zip(names, pipe.execute(), strict=True))
     oldest = {
         (row["pool"], row["lane"]): row["oldest"]

@@ -108,7 +108,7 @@ def reenqueue_vanished_jobs(result: TickResult) -> None:
     for generation in stale.only("id", "attempts", "pool", "lane", "model_name"):
         name = generation.queue_name
         if name not in waiting:  # one read of each queue per tick, not one call per row
-            waiting[name] = set(connection.lrange(f"rq:queue:{name}", 0, -1))
+            waiting[name] = set(connection.lrange(queues.queue_key(name), 0, -1))
         if queues.job_id_for(generation).encode() not in waiting[name]:
             queues.enqueue(generation)
             result.reenqueued += 1

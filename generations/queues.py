@@ -104,8 +104,13 @@ def move_to_front(generation: Generation) -> None:
     pipe.execute()
 
 
+def queue_key(name: str) -> str:
+    """The Redis list of RQ queue ``name`` (what ``Queue(name).key`` is, without making a Queue)."""
+    return f"rq:queue:{name}"
+
+
 def queue_length(name: str) -> int:
-    return int(redis_client().llen(f"rq:queue:{name}"))
+    return int(redis_client().llen(queue_key(name)))
 
 
 DURATIONS_KEPT = 50

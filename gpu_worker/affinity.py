@@ -70,19 +70,20 @@ def other_workers(connection: Redis, pools: Iterable[str], me: str) -> list[dict
     return [json.loads(raw) for raw in beats if raw is not None]
 
 
-def held_models(info: dict[str, Any]) -> set[str]:
+def models_of(info: dict[str, Any]) -> set[str]:
+    """The models a worker's heartbeat says it holds, on the device or in RAM."""
     return {*(info.get("models") or []), *(info.get("warm_models") or [])}
 
 
 def idle_holders(connection: Redis, pools: Iterable[str], me: str) -> frozenset[str]:
     """The models that an idle other worker of these pools holds."""
     infos = other_workers(connection, pools, me)
-    return frozenset(path for info in infos if not info.get("current_jobs") for path in held_models(info))
+    return frozenset(path for info in infos if not info.get("current_jobs") for path in models_of(info))
 
 
 def holder_counts(connection: Redis, pools: Iterable[str], me: str) -> Counter[str]:
     """How many other live workers hold each model, busy or not."""
-    return Counter(path for info in other_workers(connection, pools, me) for path in held_models(info))
+    return Counter(path for info in other_workers(connection, pools, me) for path in models_of(info))
 
 
 def pool_of(queue_name: str) -> str:

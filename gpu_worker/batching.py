@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from generations.models import Generation, GenerationStatus
-from generations.queues import job_id_for, redis_client
+from generations.queues import job_id_for, queue_key, redis_client
 
 SCAN_DEPTH = 64  # queued jobs looked at per poll
 POLL_SECONDS = 0.005
@@ -49,7 +49,7 @@ def higher_lanes_busy(head: Generation) -> bool:
         return False
     pipe = redis_client().pipeline()
     for lane in higher:
-        pipe.llen(f"rq:queue:gen.{head.pool}.{lane}")
+        pipe.llen(queue_key(f"gen.{head.pool}.{lane}"))
     return any(pipe.execute())
 
 
@@ -60,11 +60,11 @@ def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[G
         return []
     deadline = time.monotonic() + settings.ATELIER_BATCH_WAIT
     key = batch_key(head)
-    queue_key = f"rq:queue:{head.queue_name}"
+    waiting = queue_key(head.queue_name)
     client = redis_client()
     mates: list[Generation] = []
     while room > 0 and not higher_lanes_busy(head):
-        job_ids = client.lrange(queue_key, 0, SCAN_DEPTH - 1)
+        job_ids = client.lrange(waiting, 0, SCAN_DEPTH - 1)
         order = {gid: i for i, gid in enumerate(filter(None, map(generation_id_of, job_ids)))}
         candidates = Generation.objects.filter(
             pk__in=list(order),
@@ -75,7 +75,7 @@ def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[G
         for candidate in sorted(candidates, key=lambda g: order[str(g.id)]):
             if candidate.n > room or batch_key(candidate) != key or not claim(candidate, worker_name):
                 continue
-            drop_rq_job(client, queue_key, candidate)
+            drop_rq_job(client, waiting, candidate)
             mates.append(candidate)
             room -= candidate.n
             if room <= 0:
@@ -97,9 +97,9 @@ def claim(generation: Generation, worker_name: str) -> bool:
     return claimed == 1
 
 
-def drop_rq_job(client: Any, queue_key: str, generation: Generation) -> None:
+def drop_rq_job(client: Any, key: str, generation: Generation) -> None:
     job_id = job_id_for(generation)
     pipe = client.pipeline()
-    pipe.lrem(queue_key, 1, job_id)
+    pipe.lrem(key, 1, job_id)
     pipe.delete(f"rq:job:{job_id}")
     pipe.execute()
