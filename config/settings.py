@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "gpu_worker",
     "webhooks",
     "ops",
+    "demo_model",
 ]
 
 MIDDLEWARE = [

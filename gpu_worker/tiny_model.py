@@ -53,12 +53,12 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
-def build_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def build_vocab(merge_words: tuple[str, ...] = MERGE_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Vocabulary laid out like CLIP's: bytes, bytes + "</w>", merged tokens, then specials."""
     base = list(bytes_to_unicode().values())
     tokens = base + [char + "</w>" for char in base]
     merges: list[tuple[str, str]] = []
-    for word in MERGE_WORDS:
+    for word in merge_words:
         symbols = [*word[:-1], word[-1] + "</w>"]
         while len(symbols) > 1:
             pair = (symbols[0], symbols[1])
@@ -71,8 +71,11 @@ def build_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {token: index for index, token in enumerate(tokens)}, merges
 
 
-def build_tokenizer(workdir: pathlib.Path) -> CLIPTokenizer:
-    vocab, merges = build_vocab()
+def build_tokenizer(
+    workdir: pathlib.Path, merge_words: tuple[str, ...] = MERGE_WORDS, max_tokens: int = MAX_TOKENS
+) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer in which each of `merge_words` is a single token."""
+    vocab, merges = build_vocab(merge_words)
     vocab_file = workdir / "vocab.json"
     merges_file = workdir / "merges.txt"
     vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -87,7 +90,7 @@ def build_tokenizer(workdir: pathlib.Path) -> CLIPTokenizer:
         eos_token=END_OF_TEXT,
         unk_token=END_OF_TEXT,
         pad_token=END_OF_TEXT,
-        model_max_length=MAX_TOKENS,
+        model_max_length=max_tokens,
     )
 
 

@@ -144,6 +144,15 @@
   document.getElementById("model").addEventListener("change", offerSamplers);
   offerSamplers();
 
+  // Example prompts the built-in model draws well fill the prompt box.
+  document.querySelectorAll(".example-prompt").forEach((button) => {
+    button.addEventListener("click", () => {
+      const prompt = document.getElementById("prompt");
+      prompt.value = button.textContent;
+      prompt.focus();
+    });
+  });
+
   // "Remix" and "Use this prompt" open this form prefilled.
   const prefill = JSON.parse(document.getElementById("prefill-data").textContent);
   if (prefill) {
