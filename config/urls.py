@@ -3,8 +3,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
 
+from core.errors import error_body
 from generations.admin_views import workers_view
-from generations.errors import error_body
 from ops import health, metrics
 
 urlpatterns = [

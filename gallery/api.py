@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from core.errors import ApiError
 from gallery import schema as gallery_schema
 from gallery.selectors import (
     ORDERINGS,
@@ -37,7 +38,6 @@ from gallery.services import (
     vary_image,
 )
 from generations import schema
-from generations.errors import ApiError
 from generations.models import Image
 from generations.selectors import generation_resource
 

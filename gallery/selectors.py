@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from core.errors import ApiError
+from core.events import iso
 from gallery.models import Like, StylePreset
-from generations.errors import ApiError
-from generations.events import iso
 from generations.models import EXPLORE_VISIBLE, Generation, Image
 from generations.selectors import _one_or_none
 

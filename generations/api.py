@@ -19,9 +19,9 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from billing.credits import format_credits
+from core.errors import ApiError
 from gallery.selectors import filtered_generations, viewable_image
 from generations import schema
-from generations.errors import ApiError
 from generations.models import Image
 from generations.registry import all_models
 from generations.samplers import samplers_for

@@ -8,17 +8,12 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from core.events import iso
 from generations.models import Generation
 from generations.publisher import channel_message, shared_publisher, user_group
 
 __all__ = ["channel_message", "user_group"]
 log = logging.getLogger(__name__)
-
-
-def iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.isoformat().replace("+00:00", "Z"))
 
 
 def build_event(generation: Generation, event_type: str, **extra: Any) -> dict[str, Any]:
@@ -41,16 +36,6 @@ def progress_fraction(generation: Generation) -> float:
     if generation.status == "succeeded":
         return 1.0
     return round(generation.step / total, 4) if total else 0.0
-
-
-EVENT_TYPES = [
-    "generation.queued",
-    "generation.started",
-    "generation.progress",
-    "generation.succeeded",
-    "generation.failed",
-    "generation.canceled",
-]
 
 
 def send_now(user_id: int, event: dict[str, Any], generation: Generation | None = None) -> None:

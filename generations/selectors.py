@@ -8,7 +8,8 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing.credits import format_credits
-from generations.events import iso, progress_fraction
+from core.events import iso
+from generations.events import progress_fraction
 from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
 from generations.scheduling import eta_seconds, queue_position
 

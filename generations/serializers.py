@@ -6,8 +6,8 @@ from django.conf import settings
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
+from core.events import EVENT_TYPES
 from gallery.selectors import active_style, viewable_image
-from generations.events import EVENT_TYPES
 from generations.models import GenerationAction
 from generations.registry import default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, samplers_for

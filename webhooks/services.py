@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from config import sql
+from core import sql
 from webhooks import signing
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.targets import UnsafeUrl, check_url
@@ -83,7 +83,7 @@ def enabled_endpoints_sql(with_own: bool) -> str:
 
 def enabled_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
     """The user's enabled endpoints that hear all their generations, and the generation's own."""
-    # Every event runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every event runs this: SQL rather than the ORM (core/sql.py says why).
     if own_id is None:
         rows = sql.fetch_all(enabled_endpoints_sql(False), [user_id])
     else:
@@ -127,7 +127,7 @@ def endpoint_for_generation(*, user: Any, url: str) -> tuple[WebhookEndpoint, bo
 
 
 def progress_due(endpoint: WebhookEndpoint, event: dict[str, Any]) -> bool:
-    from generations.queues import redis_client
+    from core.redis import redis_client
 
     key = f"atelier:webhook-progress:{endpoint.pk}:{event.get('id')}"
     try:
