@@ -246,6 +246,12 @@ ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Checks every submission passes (moderation), and the style presets a prompt may name: what
+# generations asks of the apps above it, registered here so it imports none of them
+# (generations/extensions.py).
+ATELIER_SUBMISSION_CHECKS = ["gallery.moderation.check_submission"]
+ATELIER_STYLE_PRESETS = "gallery.selectors.active_styles"
+
 # Webhook receivers on private or loopback addresses (and plain http) only while developing.
 ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 

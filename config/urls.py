@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("accounts/", include("webhooks.page_urls")),
     path("api/v1/", include("generations.api_urls")),
     path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("gallery.api_urls")),

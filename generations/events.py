@@ -11,6 +11,7 @@ from django.utils import timezone
 from core.events import iso
 from generations.models import Generation
 from generations.publisher import channel_message, shared_publisher, user_group
+from webhooks.services import GenerationWebhook, is_uuid, record_deliveries
 
 __all__ = ["channel_message", "user_group"]
 log = logging.getLogger(__name__)
@@ -47,13 +48,25 @@ def send_now(user_id: int, event: dict[str, Any], generation: Generation | None 
 
 def record_webhooks(user_id: int, event: dict[str, Any], generation: Generation | None = None) -> None:
     """``generation``, when the caller has it, saves looking up its own webhook."""
-    from webhooks.services import GenerationWebhook, record_deliveries
-
-    known = GenerationWebhook(generation.webhook_id, generation.webhook_events) if generation else None
     try:
-        record_deliveries(user_id, event, generation_webhook=known)
+        record_deliveries(user_id, event, generation_webhook=generation_webhook(event, generation))
     except DatabaseError as exc:
         log.warning("could not record webhook deliveries for %s: %s", event["type"], exc)
+
+
+def generation_webhook(event: dict[str, Any], generation: Generation | None) -> GenerationWebhook | None:
+    """The generation's own endpoint and the events it asked for; looked up when the caller
+    does not hold the generation."""
+    if generation is not None:
+        return GenerationWebhook(generation.webhook_id, generation.webhook_events)
+    if not str(event.get("type", "")).startswith("generation.") or not is_uuid(event.get("id")):
+        return None
+    row = (
+        Generation.objects.filter(pk=event["id"], webhook__isnull=False)
+        .values_list("webhook_id", "webhook_events")
+        .first()
+    )
+    return GenerationWebhook(row[0], row[1] or []) if row else None
 
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:

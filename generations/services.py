@@ -23,8 +23,8 @@ from billing.models import BillingAccount
 from core import sql
 from core.context import request_id
 from core.errors import ApiError
-from gallery.moderation import check_submission
 from generations import events, queues
+from generations.extensions import check_submission
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER

@@ -45,10 +45,8 @@ def record_deliveries(
     user_id: int, event: dict[str, Any], *, generation_webhook: GenerationWebhook | None = None
 ) -> int:
     """A pending delivery per endpoint of the user that wants this event, and for the
-    generation's own `webhook_url` if it named one. A caller that holds the generation passes
-    its `generation_webhook`, which saves looking the generation up."""
-    if generation_webhook is None:
-        generation_webhook = stored_generation_webhook(event)
+    generation's own `webhook_url` if it named one (the caller, which knows the generation,
+    passes that endpoint and the events it asked for as `generation_webhook`)."""
     own_id = generation_webhook.endpoint_id if generation_webhook else None
     endpoints = []
     for endpoint in enabled_endpoints(user_id, own_id):
@@ -90,19 +88,6 @@ def enabled_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEnd
         own = WebhookEndpoint._meta.pk.get_db_prep_value(own_id, connection)
         rows = sql.fetch_all(enabled_endpoints_sql(True), [user_id, own])
     return [sql.instance(WebhookEndpoint, row) for row in rows]
-
-
-def stored_generation_webhook(event: dict[str, Any]) -> GenerationWebhook | None:
-    from generations.models import Generation
-
-    if not str(event.get("type", "")).startswith("generation.") or not is_uuid(event.get("id")):
-        return None
-    row = (
-        Generation.objects.filter(pk=event["id"], webhook__isnull=False)
-        .values_list("webhook_id", "webhook_events")
-        .first()
-    )
-    return GenerationWebhook(row[0], row[1] or []) if row else None
 
 
 def is_uuid(value: Any) -> bool:
