@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from core.redis import redis_client
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from gpu_worker.heartbeat import HEARTBEAT_PREFIX
@@ -50,7 +51,7 @@ class PoolRow:
 def live_workers(now: float | None = None) -> list[WorkerRow]:
     """Every worker whose heartbeat key has not expired, by name."""
     now = time.time() if now is None else now
-    client = queues.redis_client()
+    client = redis_client()
     keys = sorted(client.scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=500))
     values = client.mget(keys) if keys else []
     rows = []
@@ -82,7 +83,7 @@ def live_workers(now: float | None = None) -> list[WorkerRow]:
 def pool_queues(pools: list[str]) -> list[PoolRow]:
     """RQ length of every lane of every pool, and how long its oldest queued job has waited there."""
     names = [(pool, lane) for pool in pools for lane in settings.LANES]
-    pipe = queues.redis_client().pipeline()
+    pipe = redis_client().pipeline()
     for pool, lane in names:
         pipe.llen(queues.queue_key(f"gen.{pool}.{lane}"))
     lengths = dict(zip(names, pipe.execute(), strict=True))

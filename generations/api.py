@@ -10,18 +10,20 @@ from django.http import HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from PIL import Image as PILImage
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.callers import current_user
 from accounts.models import User
 from billing.credits import format_credits
-from gallery.selectors import filtered_generations, viewable_image
+from core.errors import ApiError
+from core.openapi import errors
+from core.pagination import paginated
 from generations import schema
-from generations.errors import ApiError
+from generations.filters import filtered_generations
 from generations.models import Image
 from generations.registry import all_models
 from generations.samplers import samplers_for
@@ -29,6 +31,7 @@ from generations.selectors import (
     generation_of,
     generation_resource,
     generations_of,
+    viewable_image,
 )
 from generations.serializers import GenerationCreateSerializer
 from generations.services import (
@@ -45,35 +48,24 @@ from webhooks.services import endpoint_for_generation
 from webhooks.targets import UnsafeUrl
 
 
-def current_user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-class GenerationPagination(CursorPagination):
-    ordering = "-created_at"
-    page_size = 20
-    max_page_size = 100
-    page_size_query_param = "limit"
-
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response({"data": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
-
-
 class GenerationListApi(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
         operation_id="generations_list",
         parameters=schema.GENERATION_FILTERS,
-        responses={200: schema.GenerationPageSerializer, **schema.errors(401)},
+        responses={200: schema.GenerationPageSerializer, **errors(401)},
     )
     def get(self, request: Request) -> Response:
-        paginator = GenerationPagination()
         generations = filtered_generations(generations_of(current_user(request)), request.query_params)
-        page = paginator.paginate_queryset(generations, request, view=self)
-        assert page is not None
-        return paginator.get_paginated_response([generation_resource(g) for g in page])
+        return paginated(
+            request,
+            self,
+            generations,
+            ordering="-created_at",
+            page_size=20,
+            render=lambda page: [generation_resource(g) for g in page],
+        )
 
     @extend_schema(
         request=GenerationCreateSerializer,
@@ -82,7 +74,7 @@ class GenerationListApi(APIView):
         responses={
             201: schema.GenerationOutSerializer,
             202: schema.GenerationOutSerializer,
-            **schema.errors(400, 401, 402, 403, 409, 429),
+            **errors(400, 401, 402, 403, 409, 429),
         },
     )
     def post(self, request: Request) -> Response:
@@ -105,7 +97,7 @@ class GenerationListApi(APIView):
 class GenerationQuoteApi(APIView):
     @extend_schema(
         request=GenerationCreateSerializer,
-        responses={200: schema.QuoteSerializer, **schema.errors(400, 401, 403)},
+        responses={200: schema.QuoteSerializer, **errors(400, 401, 403)},
     )
     def post(self, request: Request) -> Response:
         user = current_user(request)
@@ -152,15 +144,13 @@ def owned_generation(request: Request, generation_id: Any) -> Any:
 
 
 class GenerationDetailApi(APIView):
-    @extend_schema(responses={200: schema.GenerationOutSerializer, **schema.errors(401, 404)})
+    @extend_schema(responses={200: schema.GenerationOutSerializer, **errors(401, 404)})
     def get(self, request: Request, generation_id: str) -> Response:
         return Response(generation_resource(owned_generation(request, generation_id)))
 
 
 class GenerationCancelApi(APIView):
-    @extend_schema(
-        request=None, responses={202: schema.GenerationOutSerializer, **schema.errors(401, 404, 409)}
-    )
+    @extend_schema(request=None, responses={202: schema.GenerationOutSerializer, **errors(401, 404, 409)})
     def post(self, request: Request, generation_id: str) -> Response:
         generation = cancel_generation(generation=owned_generation(request, generation_id))
         return Response(generation_resource(generation), status=202)
@@ -171,7 +161,7 @@ class UploadApi(APIView):
 
     @extend_schema(
         request=schema.UploadInSerializer,
-        responses={201: schema.UploadOutSerializer, **schema.errors(400, 401)},
+        responses={201: schema.UploadOutSerializer, **errors(400, 401)},
     )
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")
@@ -202,7 +192,7 @@ class ImageFileApi(APIView):
         responses={
             (200, "image/png"): OpenApiTypes.BINARY,
             (200, "image/webp"): OpenApiTypes.BINARY,
-            **schema.errors(401, 404),
+            **errors(401, 404),
         },
     )
     def get(self, request: Request, image_id: str) -> HttpResponse:
@@ -254,7 +244,7 @@ def full_size_webp(png: bytes) -> bytes:
 
 
 class ModelListApi(APIView):
-    @extend_schema(responses={200: schema.ModelListSerializer, **schema.errors(401)})
+    @extend_schema(responses={200: schema.ModelListSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         data = [
             {

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from billing.credits import account_for, bring_up_to_date, effective_plan
 from billing.models import BillingAccount, Plan
-from config import sql
+from core import sql
+from core.errors import ApiError
 from generations import events, queues
-from generations.errors import ApiError
 from generations.models import Generation, GenerationStatus
 
 IN_FLIGHT = (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
@@ -38,7 +38,7 @@ def lock_account_sql() -> str:
 
 def lock_account(user_id: int) -> BillingAccount:
     """Lock the user's billing row for the rest of the transaction."""
-    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every submission runs this: SQL rather than the ORM (core/sql.py says why).
     row = sql.fetch_one(lock_account_sql(), [user_id])
     if row is None:
         from accounts.models import User
@@ -64,7 +64,7 @@ def counts_sql() -> str:
 
 def counts(user_id: int) -> tuple[int, int]:
     """(jobs in RQ or running, jobs pending) for one user."""
-    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every submission runs this: SQL rather than the ORM (core/sql.py says why).
     statuses = [str(s) for s in (*IN_FLIGHT, GenerationStatus.PENDING)]
     rows = sql.fetch_all(counts_sql(), [user_id, *statuses])
     by_status = {status: n for status, n in rows}
@@ -226,7 +226,7 @@ def queue_position(generation: Generation) -> int | None:
         return None
     higher = settings.LANES[: settings.LANES.index(generation.lane)]
     # Every submission and every read of a queued generation runs this: SQL rather than the ORM
-    # (config/sql.py says why).
+    # (core/sql.py says why).
     entered = connection.ops.adapt_datetimefield_value(generation.lane_entered_at)
     params = [str(GenerationStatus.QUEUED), generation.pool, *higher, generation.lane, entered]
     row = sql.fetch_one(queue_position_sql(len(higher)), params)

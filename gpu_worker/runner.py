@@ -24,9 +24,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
-from config.model_catalog import ModelSpec
+from core.errors import CATALOGUE
+from core.model_catalog import ModelSpec
 from generations import queues
-from generations.errors import CATALOGUE
 from generations.events import build_event, record_webhooks
 from generations.models import Generation, GenerationStatus, Image, Upload
 from generations.publisher import EventPublisher

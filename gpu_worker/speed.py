@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from gpu_worker.pipeline import LoadedModel, RenderSpec, render_batch
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}

@@ -18,6 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from core.redis import redis_client
 from generations import queues
 
 
@@ -32,7 +33,7 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
-    queues.redis_client().ping()
+    redis_client().ping()
 
 
 def check_storage() -> None:

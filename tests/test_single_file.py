@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from config.model_catalog import ModelSpec, parse_models
+from core.model_catalog import ModelSpec, parse_models
 from gpu_worker.cache import ModelCache
 from gpu_worker.pipeline import LoadedModel, RenderSpec, render
 from gpu_worker.single_file import write_config_dir, write_single_file
