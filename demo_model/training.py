@@ -35,7 +35,7 @@ class Plan:
     vae_crop: int = 64
     decoder_steps: int = 400
     decoder_batch: int = 4
-    pictures: int = 12000
+    pictures: int = 6000
     unet_steps: int = 2500
     unet_batch: int = 32
     lr: float = 1e-3
