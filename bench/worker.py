@@ -157,7 +157,7 @@ def plain_loop(args: argparse.Namespace, model_dir: Path, batches: list[int]) ->
     from diffusers import StableDiffusionPipeline
 
     from generations.storage import save_content
-    from gpu_worker.pipeline import png_with_parameters, webp_thumbnail
+    from gpu_worker.encoders import png_with_parameters, webp_thumbnail
 
     pipe: Any = StableDiffusionPipeline.from_pretrained(
         str(model_dir), torch_dtype=dtype_for(args.device), safety_checker=None, requires_safety_checker=False
@@ -325,7 +325,8 @@ def oom_ladder(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
 
     from gpu_worker.cache import ModelCache
     from gpu_worker.memory import MemoryBudget
-    from gpu_worker.pipeline import RenderSpec, render_batch
+    from gpu_worker.model import RenderSpec
+    from gpu_worker.pipeline import render_batch
 
     gc.collect()
     torch.cuda.empty_cache()

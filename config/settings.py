@@ -10,6 +10,7 @@ import dj_database_url
 import django_stubs_ext
 
 from config.model_catalog import parse_models
+from generations.queue_names import queue_name
 
 django_stubs_ext.monkeypatch()
 
@@ -246,7 +247,7 @@ def parse_pairs(name: str, default: str) -> dict[str, float]:
 ATELIER_POOL_TIMEOUTS = parse_pairs("ATELIER_POOL_TIMEOUTS", "")
 ATELIER_JOB_TIMEOUT = env_int("ATELIER_JOB_TIMEOUT", 900)
 RQ_QUEUES = {
-    f"gen.{pool}.{lane}": {
+    queue_name(pool, lane): {
         "URL": REDIS_URL,
         "DEFAULT_TIMEOUT": int(ATELIER_POOL_TIMEOUTS.get(pool, ATELIER_JOB_TIMEOUT)),
     }

@@ -10,7 +10,7 @@ from accounts.models import User
 from billing.credits import format_credits
 from generations.events import iso, progress_fraction
 from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
-from generations.scheduling import eta_seconds, queue_position
+from generations.positions import eta_seconds, queue_position
 
 M = TypeVar("M", bound=Model)
 
