@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, User, hash_secret, new_key_parts
-from config import sql
+from core import sql
 
 
 @transaction.atomic
@@ -41,7 +41,7 @@ def api_key_owner(raw_key: str, *, also: str = "", joins: str = "") -> tuple[Use
     prefix, sep, secret = raw_key.strip().partition(".")
     if not sep or not prefix or not secret:
         return None
-    # Every API request runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every API request runs this: SQL rather than the ORM (core/sql.py says why).
     row = sql.fetch_one(active_key_sql(also, joins), [prefix])
     if row is None:
         return None

@@ -12,7 +12,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
-from generations.queues import redis_client
+from core.redis import redis_client
 
 
 def failure_keys(request: HttpRequest) -> list[str]:

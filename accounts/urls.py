@@ -3,7 +3,6 @@ from django.urls import path
 
 from accounts import views
 from accounts.throttle import ThrottledLoginView
-from webhooks import views as webhook_views
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
@@ -11,7 +10,4 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
-    path("webhooks/", webhook_views.webhooks_page, name="webhooks_page"),
-    path("webhooks/<uuid:endpoint_id>/toggle/", webhook_views.toggle, name="webhook_toggle"),
-    path("webhooks/<uuid:endpoint_id>/test/", webhook_views.test_event, name="webhook_test"),
 ]

@@ -153,8 +153,8 @@ def prepare(users: int, *, prefix: str = "bench-", max_concurrent: int = 2) -> l
     from accounts.services import api_key_create
     from billing.credits import account_for, plan_by_slug
     from billing.models import BillingAccount, CreditEntry, Plan
+    from core.redis import redis_client
     from generations.models import Generation
-    from generations.queues import redis_client
 
     redis_client().flushdb()
     CreditEntry.objects.all().delete()

@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from billing.plans import seed_plans
-from config import sql
+from core import sql
 
 BASE_PIXELS = 512 * 512
 BASE_STEPS = 20
@@ -191,7 +191,7 @@ def hold_credits(*, account: BillingAccount, credits: int, generation_id: uuid.U
     """Reserve credits for a generation, or raise InsufficientCredits. Call inside its transaction."""
     if credits <= 0:
         return
-    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every submission runs this: SQL rather than the ORM (core/sql.py says why).
     take, record = hold_sql()
     generation = CreditEntry._meta.get_field("generation").target_field
     entry = [

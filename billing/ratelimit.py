@@ -20,9 +20,9 @@ from redis.exceptions import RedisError
 from accounts.authentication import bearer_token
 from accounts.models import User
 from accounts.services import api_key_owner
-from config import sql
-from generations.errors import error_body
-from generations.queues import redis_client
+from core import sql
+from core.errors import error_body
+from core.redis import redis_client
 
 WINDOW_SECONDS = 60
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def rate_of(user: User, row: tuple[Any, ...] | None) -> int:
 
 
 def plan_rate(user: User) -> int:
-    # Every API request runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every API request runs this: SQL rather than the ORM (core/sql.py says why).
     return rate_of(user, sql.fetch_one(plan_rate_sql(), [user.pk]))
 
 

@@ -15,7 +15,7 @@ from billing.credits import account_for, effective_plan
 from billing.models import Plan
 from billing.selectors import current_period_entries
 from billing.webhooks import process_event
-from generations.errors import error_body
+from core.errors import error_body
 
 
 def pricing(request: HttpRequest) -> HttpResponse:

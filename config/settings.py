@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
 
-from config.model_catalog import parse_models
+from core.env import env_bool, env_float, env_int, env_list, env_pairs, env_secret, env_str
+from core.model_catalog import parse_models
 from generations.queue_names import queue_name
 
 django_stubs_ext.monkeypatch()
@@ -17,45 +17,14 @@ django_stubs_ext.monkeypatch()
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name} must be a boolean, got {raw!r}")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def env_secret(name: str, default: str) -> str:
-    """A secret from NAME, or from the file named by NAME_FILE (Docker/Kubernetes secrets)."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-DATA_DIR = Path(os.environ.get("ATELIER_DATA_DIR", BASE_DIR / "var"))
+DATA_DIR = Path(env_str("ATELIER_DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and the built-in model live here
 DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
 if not SECRET_KEY:
     raise ValueError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "").split(
-    ","
-)
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     # daphne's app only gives runserver its ASGI server; GPU worker machines need not install it.
@@ -117,7 +86,7 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'atelier.sqlite3'}"),
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'atelier.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
@@ -169,11 +138,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 
 # Media on any S3-compatible store (AWS, MinIO, R2, moto...) when a bucket is named; else the
 # filesystem under MEDIA_ROOT. Credentials come from the usual AWS_* variables.
-ATELIER_S3_BUCKET = os.environ.get("ATELIER_S3_BUCKET", "")
+ATELIER_S3_BUCKET = env_str("ATELIER_S3_BUCKET", "")
 ATELIER_SIGNED_URL_SECONDS = env_int("ATELIER_SIGNED_URL_SECONDS", 300)
 
 
@@ -182,8 +151,8 @@ def s3_storage(bucket: str) -> dict[str, object]:
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": bucket,
-            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
-            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME", "") or None,
             "addressing_style": "path",
             "default_acl": "private",
             "querystring_auth": True,  # url() is a presigned URL
@@ -202,26 +171,26 @@ STORAGES = {
 }
 
 # Redis: the machine's when REDIS_URL is set, else the private one that `make run` starts.
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6380/0")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": os.environ.get("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
+        "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "atelier:ch"},
     }
 }
 
-ATELIER_MODELS = parse_models(os.environ.get("ATELIER_MODELS", ""), DATA_DIR)
-ATELIER_DEFAULT_MODEL = os.environ.get("ATELIER_DEFAULT_MODEL", next(iter(ATELIER_MODELS)))
+ATELIER_MODELS = parse_models(env_str("ATELIER_MODELS", ""), DATA_DIR)
+ATELIER_DEFAULT_MODEL = env_str("ATELIER_DEFAULT_MODEL", next(iter(ATELIER_MODELS)))
 if ATELIER_DEFAULT_MODEL not in ATELIER_MODELS:
     raise ValueError(f"ATELIER_DEFAULT_MODEL {ATELIER_DEFAULT_MODEL!r} is not in ATELIER_MODELS")
 # Billing: disabled (everyone on the default plan) unless Stripe keys are set.
 STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", "")
-STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
 STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
 BILLING_ENABLED = bool(STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET)
-ATELIER_DEFAULT_PLAN = os.environ.get("ATELIER_DEFAULT_PLAN", "free" if BILLING_ENABLED else "pro")
+ATELIER_DEFAULT_PLAN = env_str("ATELIER_DEFAULT_PLAN", "free" if BILLING_ENABLED else "pro")
 # Number of reverse proxies in front of the web tier whose X-Forwarded-For entries are trusted.
 ATELIER_TRUSTED_PROXIES = env_int("ATELIER_TRUSTED_PROXIES", 0)
 ATELIER_ANON_RATE_PER_MINUTE = env_int("ATELIER_ANON_RATE_PER_MINUTE", 60)
@@ -229,22 +198,8 @@ ATELIER_ANON_RATE_PER_MINUTE = env_int("ATELIER_ANON_RATE_PER_MINUTE", 60)
 LANES = ("priority", "standard", "free", "relax")
 
 
-def parse_pairs(name: str, default: str) -> dict[str, float]:
-    """``a=1,b=2`` from an environment variable, failing loudly on a malformed value."""
-    pairs: dict[str, float] = {}
-    for part in os.environ.get(name, default).split(","):
-        key, sep, value = part.strip().partition("=")
-        if not part.strip():
-            continue
-        try:
-            pairs[key] = float(value) if sep else float("nan")
-        except ValueError as exc:
-            raise ValueError(f"{name}: expected name=number, got {part!r}") from exc
-    return pairs
-
-
 # Seconds a job may run, per pool (RQ stops it and it fails with `timeout`).
-ATELIER_POOL_TIMEOUTS = parse_pairs("ATELIER_POOL_TIMEOUTS", "")
+ATELIER_POOL_TIMEOUTS = env_pairs("ATELIER_POOL_TIMEOUTS", "")
 ATELIER_JOB_TIMEOUT = env_int("ATELIER_JOB_TIMEOUT", 900)
 RQ_QUEUES = {
     queue_name(pool, lane): {
@@ -255,26 +210,26 @@ RQ_QUEUES = {
     for lane in LANES
 }
 # Seconds a queued job waits in a lane before it moves one lane up.
-ATELIER_LANE_AGE_LIMITS = parse_pairs("ATELIER_LANE_AGE_LIMITS", "standard=600,free=300,relax=3600")
+ATELIER_LANE_AGE_LIMITS = env_pairs("ATELIER_LANE_AGE_LIMITS", "standard=600,free=300,relax=3600")
 # Relax jobs are released into RQ by the dispatcher, a few at a time per pool.
 ATELIER_RELAX_QUEUE_DEPTH = env_int("ATELIER_RELAX_QUEUE_DEPTH", 2)
 # Transient failures are retried after base * 2**attempt seconds.
-ATELIER_RETRY_BASE_SECONDS = float(os.environ.get("ATELIER_RETRY_BASE_SECONDS", "5"))
+ATELIER_RETRY_BASE_SECONDS = env_float("ATELIER_RETRY_BASE_SECONDS", 5)
 # A worker whose heartbeat is older than this is considered lost; its job is re-queued.
 ATELIER_HEARTBEAT_TTL = env_int("ATELIER_HEARTBEAT_TTL", 15)
 ATELIER_MAX_ATTEMPTS = env_int("ATELIER_MAX_ATTEMPTS", 3)
-ATELIER_DISPATCH_INTERVAL = float(os.environ.get("ATELIER_DISPATCH_INTERVAL", "2"))
+ATELIER_DISPATCH_INTERVAL = env_float("ATELIER_DISPATCH_INTERVAL", 2)
 # Seconds between progress events of one generation (the last step is always sent).
-ATELIER_PROGRESS_INTERVAL = float(os.environ.get("ATELIER_PROGRESS_INTERVAL", "0.2"))
+ATELIER_PROGRESS_INTERVAL = env_float("ATELIER_PROGRESS_INTERVAL", 0.2)
 # Dynamic batching: how long a worker that took a job waits for compatible ones to join it.
-ATELIER_BATCH_WAIT = float(os.environ.get("ATELIER_BATCH_WAIT", "0.02"))
+ATELIER_BATCH_WAIT = env_float("ATELIER_BATCH_WAIT", 0.02)
 # Model affinity (gpu_worker/affinity.py): a queued job is left this long to an idle worker that
 # holds its model before any worker takes it; 0 = plain queue order. A worker leaving jobs to others
 # looks again every ATELIER_DEQUEUE_POLL seconds (idle ones wait for the enqueue's doorbell).
-ATELIER_AFFINITY_WAIT = float(os.environ.get("ATELIER_AFFINITY_WAIT", "2.0"))
-ATELIER_DEQUEUE_POLL = float(os.environ.get("ATELIER_DEQUEUE_POLL", "0.02"))
+ATELIER_AFFINITY_WAIT = env_float("ATELIER_AFFINITY_WAIT", 2.0)
+ATELIER_DEQUEUE_POLL = env_float("ATELIER_DEQUEUE_POLL", 0.02)
 # torch.compile backend for models with "compile": true ("eager" only checks the plumbing).
-ATELIER_COMPILE_BACKEND = os.environ.get("ATELIER_COMPILE_BACKEND", "inductor")
+ATELIER_COMPILE_BACKEND = env_str("ATELIER_COMPILE_BACKEND", "inductor")
 # Memory a worker may use, in MiB (0 = no limit); see gpu_worker/memory.py.
 ATELIER_WORKER_MEMORY_MB = env_int("ATELIER_WORKER_MEMORY_MB", 0)
 # The worker's model cache (gpu_worker/cache.py): how many models stay hot on the device and warm in
@@ -292,6 +247,12 @@ ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Checks every submission passes (moderation), and the style presets a prompt may name: what
+# generations asks of the apps above it, registered here so it imports none of them
+# (generations/extensions.py).
+ATELIER_SUBMISSION_CHECKS = ["gallery.moderation.check_submission"]
+ATELIER_STYLE_PRESETS = "gallery.selectors.active_styles"
+
 # Webhook receivers on private or loopback addresses (and plain http) only while developing.
 ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 
@@ -308,7 +269,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "generations.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -325,13 +286,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "EventTypeEnum": "generations.events.EVENT_TYPES",
+        "EventTypeEnum": "core.events.EVENT_TYPES",
         "SamplerEnum": "generations.samplers.SAMPLER_NAMES",
     },
 }
 
 # One JSON object per line in production (LOG_FORMAT=json); plain text while developing.
-LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -340,7 +301,7 @@ LOGGING = {
         "text": {"format": "%(levelname)s %(name)s %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Request lines are for the JSON log pipeline; in text mode they would repeat the server's own.
     "loggers": {"atelier.request": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"}},
 }
@@ -350,10 +311,8 @@ ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
 
 # /metrics: a Bearer token, or else only these client addresses.
-ATELIER_METRICS_TOKEN = os.environ.get("ATELIER_METRICS_TOKEN", "")
-ATELIER_METRICS_ALLOW = [
-    a.strip() for a in os.environ.get("ATELIER_METRICS_ALLOW", "127.0.0.1,::1").split(",")
-]
+ATELIER_METRICS_TOKEN = env_str("ATELIER_METRICS_TOKEN", "")
+ATELIER_METRICS_ALLOW = env_list("ATELIER_METRICS_ALLOW", "127.0.0.1,::1")
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -3,8 +3,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
 
+from core.errors import error_body
 from generations.admin_views import workers_view
-from generations.errors import error_body
 from ops import health, metrics
 
 urlpatterns = [
@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("accounts/", include("webhooks.page_urls")),
     path("api/v1/", include("generations.api_urls")),
     path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("gallery.api_urls")),

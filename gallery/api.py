@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from core.errors import ApiError
+from core.openapi import errors
 from gallery import schema as gallery_schema
 from gallery.selectors import (
     ORDERINGS,
@@ -21,9 +23,7 @@ from gallery.selectors import (
     gallery_image_resource,
     liked_ids,
     owned_image,
-    prefill,
     published_images_of,
-    viewable_image,
     visible_image,
 )
 from gallery.services import (
@@ -37,9 +37,8 @@ from gallery.services import (
     vary_image,
 )
 from generations import schema
-from generations.errors import ApiError
 from generations.models import Image
-from generations.selectors import generation_resource
+from generations.selectors import generation_resource, prefill, viewable_image
 
 
 def viewer(request: Request) -> User | None:
@@ -99,14 +98,14 @@ def accepted(generation: Any) -> Response:
     return Response(body, status=202, headers={"Location": body["url"]})
 
 
-ACTION_ERRORS = schema.errors(400, 401, 402, 403, 404, 429)
-IMAGE_RESPONSES = {200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
+ACTION_ERRORS = errors(400, 401, 402, 403, 404, 429)
+IMAGE_RESPONSES = {200: gallery_schema.GalleryImageSerializer, **errors(401, 404)}
 
 
 class ImageDetailApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)})
+    @extend_schema(responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def get(self, request: Request, image_id: str) -> Response:
         user = viewer(request)
         image = viewable_image(user, image_id)
@@ -115,7 +114,7 @@ class ImageDetailApi(APIView):
         liked = bool(liked_ids(user, [image]))
         return Response(gallery_image_resource(image, viewer=user, liked=liked, with_lineage=True))
 
-    @extend_schema(responses={204: None, **schema.errors(401, 404)})
+    @extend_schema(responses={204: None, **errors(401, 404)})
     def delete(self, request: Request, image_id: str) -> Response:
         if viewer(request) is None:
             raise ApiError("not_authenticated")
@@ -166,7 +165,7 @@ class InpaintApi(APIView):
 
 
 class RemixApi(APIView):
-    @extend_schema(request=None, responses={200: gallery_schema.PrefillSerializer, **schema.errors(401, 404)})
+    @extend_schema(request=None, responses={200: gallery_schema.PrefillSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
         image = viewable_image(me(request), image_id)
         if image is None:
@@ -177,25 +176,19 @@ class RemixApi(APIView):
 class PublishApi(APIView):
     public = True
 
-    @extend_schema(
-        request=None, responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
-    )
+    @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
         image = set_published(image=mine(request, image_id), public=self.public)
         return Response(gallery_image_resource(image, viewer=me(request)))
 
 
 class LikeApi(APIView):
-    @extend_schema(
-        request=None, responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
-    )
+    @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
         image = like_image(user=me(request), image=visible(image_id))
         return Response(gallery_image_resource(image, viewer=me(request), liked=True))
 
-    @extend_schema(
-        request=None, responses={200: gallery_schema.GalleryImageSerializer, **schema.errors(401, 404)}
-    )
+    @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def delete(self, request: Request, image_id: str) -> Response:
         image = unlike_image(user=me(request), image=visible(image_id))
         return Response(gallery_image_resource(image, viewer=me(request), liked=False))
@@ -206,7 +199,7 @@ class ReportApi(APIView):
 
     @extend_schema(
         request=gallery_schema.ReportInSerializer,
-        responses={201: gallery_schema.ReportOutSerializer, **schema.errors(400, 401, 404)},
+        responses={201: gallery_schema.ReportOutSerializer, **errors(400, 401, 404)},
     )
     def post(self, request: Request, image_id: str) -> Response:
         image = visible(image_id)
@@ -228,7 +221,7 @@ class ExploreApi(APIView):
 
     @extend_schema(
         parameters=gallery_schema.EXPLORE_PARAMETERS,
-        responses={200: gallery_schema.GalleryPageSerializer, **schema.errors(400, 401)},
+        responses={200: gallery_schema.GalleryPageSerializer, **errors(400, 401)},
     )
     def get(self, request: Request) -> Response:
         params = gallery_schema.ExploreParamsSerializer(data=request.query_params)
@@ -245,7 +238,7 @@ class ProfileImagesApi(APIView):
 
     @extend_schema(
         parameters=gallery_schema.EXPLORE_PARAMETERS[3:],
-        responses={200: gallery_schema.GalleryPageSerializer, **schema.errors(401, 404)},
+        responses={200: gallery_schema.GalleryPageSerializer, **errors(401, 404)},
     )
     def get(self, request: Request, username: str) -> Response:
         owner = User.objects.filter(username=username, is_active=True).first()
@@ -255,7 +248,7 @@ class ProfileImagesApi(APIView):
 
 
 class StyleListApi(APIView):
-    @extend_schema(responses={200: gallery_schema.StyleListSerializer, **schema.errors(401)})
+    @extend_schema(responses={200: gallery_schema.StyleListSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         data = [
             {

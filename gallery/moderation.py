@@ -10,9 +10,9 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import User
-from config import sql
+from core import sql
+from core.errors import ApiError
 from gallery.models import BlockedTerm, Profile
-from generations.errors import ApiError
 
 
 def profile_for(user: User) -> Profile:
@@ -21,7 +21,7 @@ def profile_for(user: User) -> Profile:
 
 
 def is_suspended(user: User) -> bool:
-    # Every submission asks: one plain statement instead of an ORM query (see config/sql.py).
+    # Every submission asks: one plain statement instead of an ORM query (see core/sql.py).
     statement = f"SELECT 1 FROM {sql.table(Profile)} WHERE user_id = %s AND suspended"  # noqa: S608
     found = sql.fetch_one(statement, [user.pk])
     return found is not None

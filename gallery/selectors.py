@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from core.events import iso
 from gallery.models import Like, StylePreset
-from generations.errors import ApiError
-from generations.events import iso
-from generations.models import EXPLORE_VISIBLE, Generation, Image
+from generations.filters import search_prompts
+from generations.models import EXPLORE_VISIBLE, Image
 from generations.selectors import _one_or_none
 
 SORTS = ("new", "top", "trending")
@@ -28,10 +26,6 @@ ORDERINGS: dict[str, tuple[str, ...]] = {
     "top": ("-like_count", "-created_at", "-id"),
     "trending": ("-hot_score", "-id"),
 }
-
-
-def active_style(slug: str) -> StylePreset | None:
-    return StylePreset.objects.filter(slug=slug, active=True).first()
 
 
 def active_styles() -> list[StylePreset]:
@@ -47,34 +41,9 @@ def visible_image(image_id: Any) -> Image | None:
     return _one_or_none(visible_images(), image_id)
 
 
-def viewable_image(user: User | None, image_id: Any) -> Image | None:
-    """The user's own image, or anyone's visible one."""
-    condition = EXPLORE_VISIBLE
-    if user is not None:
-        condition = condition | Q(generation__user=user)
-    images = Image.objects.filter(condition).select_related("generation", "generation__user")
-    return _one_or_none(images, image_id)
-
-
 def owned_image(user: User, image_id: Any) -> Image | None:
     images = Image.objects.filter(generation__user=user).select_related("generation", "generation__user")
     return _one_or_none(images, image_id)
-
-
-def search_prompts(queryset: QuerySet[Any], q: str, *, field: str = "generation__prompt") -> QuerySet[Any]:
-    """Full-text search on PostgreSQL (served by a GIN index), every word as a substring elsewhere.
-    Either way the words travel as query parameters."""
-    q = q.strip()
-    if not q:
-        return queryset
-    if connection.vendor == "postgresql":
-        vector = SearchVector(field, config="english")
-        query = SearchQuery(q, config="english", search_type="websearch")
-        searched: QuerySet[Any] = queryset.annotate(prompt_search=vector).filter(prompt_search=query)
-        return searched
-    for word in q.split()[:10]:
-        queryset = queryset.filter(**{f"{field}__icontains": word})
-    return queryset
 
 
 def explore_images(*, sort: str = "new", q: str = "", window: str = "week") -> QuerySet[Image]:
@@ -88,31 +57,6 @@ def explore_images(*, sort: str = "new", q: str = "", window: str = "week") -> Q
 
 def published_images_of(user: User) -> QuerySet[Image]:
     return visible_images().filter(generation__user=user).order_by(*ORDERINGS["new"])
-
-
-def filtered_generations(generations: QuerySet[Generation], params: Any) -> QuerySet[Generation]:
-    """My images' filters: status, model, created_after/created_before (ISO dates), q."""
-    if params.get("status"):
-        generations = generations.filter(status=params["status"])
-    if params.get("model"):
-        generations = generations.filter(model_name=params["model"])
-    for name, lookup in (
-        ("created_after", "created_at__date__gte"),
-        ("created_before", "created_at__date__lte"),
-    ):
-        if params.get(name):
-            generations = generations.filter(**{lookup: parse_date(name, params[name])})
-    return search_prompts(generations, params.get("q", "")[:200], field="prompt")
-
-
-def parse_date(field: str, value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        message = "Use a date as YYYY-MM-DD."
-        raise ApiError(
-            "validation_error", f"Invalid field(s): {field}. {message}", {field: [message]}
-        ) from None
 
 
 def liked_ids(user: User | None, images: list[Image]) -> set[Any]:
@@ -172,21 +116,3 @@ def gallery_image_resource(
             for g in image.children.order_by("created_at")[:20]
         ]
     return body
-
-
-def prefill(image: Image) -> dict[str, Any]:
-    """What the Create form needs to remix an image."""
-    generation = image.generation
-    return {
-        "object": "prefill",
-        "remix_of": str(image.id),
-        "prompt": generation.prompt,
-        "negative_prompt": generation.negative_prompt,
-        "model": generation.model_name,
-        "seed": image.seed,
-        "width": generation.width,
-        "height": generation.height,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "sampler": generation.sampler,
-    }

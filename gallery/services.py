@@ -11,8 +11,8 @@ from django.db.models import F
 from PIL import Image as PILImage
 
 from accounts.models import User
+from core.errors import ApiError
 from gallery.models import Like, Report, ReportStatus
-from generations.errors import ApiError
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER, samplers_for

@@ -20,10 +20,10 @@ from gallery.selectors import (
     SORTS,
     gallery_image_resource,
     liked_ids,
-    viewable_image,
 )
 from generations.models import GenerationStatus
 from generations.registry import all_models
+from generations.selectors import viewable_image
 
 FILTERS = ("status", "model", "created_after", "created_before", "q")
 

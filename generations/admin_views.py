@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from core.redis import redis_client
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from generations.queue_names import queue_name
@@ -72,7 +73,7 @@ def live_workers(now: float | None = None) -> list[WorkerRow]:
 def pool_queues(pools: list[str]) -> list[PoolRow]:
     """RQ length of every lane of every pool, and how long its oldest queued job has waited there."""
     names = [(pool, lane) for pool in pools for lane in settings.LANES]
-    pipe = queues.redis_client().pipeline()
+    pipe = redis_client().pipeline()
     for pool, lane in names:
         pipe.llen(queues.queue_key(queue_name(pool, lane)))
     lengths = dict(zip(names, pipe.execute(), strict=True))

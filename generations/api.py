@@ -19,9 +19,10 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from billing.credits import format_credits
-from gallery.selectors import filtered_generations, viewable_image
+from core.errors import ApiError
+from core.openapi import errors
 from generations import schema
-from generations.errors import ApiError
+from generations.filters import filtered_generations
 from generations.models import Image
 from generations.registry import all_models
 from generations.samplers import samplers_for
@@ -29,6 +30,7 @@ from generations.selectors import (
     generation_of,
     generation_resource,
     generations_of,
+    viewable_image,
 )
 from generations.serializers import GenerationCreateSerializer
 from generations.services import (
@@ -66,7 +68,7 @@ class GenerationListApi(APIView):
     @extend_schema(
         operation_id="generations_list",
         parameters=schema.GENERATION_FILTERS,
-        responses={200: schema.GenerationPageSerializer, **schema.errors(401)},
+        responses={200: schema.GenerationPageSerializer, **errors(401)},
     )
     def get(self, request: Request) -> Response:
         paginator = GenerationPagination()
@@ -82,7 +84,7 @@ class GenerationListApi(APIView):
         responses={
             201: schema.GenerationOutSerializer,
             202: schema.GenerationOutSerializer,
-            **schema.errors(400, 401, 402, 403, 409, 429),
+            **errors(400, 401, 402, 403, 409, 429),
         },
     )
     def post(self, request: Request) -> Response:
@@ -105,7 +107,7 @@ class GenerationListApi(APIView):
 class GenerationQuoteApi(APIView):
     @extend_schema(
         request=GenerationCreateSerializer,
-        responses={200: schema.QuoteSerializer, **schema.errors(400, 401, 403)},
+        responses={200: schema.QuoteSerializer, **errors(400, 401, 403)},
     )
     def post(self, request: Request) -> Response:
         user = current_user(request)
@@ -152,15 +154,13 @@ def owned_generation(request: Request, generation_id: Any) -> Any:
 
 
 class GenerationDetailApi(APIView):
-    @extend_schema(responses={200: schema.GenerationOutSerializer, **schema.errors(401, 404)})
+    @extend_schema(responses={200: schema.GenerationOutSerializer, **errors(401, 404)})
     def get(self, request: Request, generation_id: str) -> Response:
         return Response(generation_resource(owned_generation(request, generation_id)))
 
 
 class GenerationCancelApi(APIView):
-    @extend_schema(
-        request=None, responses={202: schema.GenerationOutSerializer, **schema.errors(401, 404, 409)}
-    )
+    @extend_schema(request=None, responses={202: schema.GenerationOutSerializer, **errors(401, 404, 409)})
     def post(self, request: Request, generation_id: str) -> Response:
         generation = cancel_generation(generation=owned_generation(request, generation_id))
         return Response(generation_resource(generation), status=202)
@@ -171,7 +171,7 @@ class UploadApi(APIView):
 
     @extend_schema(
         request=schema.UploadInSerializer,
-        responses={201: schema.UploadOutSerializer, **schema.errors(400, 401)},
+        responses={201: schema.UploadOutSerializer, **errors(400, 401)},
     )
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")
@@ -202,7 +202,7 @@ class ImageFileApi(APIView):
         responses={
             (200, "image/png"): OpenApiTypes.BINARY,
             (200, "image/webp"): OpenApiTypes.BINARY,
-            **schema.errors(401, 404),
+            **errors(401, 404),
         },
     )
     def get(self, request: Request, image_id: str) -> HttpResponse:
@@ -254,7 +254,7 @@ def full_size_webp(png: bytes) -> bytes:
 
 
 class ModelListApi(APIView):
-    @extend_schema(responses={200: schema.ModelListSerializer, **schema.errors(401)})
+    @extend_schema(responses={200: schema.ModelListSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         data = [
             {

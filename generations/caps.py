@@ -16,8 +16,8 @@ from django.db.models import Q
 
 from billing.credits import account_for, bring_up_to_date, effective_plan
 from billing.models import BillingAccount, Plan
-from config import sql
-from generations.errors import ApiError
+from core import sql
+from core.errors import ApiError
 from generations.models import Generation, GenerationStatus
 from generations.positions import pool_eta
 
@@ -36,7 +36,7 @@ def lock_account_sql() -> str:
 
 def lock_account(user_id: int) -> BillingAccount:
     """Lock the user's billing row for the rest of the transaction."""
-    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every submission runs this: SQL rather than the ORM (core/sql.py says why).
     row = sql.fetch_one(lock_account_sql(), [user_id])
     if row is None:
         from accounts.models import User
@@ -62,7 +62,7 @@ def counts_sql() -> str:
 
 def counts(user_id: int) -> tuple[int, int]:
     """(jobs in RQ or running, jobs pending) for one user."""
-    # Every submission runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every submission runs this: SQL rather than the ORM (core/sql.py says why).
     statuses = [str(s) for s in (*IN_FLIGHT, GenerationStatus.PENDING)]
     rows = sql.fetch_all(counts_sql(), [user_id, *statuses])
     by_status = {status: n for status, n in rows}

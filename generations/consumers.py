@@ -10,8 +10,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from accounts.models import User
-from generations.errors import ApiError, error_body
-from generations.events import iso, user_group
+from core.errors import ApiError, error_body
+from core.events import iso
+from generations.events import user_group
 from generations.selectors import active_generations_of, generation_of, generation_resource
 from generations.services import cancel_generation
 

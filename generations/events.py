@@ -8,18 +8,14 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from core.events import iso
 from generations.models import Generation
 from generations.positions import eta_seconds, queue_position
 from generations.publisher import channel_message, shared_publisher, user_group
+from webhooks.services import GenerationWebhook, is_uuid, record_deliveries
 
 __all__ = ["channel_message", "user_group"]
 log = logging.getLogger(__name__)
-
-
-def iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.isoformat().replace("+00:00", "Z"))
 
 
 def build_event(generation: Generation, event_type: str, **extra: Any) -> dict[str, Any]:
@@ -44,16 +40,6 @@ def progress_fraction(generation: Generation) -> float:
     return round(generation.step / total, 4) if total else 0.0
 
 
-EVENT_TYPES = [
-    "generation.queued",
-    "generation.started",
-    "generation.progress",
-    "generation.succeeded",
-    "generation.failed",
-    "generation.canceled",
-]
-
-
 def send_now(user_id: int, event: dict[str, Any], generation: Generation | None = None) -> None:
     """Push the event to the user's sockets (via this process's publisher thread) and record a
     webhook delivery for each endpoint that wants it."""
@@ -63,13 +49,25 @@ def send_now(user_id: int, event: dict[str, Any], generation: Generation | None 
 
 def record_webhooks(user_id: int, event: dict[str, Any], generation: Generation | None = None) -> None:
     """``generation``, when the caller has it, saves looking up its own webhook."""
-    from webhooks.services import GenerationWebhook, record_deliveries
-
-    known = GenerationWebhook(generation.webhook_id, generation.webhook_events) if generation else None
     try:
-        record_deliveries(user_id, event, generation_webhook=known)
+        record_deliveries(user_id, event, generation_webhook=generation_webhook(event, generation))
     except DatabaseError as exc:
         log.warning("could not record webhook deliveries for %s: %s", event["type"], exc)
+
+
+def generation_webhook(event: dict[str, Any], generation: Generation | None) -> GenerationWebhook | None:
+    """The generation's own endpoint and the events it asked for; looked up when the caller
+    does not hold the generation."""
+    if generation is not None:
+        return GenerationWebhook(generation.webhook_id, generation.webhook_events)
+    if not str(event.get("type", "")).startswith("generation.") or not is_uuid(event.get("id")):
+        return None
+    row = (
+        Generation.objects.filter(pk=event["id"], webhook__isnull=False)
+        .values_list("webhook_id", "webhook_events")
+        .first()
+    )
+    return GenerationWebhook(row[0], row[1] or []) if row else None
 
 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:

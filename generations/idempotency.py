@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
 
 from accounts.models import User
-from generations.errors import error_body
-from generations.queues import redis_client
+from core.errors import error_body
+from core.redis import redis_client
 
 log = logging.getLogger(__name__)
 TTL_SECONDS = 24 * 3600

@@ -37,8 +37,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.credits import account_for, archive_credit_round, hold_credits, settle_credits
+from core.errors import ApiError
 from generations import caps, events, queues
-from generations.errors import ApiError
 from generations.models import Generation, GenerationStatus, Image
 from generations.positions import eta_seconds, queue_position, seconds_per_position
 from generations.selectors import image_resource

@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 
 from accounts.authentication import bearer_token, key_user
 from accounts.models import User
-from generations.errors import ApiError
+from core.errors import ApiError
 from generations.models import GenerationStatus, Image
 from generations.registry import all_models
 from generations.serializers import GenerationCreateSerializer

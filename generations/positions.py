@@ -12,7 +12,7 @@ from functools import cache
 from django.conf import settings
 from django.db import connection
 
-from config import sql
+from core import sql
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from generations.workers import live_worker_count
@@ -34,7 +34,7 @@ def queue_position(generation: Generation) -> int | None:
         return None
     higher = settings.LANES[: settings.LANES.index(generation.lane)]
     # Every submission and every read of a queued generation runs this: SQL rather than the ORM
-    # (config/sql.py says why).
+    # (core/sql.py says why).
     entered = connection.ops.adapt_datetimefield_value(generation.lane_entered_at)
     params = [str(GenerationStatus.QUEUED), generation.pool, *higher, generation.lane, entered]
     row = sql.fetch_one(queue_position_sql(len(higher)), params)

@@ -5,23 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from functools import lru_cache
 
 import redis
 from django.conf import settings
 from django.db import transaction
 from rq import Queue
 
+from core.redis import redis_client as redis_client  # re-exported: queue helpers and tests use it
 from generations.models import Generation
 from generations.registry import get_model
 
 JOB_FUNCTION = "gpu_worker.jobs.run_generation"
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=1)
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 def rq_queue(name: str) -> Queue:

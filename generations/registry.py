@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations.queue_names import queue_name
 
 

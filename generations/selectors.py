@@ -3,13 +3,14 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.urls import reverse
 
 from accounts.models import User
 from billing.credits import format_credits
-from generations.events import iso, progress_fraction
-from generations.models import ACTIVE_STATUSES, Generation, GenerationStatus, Image, Upload
+from core.events import iso
+from generations.events import progress_fraction
+from generations.models import ACTIVE_STATUSES, EXPLORE_VISIBLE, Generation, GenerationStatus, Image, Upload
 from generations.positions import eta_seconds, queue_position
 
 M = TypeVar("M", bound=Model)
@@ -95,4 +96,31 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         "started_at": iso(generation.started_at),
         "finished_at": iso(generation.finished_at),
         "url": reverse("api_generation_detail", args=[generation.id]),
+    }
+
+
+def viewable_image(user: User | None, image_id: Any) -> Image | None:
+    """The user's own image, or anyone's visible one."""
+    condition = EXPLORE_VISIBLE
+    if user is not None:
+        condition = condition | Q(generation__user=user)
+    images = Image.objects.filter(condition).select_related("generation", "generation__user")
+    return _one_or_none(images, image_id)
+
+
+def prefill(image: Image) -> dict[str, Any]:
+    """What the Create form needs to remix an image."""
+    generation = image.generation
+    return {
+        "object": "prefill",
+        "remix_of": str(image.id),
+        "prompt": generation.prompt,
+        "negative_prompt": generation.negative_prompt,
+        "model": generation.model_name,
+        "seed": image.seed,
+        "width": generation.width,
+        "height": generation.height,
+        "steps": generation.steps,
+        "guidance": generation.guidance,
+        "sampler": generation.sampler,
     }

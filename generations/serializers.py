@@ -6,12 +6,12 @@ from django.conf import settings
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
-from gallery.selectors import active_style, viewable_image
-from generations.events import EVENT_TYPES
+from core.events import EVENT_TYPES
+from generations.extensions import style_preset
 from generations.models import GenerationAction
 from generations.registry import default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, samplers_for
-from generations.selectors import upload_of
+from generations.selectors import upload_of, viewable_image
 from generations.services import GenerationSpec
 
 MAX_SEED = 2**32 - 1
@@ -101,7 +101,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
                 errors["mask_image"] = [f"The mask must be the input image's size ({size})."]
         prompt, negative_prompt = attrs["prompt"], attrs.get("negative_prompt", "")
         if attrs.get("style_preset"):
-            preset = active_style(attrs["style_preset"])
+            preset = style_preset(attrs["style_preset"])
             if preset is None:
                 errors["style_preset"] = [f"Unknown style {attrs['style_preset']!r}."]
             else:

@@ -22,17 +22,17 @@ from billing.credits import (
     hold_credits,
 )
 from billing.models import BillingAccount
-from config import sql
-from gallery.moderation import check_submission
+from core import sql
+from core.context import request_id
+from core.errors import ApiError
 from generations import events, lifecycle, queues
 from generations.caps import admission, lock_account
-from generations.errors import ApiError
+from generations.extensions import check_submission
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER
 from generations.storage import save_content
 from generations.uploads import clean_image
-from ops.context import request_id
 from webhooks.models import WebhookEndpoint
 
 
@@ -134,7 +134,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             webhook_events=list(spec.webhook_events),
             request_id=request_id.get() or "",
         )
-        sql.insert(generation)  # Generation.objects.create() without the compiler (config/sql.py)
+        sql.insert(generation)  # Generation.objects.create() without the compiler (core/sql.py)
         try:
             hold_credits(account=quote.account, credits=quote.cost.total, generation_id=generation.id)
         except InsufficientCredits as exc:

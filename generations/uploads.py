@@ -9,7 +9,7 @@ from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
-from generations.errors import ApiError
+from core.errors import ApiError
 
 
 def invalid_file(message: str) -> ApiError:

@@ -6,10 +6,10 @@ from django.shortcuts import redirect, render
 
 from accounts.models import User
 from billing.credits import account_for, effective_plan
-from gallery.selectors import active_styles, prefill, viewable_image
+from generations.extensions import style_presets
 from generations.registry import all_models, default_model
 from generations.samplers import SAMPLERS, samplers_for
-from generations.selectors import generation_of, generation_resource, generations_of
+from generations.selectors import generation_of, generation_resource, generations_of, prefill, viewable_image
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -31,7 +31,7 @@ def create(request: HttpRequest) -> HttpResponse:
         "model_samplers": {m.name: samplers_for(m.family) for m in all_models().values()},
         "default_model": default_model(),
         "recent": recent,
-        "styles": active_styles(),
+        "styles": style_presets(),
         "relax_allowed": plan.relax_allowed,
         "private_allowed": plan.private_allowed,
         "prefill": prefill(remix) if remix else None,

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from generations.queues import redis_client
+from core.redis import redis_client
 
 HEARTBEAT_PREFIX = "atelier:worker:"
 POOL_MEMBERSHIP_SECONDS = 3600  # a worker gone this long leaves its pools' sets

@@ -26,7 +26,7 @@ import diffusers
 import torch
 from diffusers import DiffusionPipeline
 
-from config.model_catalog import is_single_file
+from core.model_catalog import is_single_file
 from gpu_worker.model import LoadedModel
 from gpu_worker.speed import SpeedOptions, apply_speed_options
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from generations.errors import CATALOGUE
+from core.errors import CATALOGUE
 
 # Errors that another try may not hit: a broken connection. (Out-of-memory has its own ladder.)
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations.models import Generation
 from gpu_worker.cache import ModelCache
 from gpu_worker.failures import GenerationFailed

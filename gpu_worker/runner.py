@@ -21,9 +21,9 @@ from PIL import Image as PILImage
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
-from config.model_catalog import ModelSpec
+from core.errors import CATALOGUE
+from core.model_catalog import ModelSpec
 from generations import lifecycle, queues
-from generations.errors import CATALOGUE
 from generations.events import build_event, record_webhooks
 from generations.models import Generation
 from generations.publisher import EventPublisher

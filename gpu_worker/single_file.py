@@ -26,7 +26,7 @@ import shutil
 import torch
 from safetensors.torch import load_file, save_file
 
-from config.model_catalog import SINGLE_FILE_SUFFIXES
+from core.model_catalog import SINGLE_FILE_SUFFIXES
 
 StateDict = dict[str, torch.Tensor]
 

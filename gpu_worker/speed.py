@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from gpu_worker.model import LoadedModel, RenderSpec
 from gpu_worker.pipeline import render_batch
 

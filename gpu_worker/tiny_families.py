@@ -34,7 +34,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from config.model_catalog import FAMILIES as MODEL_FAMILIES
+from core.model_catalog import FAMILIES as MODEL_FAMILIES
 from gpu_worker.tiny_model import TEXT_DIM, build_tiny_model, build_tokenizer, small_vae
 
 FAMILIES = tuple(f for f in MODEL_FAMILIES if f != "noop")

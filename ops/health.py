@@ -18,7 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from generations import queues
+from core.redis import redis_client
 from generations.workers import live_worker_count
 
 
@@ -33,7 +33,7 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
-    queues.redis_client().ping()
+    redis_client().ping()
 
 
 def check_storage() -> None:

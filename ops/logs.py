@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from ops.context import request_id
+from core.context import request_id
 
 # Extra attributes copied from a record into its JSON line when a caller passes them.
 FIELDS: tuple[str, ...] = (

@@ -15,7 +15,7 @@ from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 
 from billing.models import BillingAccount
-from generations import queues
+from core.redis import redis_client
 from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
 from ops.requests import BUCKETS, HTTP_KEY, stats
@@ -63,7 +63,7 @@ def exposition() -> Iterator[str]:
 
 
 def http_requests() -> Iterator[str]:
-    raw = queues.redis_client().hgetall(HTTP_KEY)
+    raw = redis_client().hgetall(HTTP_KEY)
     series: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     for field, value in raw.items():
         method, route, status, part = field.decode().split("|")

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
-from generations import queues
-from ops.context import request_id
+from core.context import request_id
+from core.redis import redis_client
 
 log = logging.getLogger("atelier.request")
 
@@ -55,7 +55,7 @@ class RequestStats:
         if not pending:
             return
         try:
-            pipe = queues.redis_client().pipeline(transaction=False)
+            pipe = redis_client().pipeline(transaction=False)
             for field, count in pending.items():
                 pipe.hincrby(HTTP_KEY, field, count)
             for field, total in seconds.items():

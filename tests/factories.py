@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.models import User
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations.models import Generation, GenerationStatus
 from generations.registry import default_model
 

@@ -15,7 +15,7 @@ from rq.exceptions import DequeueTimeout
 from rq.job import Job
 
 from accounts.models import User
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations import queues
 from generations.models import Generation
 from generations.registry import lanes_for_pools

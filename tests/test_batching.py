@@ -16,7 +16,7 @@ from django.test import Client
 from PIL import Image as PILImage
 
 from accounts.models import User
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations import queues
 from generations.models import Generation, GenerationStatus, Image, Upload
 from generations.registry import default_model, get_model

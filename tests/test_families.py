@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations import queues
 from gpu_worker.cache import ModelCache
 from gpu_worker.model import LATENT_RGB_FACTORS, RenderSpec

@@ -18,7 +18,7 @@ from accounts.models import User
 from accounts.services import api_key_create
 from billing.credits import account_for
 from billing.models import BillingAccount
-from config.model_catalog import ModelSpec
+from core.model_catalog import ModelSpec
 from generations import queues
 from generations.models import Generation
 from generations.registry import default_model

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from config.model_catalog import BUILTIN_MODEL
+from core.model_catalog import BUILTIN_MODEL
 from generations.registry import default_model
 from gpu_worker.tiny_model import ensure_tiny_model
 from scripts.private_redis import free_port

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from config.model_catalog import ModelSpec, parse_models
+from core.model_catalog import ModelSpec, parse_models
 from gpu_worker.cache import ModelCache
 from gpu_worker.model import LoadedModel, RenderSpec
 from gpu_worker.pipeline import render

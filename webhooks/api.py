@@ -11,9 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from generations.errors import ApiError
-from generations.events import EVENT_TYPES, iso
-from generations.schema import errors
+from core.errors import ApiError
+from core.events import EVENT_TYPES, iso
+from core.openapi import errors
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import create_endpoint, is_uuid, send_test_event
 from webhooks.targets import UnsafeUrl, check_url

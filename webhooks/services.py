@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from config import sql
+from core import sql
 from webhooks import signing
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.targets import UnsafeUrl, check_url
@@ -45,10 +45,8 @@ def record_deliveries(
     user_id: int, event: dict[str, Any], *, generation_webhook: GenerationWebhook | None = None
 ) -> int:
     """A pending delivery per endpoint of the user that wants this event, and for the
-    generation's own `webhook_url` if it named one. A caller that holds the generation passes
-    its `generation_webhook`, which saves looking the generation up."""
-    if generation_webhook is None:
-        generation_webhook = stored_generation_webhook(event)
+    generation's own `webhook_url` if it named one (the caller, which knows the generation,
+    passes that endpoint and the events it asked for as `generation_webhook`)."""
     own_id = generation_webhook.endpoint_id if generation_webhook else None
     endpoints = []
     for endpoint in enabled_endpoints(user_id, own_id):
@@ -83,26 +81,13 @@ def enabled_endpoints_sql(with_own: bool) -> str:
 
 def enabled_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
     """The user's enabled endpoints that hear all their generations, and the generation's own."""
-    # Every event runs this: SQL rather than the ORM (config/sql.py says why).
+    # Every event runs this: SQL rather than the ORM (core/sql.py says why).
     if own_id is None:
         rows = sql.fetch_all(enabled_endpoints_sql(False), [user_id])
     else:
         own = WebhookEndpoint._meta.pk.get_db_prep_value(own_id, connection)
         rows = sql.fetch_all(enabled_endpoints_sql(True), [user_id, own])
     return [sql.instance(WebhookEndpoint, row) for row in rows]
-
-
-def stored_generation_webhook(event: dict[str, Any]) -> GenerationWebhook | None:
-    from generations.models import Generation
-
-    if not str(event.get("type", "")).startswith("generation.") or not is_uuid(event.get("id")):
-        return None
-    row = (
-        Generation.objects.filter(pk=event["id"], webhook__isnull=False)
-        .values_list("webhook_id", "webhook_events")
-        .first()
-    )
-    return GenerationWebhook(row[0], row[1] or []) if row else None
 
 
 def is_uuid(value: Any) -> bool:
@@ -127,7 +112,7 @@ def endpoint_for_generation(*, user: Any, url: str) -> tuple[WebhookEndpoint, bo
 
 
 def progress_due(endpoint: WebhookEndpoint, event: dict[str, Any]) -> bool:
-    from generations.queues import redis_client
+    from core.redis import redis_client
 
     key = f"atelier:webhook-progress:{endpoint.pk}:{event.get('id')}"
     try:

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from generations.events import EVENT_TYPES
+from core.events import EVENT_TYPES
 from webhooks.models import WebhookEndpoint
 from webhooks.services import create_endpoint, send_test_event
 from webhooks.targets import UnsafeUrl

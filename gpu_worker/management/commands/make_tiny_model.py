@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from config.model_catalog import builtin_model
+from core.model_catalog import builtin_model
 from gpu_worker.tiny_model import ensure_tiny_model
 
 

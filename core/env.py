@@ -1,0 +1,81 @@
+"""Settings from environment variables, each with a working default, failing loudly on a malformed
+value and naming the variable (a bare ``float(os.environ[...])`` fails without saying which).
+
+Free of Django imports: ``config/settings.py`` reads it before Django is set up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value, or None when it is unset or empty (both mean: use the default)."""
+    raw = os.environ.get(name)
+    return None if raw is None or raw.strip() == "" else raw.strip()
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    if raw.lower() in TRUE:
+        return True
+    if raw.lower() in FALSE:
+        return False
+    raise ValueError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """A comma-separated list; blank items are dropped."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_pairs(name: str, default: str) -> dict[str, float]:
+    """``a=1,b=2``; a bare name maps to NaN (the caller's "no value")."""
+    pairs: dict[str, float] = {}
+    for part in os.environ.get(name, default).split(","):
+        key, sep, value = part.strip().partition("=")
+        if not part.strip():
+            continue
+        try:
+            pairs[key] = float(value) if sep else float("nan")
+        except ValueError as exc:
+            raise ValueError(f"{name}: expected name=number, got {part!r}") from exc
+    return pairs
+
+
+def env_secret(name: str, default: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
