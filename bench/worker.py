@@ -366,8 +366,7 @@ def report(args: argparse.Namespace, batches: list[int], results: dict[str, Any]
     print(
         f"workload: {args.model}, {args.size}x{args.size}, {args.steps} steps, {args.images} images per run"
     )
-    print(f"model build: {results['build']}")
-    print(f"model load: {results['loads']}")
+    print(f"model build: {results['build']}\nmodel load: {results['loads']}")
     loop, worker = results["loop"], results["worker"]
     for b in batches:
         line = f"batch {b}: plain loop {loop[b]['images_per_s']:.3f} img/s ({loop[b]['seconds']} s)"
