@@ -107,7 +107,7 @@ def sql_text(node: ast.AST) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values)
     return None
 
 
@@ -124,7 +124,8 @@ def status_writes(source: str) -> list[tuple[int, str]]:
             spread = [status_in_dict(k.value) for k in node.keywords if k.arg is None]
             if name in {"update", "update_or_create", "bulk_update"}:
                 defaults = keywords.get("defaults")
-                values = [keywords.get("status"), *spread, status_in_dict(defaults) if defaults else None]
+                values: list[ast.AST | None] = [keywords.get("status"), *spread]
+                values.append(status_in_dict(defaults) if defaults else None)
                 if name == "bulk_update":
                     values += [a for a in node.args[1:] if "'status'" in dotted(a)]
                     values += [v for k, v in keywords.items() if k == "fields" and "'status'" in dotted(v)]
@@ -132,20 +133,20 @@ def status_writes(source: str) -> list[tuple[int, str]]:
                     if names_a_generation(chain) or names_generation_status(value):
                         found.append((node.lineno, f"{chain}(status=...)"))
             elif name not in READS:
-                for value in [keywords.get("status"), *spread]:
-                    if value is not None and names_generation_status(value):
-                        found.append((node.lineno, f"{chain}(status={dotted(value)}) passes a status on"))
+                for passed in [keywords.get("status"), *spread]:
+                    if passed is not None and names_generation_status(passed):
+                        found.append((node.lineno, f"{chain}(status={dotted(passed)}) passes a status on"))
         elif isinstance(node, ast.Dict):
-            value = status_in_dict(node)
-            if value is not None and names_generation_status(value):
-                found.append((node.lineno, f'{{"status": {dotted(value)}}}'))
+            entry = status_in_dict(node)
+            if entry is not None and names_generation_status(entry):
+                found.append((node.lineno, f'{{"status": {dotted(entry)}}}'))
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             flat = [t for target in targets for t in ast.walk(target)]
             for target in flat:
                 if isinstance(target, ast.Attribute) and target.attr == "status":
-                    value = node.value
-                    if aware or (value is not None and names_generation_status(value)):
+                    assigned = node.value
+                    if aware or (assigned is not None and names_generation_status(assigned)):
                         found.append((node.lineno, f"{dotted(target)} = ..."))
         text = sql_text(node)
         if text is not None and UPDATE_SQL.search(text):
