@@ -1,27 +1,19 @@
-"""API rate limits, counted atomically in Redis per API key, per user and per client IP.
-
-Every /api/ response carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``;
-past the limit the answer is ``429 rate_limited`` with ``Retry-After``.
-"""
+"""API rate limits, counted atomically in Redis per API key, per user and per client IP, at the
+rate of the caller's plan. The API edge's middleware (api/ratelimit.py) asks and answers."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from redis.exceptions import RedisError
+from django.http import HttpRequest
 
-from accounts.authentication import bearer_token
 from accounts.models import User
-from accounts.services import api_key_owner
 from core import sql
-from core.errors import error_body
 from core.redis import redis_client
 
 WINDOW_SECONDS = 60
@@ -113,49 +105,3 @@ def rate_of(user: User, row: tuple[Any, ...] | None) -> int:
 def plan_rate(user: User) -> int:
     # Every API request runs this: SQL rather than the ORM (core/sql.py says why).
     return rate_of(user, sql.fetch_one(plan_rate_sql(), [user.pk]))
-
-
-def buckets_for(request: HttpRequest) -> list[tuple[str, int]]:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    token = bearer_token(header) if header else None
-    if token:
-        # The key's user and their plan's rate in one query.
-        owner = api_key_owner(token, also=plan_columns()[0], joins=plan_columns()[1])
-        if owner is not None:
-            user, plan = owner
-            request.api_key_user = user  # type: ignore[attr-defined]
-            rate = rate_of(user, plan)
-            prefix = token.partition(".")[0]
-            return [(f"key:{prefix}", rate), (f"user:{user.pk}", rate)]
-    elif request.user.is_authenticated:
-        assert isinstance(request.user, User)
-        return [(f"user:{request.user.pk}", plan_rate(request.user))]
-    return [(f"ip:{client_ip(request)}", settings.ATELIER_ANON_RATE_PER_MINUTE)]
-
-
-class RateLimitMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(("/api/", "/v1/")):
-            return self.get_response(request)
-        try:
-            results = hit(buckets_for(request))
-        except RedisError as exc:
-            # Fail open: an outage of the counters must not take the API down with it.
-            log.warning("rate limits unavailable: %s", exc)
-            return self.get_response(request)
-        tightest = min(results, key=lambda r: (r.remaining, -r.reset))
-        if not tightest.allowed:
-            response: HttpResponse = JsonResponse(
-                error_body("rate_limited", f"Rate limit of {tightest.limit} requests per minute exceeded."),
-                status=429,
-            )
-            response["Retry-After"] = str(tightest.reset)
-        else:
-            response = self.get_response(request)
-        response["RateLimit-Limit"] = str(tightest.limit)
-        response["RateLimit-Remaining"] = str(max(0, tightest.remaining))
-        response["RateLimit-Reset"] = str(tightest.reset)
-        return response

@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 import django_stubs_ext
 
+from api.middleware import API_MIDDLEWARE
 from core.env import env_bool, env_float, env_int, env_list, env_pairs, env_secret, env_str
 from core.model_catalog import parse_models
 from generations.queue_names import queue_name
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "gpu_worker",
     "webhooks",
     "ops",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -58,9 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "billing.ratelimit.RateLimitMiddleware",
-    "generations.idempotency.ApiVersionMiddleware",
-    "generations.idempotency.IdempotencyMiddleware",
+    *API_MIDDLEWARE,  # the API edge, in the order api/middleware.py explains
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -264,12 +264,13 @@ ATELIER_DEPRECATED_ROUTES: dict[str, dict[str, str]] = {}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.ApiKeyAuthentication",
+        "api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.CursorPage",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }

@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/v1/", include("generations.api_urls")),
     path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("gallery.api_urls")),
-    path("v1/", include("generations.openai_urls")),
+    path("v1/", include("api.openai_urls")),
     path("", include("billing.urls")),
     path("", include("generations.urls")),
     path("", include("gallery.urls")),

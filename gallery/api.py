@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.callers import current_user, viewer
 from accounts.models import User
 from core.errors import ApiError
 from core.openapi import errors
+from core.pagination import paginated
 from gallery import schema as gallery_schema
 from gallery.selectors import (
     ORDERINGS,
@@ -41,23 +42,13 @@ from generations.models import Image
 from generations.selectors import generation_resource, prefill, viewable_image
 
 
-def viewer(request: Request) -> User | None:
-    user = request.user
-    return user if isinstance(user, User) and user.is_authenticated else None
-
-
-def me(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 def no_such_image() -> ApiError:
     return ApiError("not_found", "No such image.")
 
 
 def mine(request: Request, image_id: str) -> Image:
     """The caller's own image; anyone else's, public or not, is indistinguishable from missing."""
-    image = owned_image(me(request), image_id)
+    image = owned_image(current_user(request), image_id)
     if image is None:
         raise no_such_image()
     return image
@@ -71,26 +62,17 @@ def visible(image_id: str) -> Image:
     return image
 
 
-class GalleryPagination(CursorPagination):
-    page_size = 24
-    max_page_size = 100
-    page_size_query_param = "limit"
-
-    def __init__(self, ordering: tuple[str, ...]) -> None:
-        self.ordering = ordering
-
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response({"data": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
+GALLERY_PAGE_SIZE = 24
 
 
 def image_page(request: Request, view: APIView, images: Any, ordering: tuple[str, ...]) -> Response:
-    paginator = GalleryPagination(ordering)
-    page = paginator.paginate_queryset(images, request, view=view)
-    assert page is not None
     user = viewer(request)
-    likes = liked_ids(user, page)
-    data = [gallery_image_resource(i, viewer=user, liked=i.pk in likes) for i in page]
-    return paginator.get_paginated_response(data)
+
+    def render(page: list[Image]) -> list[dict[str, Any]]:
+        likes = liked_ids(user, page)
+        return [gallery_image_resource(i, viewer=user, liked=i.pk in likes) for i in page]
+
+    return paginated(request, view, images, ordering=ordering, page_size=GALLERY_PAGE_SIZE, render=render)
 
 
 def accepted(generation: Any) -> Response:
@@ -125,7 +107,7 @@ class ImageDetailApi(APIView):
 class UpscaleApi(APIView):
     @extend_schema(request=None, responses={202: schema.GenerationOutSerializer, **ACTION_ERRORS})
     def post(self, request: Request, image_id: str) -> Response:
-        return accepted(upscale_image(user=me(request), image=mine(request, image_id)))
+        return accepted(upscale_image(user=current_user(request), image=mine(request, image_id)))
 
 
 class VaryApi(APIView):
@@ -139,7 +121,9 @@ class VaryApi(APIView):
         image = mine(request, image_id)
         params = gallery_schema.VaryInSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        return accepted(vary_image(user=me(request), image=image, strength=params.validated_data["strength"]))
+        return accepted(
+            vary_image(user=current_user(request), image=image, strength=params.validated_data["strength"])
+        )
 
 
 class InpaintApi(APIView):
@@ -155,7 +139,7 @@ class InpaintApi(APIView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         generation = inpaint_image(
-            user=me(request),
+            user=current_user(request),
             image=image,
             mask=data["mask"].read(),
             prompt=data["prompt"],
@@ -167,7 +151,7 @@ class InpaintApi(APIView):
 class RemixApi(APIView):
     @extend_schema(request=None, responses={200: gallery_schema.PrefillSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
-        image = viewable_image(me(request), image_id)
+        image = viewable_image(current_user(request), image_id)
         if image is None:
             raise no_such_image()
         return Response(prefill(image))
@@ -179,19 +163,19 @@ class PublishApi(APIView):
     @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
         image = set_published(image=mine(request, image_id), public=self.public)
-        return Response(gallery_image_resource(image, viewer=me(request)))
+        return Response(gallery_image_resource(image, viewer=current_user(request)))
 
 
 class LikeApi(APIView):
     @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
-        image = like_image(user=me(request), image=visible(image_id))
-        return Response(gallery_image_resource(image, viewer=me(request), liked=True))
+        image = like_image(user=current_user(request), image=visible(image_id))
+        return Response(gallery_image_resource(image, viewer=current_user(request), liked=True))
 
     @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def delete(self, request: Request, image_id: str) -> Response:
-        image = unlike_image(user=me(request), image=visible(image_id))
-        return Response(gallery_image_resource(image, viewer=me(request), liked=False))
+        image = unlike_image(user=current_user(request), image=visible(image_id))
+        return Response(gallery_image_resource(image, viewer=current_user(request), liked=False))
 
 
 class ReportApi(APIView):
@@ -205,7 +189,7 @@ class ReportApi(APIView):
         image = visible(image_id)
         params = gallery_schema.ReportInSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        report = report_image(user=me(request), image=image, **params.validated_data)
+        report = report_image(user=current_user(request), image=image, **params.validated_data)
         body = {
             "id": report.pk,
             "object": "report",

@@ -10,17 +10,18 @@ from django.http import HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from PIL import Image as PILImage
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.callers import current_user
 from accounts.models import User
 from billing.credits import format_credits
 from core.errors import ApiError
 from core.openapi import errors
+from core.pagination import paginated
 from generations import schema
 from generations.filters import filtered_generations
 from generations.models import Image
@@ -47,21 +48,6 @@ from webhooks.services import endpoint_for_generation
 from webhooks.targets import UnsafeUrl
 
 
-def current_user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-class GenerationPagination(CursorPagination):
-    ordering = "-created_at"
-    page_size = 20
-    max_page_size = 100
-    page_size_query_param = "limit"
-
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response({"data": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
-
-
 class GenerationListApi(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
@@ -71,11 +57,15 @@ class GenerationListApi(APIView):
         responses={200: schema.GenerationPageSerializer, **errors(401)},
     )
     def get(self, request: Request) -> Response:
-        paginator = GenerationPagination()
         generations = filtered_generations(generations_of(current_user(request)), request.query_params)
-        page = paginator.paginate_queryset(generations, request, view=self)
-        assert page is not None
-        return paginator.get_paginated_response([generation_resource(g) for g in page])
+        return paginated(
+            request,
+            self,
+            generations,
+            ordering="-created_at",
+            page_size=20,
+            render=lambda page: [generation_resource(g) for g in page],
+        )
 
     @extend_schema(
         request=GenerationCreateSerializer,

@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from accounts.models import User
 from accounts.services import api_key_create
 from scripts.private_redis import free_port
+from tests.api_support import Api
 from tests.browser_support import browser
 from tests.s3_support import s3_server
 
@@ -72,6 +73,32 @@ def idle_workers_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
     while Generation.objects.filter(status="running").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.2)  # the last event and webhook rows are written just after the transition
+
+
+# The owner / other user / anonymous trio: every endpoint is tested against all three
+# (tests/test_route_authorization.py holds every API route to it). A test file that needs plain
+# users may define its own `owner`.
+@pytest.fixture
+def make_api() -> Callable[[str], Api]:
+    def make(username: str) -> Api:
+        return Api(User.objects.create_user(username, password="x"))
+
+    return make
+
+
+@pytest.fixture
+def owner(make_api: Callable[[str], Api]) -> Api:
+    return make_api("owner")
+
+
+@pytest.fixture
+def other(make_api: Callable[[str], Api]) -> Api:
+    return make_api("other")
+
+
+@pytest.fixture
+def anonymous() -> Api:
+    return Api(None)
 
 
 def database_url() -> str:

@@ -4,70 +4,24 @@ sorts and search; the blocklist; suspension; plan-based visibility; style preset
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from accounts.models import User
-from accounts.services import api_key_create
 from billing.credits import account_for, plan_by_slug
 from gallery.models import BlockedTerm, Like, Report, StylePreset
 from gallery.moderation import suspend_user
 from gallery.services import like_image
 from generations.models import Generation, Image
+from tests.api_support import Api
 from tests.gallery_support import make_image, png_bytes
 
 pytestmark = pytest.mark.django_db
-
-
-class Api:
-    def __init__(self, user: User | None) -> None:
-        self.user = user
-        self.client = Client()
-        if user is not None:
-            _, key = api_key_create(user=user)
-            self.client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-
-    def get(self, path: str, **params: Any) -> Any:
-        return self.client.get(path, params)
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self.client.post(path, body or {}, content_type="application/json")
-
-    def upload(self, path: str, data: dict[str, Any]) -> Any:
-        return self.client.post(path, data)
-
-    def delete(self, path: str) -> Any:
-        return self.client.delete(path)
-
-
-@pytest.fixture
-def make_api() -> Callable[[str], Api]:
-    def make(username: str) -> Api:
-        return Api(User.objects.create_user(username, password="x"))
-
-    return make
-
-
-@pytest.fixture
-def owner(make_api: Callable[[str], Api]) -> Api:
-    return make_api("owner")
-
-
-@pytest.fixture
-def other(make_api: Callable[[str], Api]) -> Api:
-    return make_api("other")
-
-
-@pytest.fixture
-def anonymous() -> Api:
-    return Api(None)
 
 
 def code(response: Any) -> str:

@@ -1,5 +1,8 @@
 """OpenAI-compatible image endpoints, so the official ``openai`` client works unchanged:
-``POST /v1/images/generations``, ``POST /v1/images/edits`` and ``GET /v1/models``."""
+``POST /v1/images/generations``, ``POST /v1/images/edits`` and ``GET /v1/models``.
+
+A translation layer over generations' services at the API edge: only an API key authenticates
+here (never the session: these views are CSRF-exempt), the key the edge already looked up."""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image as PILImage
 
-from accounts.authentication import bearer_token, key_user
 from accounts.models import User
+from api.authentication import key_user
 from core.errors import ApiError
 from generations.models import GenerationStatus, Image
 from generations.registry import all_models
@@ -38,15 +41,10 @@ def openai_error(status: int, message: str, *, code: str, param: str | None = No
     return JsonResponse(body, status=status)
 
 
-def authenticated(request: HttpRequest) -> User | None:
-    token = bearer_token(request.headers.get("Authorization", ""))
-    return key_user(request, token) if token else None
-
-
 @csrf_exempt
 @require_POST
 def images_generations(request: HttpRequest) -> JsonResponse:
-    user = authenticated(request)
+    user = key_user(request)
     if user is None:
         return openai_error(401, "Invalid or missing API key.", code="invalid_api_key")
     try:
@@ -100,7 +98,7 @@ def generate_and_wait(
 def images_edits(request: HttpRequest) -> JsonResponse:
     """Multipart ``image`` and optional ``mask``: transparent pixels (of the mask, else of the
     image) are repainted, as in OpenAI's edits; an opaque mask may also be white-means-repaint."""
-    user = authenticated(request)
+    user = key_user(request)
     if user is None:
         return openai_error(401, "Invalid or missing API key.", code="invalid_api_key")
     image_file = request.FILES.get("image") or request.FILES.get("image[]")
@@ -163,7 +161,7 @@ def image_data(request: HttpRequest, image: Image, response_format: str) -> dict
 
 @require_GET
 def models(request: HttpRequest) -> JsonResponse:
-    if authenticated(request) is None:
+    if key_user(request) is None:
         return openai_error(401, "Invalid or missing API key.", code="invalid_api_key")
     created = int(time.time())
     data = [

@@ -8,25 +8,17 @@ import json
 import logging
 from collections.abc import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
 
-from accounts.models import User
+from api.authentication import api_user
+from api.middleware import API_PREFIXES
 from core.errors import error_body
 from core.redis import redis_client
 
 log = logging.getLogger(__name__)
 TTL_SECONDS = 24 * 3600
 IN_PROGRESS = "in_progress"
-API_PREFIXES = ("/api/", "/v1/")
-
-
-def requester(request: HttpRequest) -> User | None:
-    user = getattr(request, "api_key_user", None)  # set by the rate limiter for Bearer keys
-    if user is None and request.user.is_authenticated:
-        user = request.user
-    return user if isinstance(user, User) else None
 
 
 def fingerprint(request: HttpRequest) -> str:
@@ -45,7 +37,7 @@ class IdempotencyMiddleware:
         key = request.headers.get("Idempotency-Key", "")
         if request.method != "POST" or not key or not request.path.startswith(API_PREFIXES):
             return self.get_response(request)
-        user = requester(request)
+        user = api_user(request)
         if user is None or len(key) > 255:
             return self.get_response(request)
         slot = f"atelier:idem:{user.pk}:{hashlib.sha256(key.encode()).hexdigest()}"
@@ -96,25 +88,3 @@ class IdempotencyMiddleware:
             redis_client().set(slot, json.dumps(record), ex=TTL_SECONDS)
         except RedisError as exc:
             log.warning("could not remember an idempotent response: %s", exc)
-
-
-class ApiVersionMiddleware:
-    """``API-Version`` on every API response; ``Deprecation``/``Sunset`` on deprecated routes."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if not request.path.startswith(API_PREFIXES):
-            return response
-        response["API-Version"] = settings.ATELIER_API_VERSION
-        match = getattr(request, "resolver_match", None)
-        notice = settings.ATELIER_DEPRECATED_ROUTES.get(match.url_name if match else "")
-        if notice:
-            response["Deprecation"] = notice.get("deprecation", "true")
-            if notice.get("sunset"):
-                response["Sunset"] = notice["sunset"]
-            if notice.get("link"):
-                response["Link"] = f'<{notice["link"]}>; rel="deprecation"'
-        return response

@@ -1,0 +1,29 @@
+"""The API edge's middleware, in the one order that works, written down here and nowhere else.
+
+``config/settings.py`` splices ``API_MIDDLEWARE`` into ``MIDDLEWARE`` right after Django's
+``AuthenticationMiddleware`` (the session's user), and ``tests/test_api_edge.py`` holds it there.
+Each step runs only for the API's paths (``API_PREFIXES``):
+
+1. ``BearerKeyMiddleware`` finds who calls with ``Authorization: Bearer <key>``: the key is looked
+   up once per request, here, and DRF's ``ApiKeyAuthentication`` and the OpenAI-style views read
+   that result instead of looking it up again.
+2. ``RateLimitMiddleware`` counts the request per key, user or address (it needs 1 to know
+   which) and answers ``429`` before any work is done; every response gets ``RateLimit-*``.
+3. ``ApiVersionMiddleware`` adds ``API-Version`` and the deprecation headers to every API
+   response that got past the rate limit, a replayed one included (so it wraps 4).
+4. ``IdempotencyMiddleware`` replays the first response to a repeated ``Idempotency-Key``; it
+   needs 1 for whose key it is, and runs after 2 so that a replay still counts against the limit.
+
+Free of imports: settings read it before Django is set up.
+"""
+
+from __future__ import annotations
+
+API_PREFIXES = ("/api/", "/v1/")
+
+API_MIDDLEWARE = [
+    "api.authentication.BearerKeyMiddleware",
+    "api.ratelimit.RateLimitMiddleware",
+    "api.versioning.ApiVersionMiddleware",
+    "api.idempotency.IdempotencyMiddleware",
+]

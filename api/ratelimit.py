@@ -1,0 +1,61 @@
+"""Every API response carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``;
+past the limit the answer is ``429 rate_limited`` with ``Retry-After``. Billing counts
+(billing/ratelimit.py); this decides whose counters a request hits and answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from redis.exceptions import RedisError
+
+from accounts.models import User
+from api.authentication import key_caller
+from api.middleware import API_PREFIXES
+from billing.ratelimit import client_ip, hit, plan_rate, rate_of
+from core.errors import error_body
+
+log = logging.getLogger(__name__)
+
+
+def buckets_for(request: HttpRequest) -> list[tuple[str, int]]:
+    """(counter, limit) pairs: the key's and its user's, else the session user's, else the address's."""
+    caller = key_caller(request)
+    if caller is not None:
+        if caller.user is not None:
+            rate = rate_of(caller.user, caller.plan)
+            return [(f"key:{caller.prefix}", rate), (f"user:{caller.user.pk}", rate)]
+    elif request.user.is_authenticated:
+        assert isinstance(request.user, User)
+        return [(f"user:{request.user.pk}", plan_rate(request.user))]
+    return [(f"ip:{client_ip(request)}", settings.ATELIER_ANON_RATE_PER_MINUTE)]
+
+
+class RateLimitMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIXES):
+            return self.get_response(request)
+        try:
+            results = hit(buckets_for(request))
+        except RedisError as exc:
+            # Fail open: an outage of the counters must not take the API down with it.
+            log.warning("rate limits unavailable: %s", exc)
+            return self.get_response(request)
+        tightest = min(results, key=lambda r: (r.remaining, -r.reset))
+        if not tightest.allowed:
+            response: HttpResponse = JsonResponse(
+                error_body("rate_limited", f"Rate limit of {tightest.limit} requests per minute exceeded."),
+                status=429,
+            )
+            response["Retry-After"] = str(tightest.reset)
+        else:
+            response = self.get_response(request)
+        response["RateLimit-Limit"] = str(tightest.limit)
+        response["RateLimit-Remaining"] = str(max(0, tightest.remaining))
+        response["RateLimit-Reset"] = str(tightest.reset)
+        return response

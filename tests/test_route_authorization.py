@@ -1,0 +1,166 @@
+"""Every API route the URL resolver knows, against the owner / other user / anonymous trio:
+anonymous gets 401 (or the route's documented public status) and another user gets 404 on the
+owner's object, exactly as a missing one. A route missing from ROUTES fails the suite, so a new
+endpoint cannot ship without its rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.api_support import Api
+from tests.factories import queued_generation
+from tests.gallery_support import make_image
+from webhooks.models import WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+API_PREFIXES = ("api/", "v1/")
+
+
+@dataclass(frozen=True)
+class Rule:
+    methods: tuple[str, ...]
+    # What anonymous gets, by method; 401 unless the route documents another answer.
+    anonymous: dict[str, int] = field(default_factory=dict)
+    # Another user on the owner's object: 404 by default where the route names an owner's
+    # object; a route without one (a list, a create, a public page) has nothing to hide.
+    other: int | None = 404
+
+    def anonymous_status(self, method: str) -> int:
+        return self.anonymous.get(method, 401)
+
+
+ROUTES: dict[str, Rule] = {
+    # Public: the schema and its docs.
+    "api_schema": Rule(("get",), anonymous={"get": 200}, other=None),
+    "api_docs": Rule(("get",), anonymous={"get": 200}, other=None),
+    # generations
+    "api_generations": Rule(("get", "post"), other=None),
+    "api_generation_quote": Rule(("post",), other=None),
+    "api_generation_detail": Rule(("get",)),
+    "api_generation_cancel": Rule(("post",)),
+    "api_uploads": Rule(("post",), other=None),
+    "api_image_content": Rule(("get",)),
+    "api_image_thumbnail": Rule(("get",)),
+    "api_models": Rule(("get",), other=None),
+    # webhooks
+    "api_webhooks": Rule(("get", "post"), other=None),
+    "api_webhook_detail": Rule(("get", "patch", "delete")),
+    "api_webhook_test": Rule(("post",)),
+    "api_webhook_deliveries": Rule(("get",)),
+    # gallery: a private image is missing to anyone but its owner, signed in or not.
+    "api_image_detail": Rule(("get", "delete"), anonymous={"get": 404}),
+    "api_image_upscale": Rule(("post",)),
+    "api_image_vary": Rule(("post",)),
+    "api_image_remix": Rule(("post",)),
+    "api_image_inpaint": Rule(("post",)),
+    "api_image_publish": Rule(("post",)),
+    "api_image_unpublish": Rule(("post",)),
+    "api_image_like": Rule(("post", "delete")),
+    "api_image_report": Rule(("post",)),
+    "api_explore": Rule(("get",), anonymous={"get": 200}, other=None),
+    "api_profile_images": Rule(("get",), anonymous={"get": 200}, other=None),
+    "api_styles": Rule(("get",), other=None),
+    # The OpenAI-compatible surface: an API key or nothing.
+    "openai_images_generations": Rule(("post",), other=None),
+    "openai_images_edits": Rule(("post",), other=None),
+    "openai_models": Rule(("get",), other=None),
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    pattern: str
+    view: Any
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def walk(patterns: list[Any], prefix: str = "") -> Iterator[Route]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            yield Route(str(entry.name), prefix + str(entry.pattern), entry.callback)
+
+
+def api_routes() -> list[Route]:
+    return [route for route in walk(get_resolver().url_patterns) if route.pattern.startswith(API_PREFIXES)]
+
+
+ALL_ROUTES = api_routes()
+
+
+def test_every_api_route_has_a_rule() -> None:
+    names = [route.name for route in ALL_ROUTES]
+    assert len(names) == len(set(names)), "every API route needs a name of its own"
+    missing = sorted(set(names) - set(ROUTES))
+    assert not missing, f"add these routes to ROUTES with their anonymous and other-user rule: {missing}"
+    assert not set(ROUTES) - set(names), "ROUTES names routes that no longer exist"
+
+
+@pytest.mark.parametrize("route", ALL_ROUTES, ids=str)
+def test_the_rule_names_every_method_of_a_class_view(route: Route) -> None:
+    view_class = getattr(route.view, "view_class", None) or getattr(route.view, "cls", None)
+    if view_class is None:
+        return  # a function view: its decorators say its methods, ROUTES repeats them
+    implemented = {m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)}
+    assert implemented == set(ROUTES[route.name].methods)
+
+
+@pytest.fixture
+def owned(owner: Api) -> dict[str, str]:
+    """The owner's objects, by the URL parameter that names them."""
+    assert owner.user is not None
+    image = make_image(owner.user, public=False)
+    endpoint = WebhookEndpoint.objects.create(user=owner.user, url="https://example.com/hook", secret="s")
+    return {
+        "generation_id": str(queued_generation(owner.user).id),
+        "image_id": str(image.id),
+        "endpoint_id": str(endpoint.id),
+        "username": owner.user.username,
+    }
+
+
+def path_of(route: Route, owned: dict[str, str]) -> str:
+    path = "/" + route.pattern.replace("^", "").replace("$", "")
+    for name, value in owned.items():
+        path = path.replace(f"<str:{name}>", value).replace(f"<uuid:{name}>", value)
+    assert "<" not in path, f"give the test an object for {path}"
+    return path
+
+
+def cases(*, for_other: bool) -> list[tuple[Route, str]]:
+    return [
+        (route, method)
+        for route in ALL_ROUTES
+        if route.name in ROUTES and (not for_other or ROUTES[route.name].other is not None)
+        for method in ROUTES[route.name].methods
+    ]
+
+
+def case_id(value: Any) -> str:
+    return str(value)
+
+
+@pytest.mark.parametrize(("route", "method"), cases(for_other=False), ids=case_id)
+def test_anonymous_gets_401_or_the_routes_public_status(
+    route: Route, method: str, owned: dict[str, str], anonymous: Api
+) -> None:
+    response = anonymous.request(method, path_of(route, owned))
+    assert response.status_code == ROUTES[route.name].anonymous_status(method), response.content[:300]
+
+
+@pytest.mark.parametrize(("route", "method"), cases(for_other=True), ids=case_id)
+def test_another_user_gets_404_on_the_owners_object(
+    route: Route, method: str, owned: dict[str, str], other: Api
+) -> None:
+    response = other.request(method, path_of(route, owned))
+    assert response.status_code == ROUTES[route.name].other, response.content[:300]
