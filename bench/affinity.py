@@ -78,6 +78,7 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path, label: str) -
     from accounts.models import User
     from generations import queues
     from generations.models import Generation, GenerationStatus
+    from generations.workers import live_worker_count
 
     queues.redis_client().flushdb()
     logs = [open(work / f"worker-{label[:3].strip()}-{n}.log", "w") for n in range(WORKERS)]  # noqa: SIM115
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace, env: dict[str, str], work: Path, label: str) -
     ]
     try:
         deadline = time.monotonic() + 120
-        while queues.live_workers("bench") < WORKERS:  # both started and done preloading
+        while live_worker_count("bench") < WORKERS:  # both started and done preloading
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 raise RuntimeError(f"the workers did not start; see {work}/worker-*.log")
             time.sleep(0.1)

@@ -100,7 +100,9 @@ class PlainLoop:
 
     def run(self, n: int) -> float:
         from generations.storage import save_content
-        from gpu_worker.pipeline import RenderSpec, png_with_parameters, render, webp_thumbnail
+        from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+        from gpu_worker.model import RenderSpec
+        from gpu_worker.pipeline import render
 
         start = time.perf_counter()
         for _ in range(n):

@@ -157,7 +157,7 @@ def plain_loop(args: argparse.Namespace, model_dir: Path, batches: list[int]) ->
     from diffusers import StableDiffusionPipeline
 
     from generations.storage import save_content
-    from gpu_worker.pipeline import png_with_parameters, webp_thumbnail
+    from gpu_worker.encoders import png_with_parameters, webp_thumbnail
 
     pipe: Any = StableDiffusionPipeline.from_pretrained(
         str(model_dir), torch_dtype=dtype_for(args.device), safety_checker=None, requires_safety_checker=False
@@ -325,7 +325,8 @@ def oom_ladder(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
 
     from gpu_worker.cache import ModelCache
     from gpu_worker.memory import MemoryBudget
-    from gpu_worker.pipeline import RenderSpec, render_batch
+    from gpu_worker.model import RenderSpec
+    from gpu_worker.pipeline import render_batch
 
     gc.collect()
     torch.cuda.empty_cache()
@@ -365,8 +366,7 @@ def report(args: argparse.Namespace, batches: list[int], results: dict[str, Any]
     print(
         f"workload: {args.model}, {args.size}x{args.size}, {args.steps} steps, {args.images} images per run"
     )
-    print(f"model build: {results['build']}")
-    print(f"model load: {results['loads']}")
+    print(f"model build: {results['build']}\nmodel load: {results['loads']}")
     loop, worker = results["loop"], results["worker"]
     for b in batches:
         line = f"batch {b}: plain loop {loop[b]['images_per_s']:.3f} img/s ({loop[b]['seconds']} s)"

@@ -235,3 +235,23 @@ def settle_credits(*, user_id: int, generation_id: uuid.UUID, held: int, capture
             credits=released,
             generation_id=generation_id,
         )
+
+
+SETTLEMENT_KINDS = (EntryKind.HOLD, EntryKind.CAPTURE, EntryKind.RELEASE)
+
+
+def archive_credit_round(generation_id: uuid.UUID) -> int:
+    """Set the ledger entries of a generation's finished attempt aside; returns that round's number.
+
+    The ledger allows one hold, capture and release per generation, so a generation that runs again
+    would collide with its own history when it is held and settled again. The earlier round keeps its
+    amounts and names the generation in its reference; the new round uses the ordinary entries.
+    """
+    settled = CreditEntry.objects.filter(generation_id=generation_id, kind__in=SETTLEMENT_KINDS)
+    if not settled.exists():
+        return 0
+    prefix = f"generation:{generation_id}:round:"
+    earlier = CreditEntry.objects.filter(reference__startswith=prefix).values("reference").distinct().count()
+    round_number = earlier + 1
+    settled.update(generation=None, reference=f"{prefix}{round_number}", note=f"before retry {round_number}")
+    return round_number

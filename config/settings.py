@@ -11,6 +11,7 @@ import django_stubs_ext
 from api.middleware import API_MIDDLEWARE
 from core.env import env_bool, env_float, env_int, env_list, env_pairs, env_secret, env_str
 from core.model_catalog import parse_models
+from generations.queue_names import queue_name
 
 django_stubs_ext.monkeypatch()
 
@@ -202,7 +203,7 @@ LANES = ("priority", "standard", "free", "relax")
 ATELIER_POOL_TIMEOUTS = env_pairs("ATELIER_POOL_TIMEOUTS", "")
 ATELIER_JOB_TIMEOUT = env_int("ATELIER_JOB_TIMEOUT", 900)
 RQ_QUEUES = {
-    f"gen.{pool}.{lane}": {
+    queue_name(pool, lane): {
         "URL": REDIS_URL,
         "DEFAULT_TIMEOUT": int(ATELIER_POOL_TIMEOUTS.get(pool, ATELIER_JOB_TIMEOUT)),
     }

@@ -30,7 +30,8 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
     ]
     list_filter = ["status", "kind", "model_name", "lane", "error_code"]
     search_fields = ["id", "prompt", "user__username"]
-    readonly_fields = ["id", "created_at", "started_at", "finished_at", "worker_name"]
+    # Status changes go through generations.lifecycle (the actions below), never the change form.
+    readonly_fields = ["id", "status", "created_at", "started_at", "finished_at", "worker_name"]
     inlines = [ImageInline]
     actions = ["retry_failed", "move_to_front"]
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
@@ -18,7 +16,8 @@ from django.utils import timezone
 from core.redis import redis_client
 from generations import queues
 from generations.models import Generation, GenerationStatus
-from gpu_worker.heartbeat import HEARTBEAT_PREFIX
+from generations.queue_names import queue_name
+from generations.workers import all_heartbeats
 
 DEAD_LETTERS_QUERY = f"?status__exact={GenerationStatus.FAILED}"
 
@@ -51,22 +50,13 @@ class PoolRow:
 def live_workers(now: float | None = None) -> list[WorkerRow]:
     """Every worker whose heartbeat key has not expired, by name."""
     now = time.time() if now is None else now
-    client = redis_client()
-    keys = sorted(client.scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=500))
-    values = client.mget(keys) if keys else []
     rows = []
-    for key, raw in zip(keys, values, strict=True):
-        if raw is None:
-            continue  # expired between SCAN and MGET
-        try:
-            state: dict[str, Any] = json.loads(raw)
-        except ValueError:
-            state = {}
+    for name, state in all_heartbeats():
         jobs = [str(job) for job in state.get("current_jobs") or []]
         beat = state.get("at")
         rows.append(
             WorkerRow(
-                name=key.decode()[len(HEARTBEAT_PREFIX) :],
+                name=name,
                 pools=list(state.get("pools") or []),
                 device=str(state.get("device") or ""),
                 models=[str(m) for m in state.get("models") or []],
@@ -85,7 +75,7 @@ def pool_queues(pools: list[str]) -> list[PoolRow]:
     names = [(pool, lane) for pool in pools for lane in settings.LANES]
     pipe = redis_client().pipeline()
     for pool, lane in names:
-        pipe.llen(queues.queue_key(f"gen.{pool}.{lane}"))
+        pipe.llen(queues.queue_key(queue_name(pool, lane)))
     lengths = dict(zip(names, pipe.execute(), strict=True))
     oldest = {
         (row["pool"], row["lane"]): row["oldest"]
@@ -100,7 +90,7 @@ def pool_queues(pools: list[str]) -> list[PoolRow]:
             lanes=[
                 LaneRow(
                     lane=lane,
-                    queue=f"gen.{pool}.{lane}",
+                    queue=queue_name(pool, lane),
                     length=int(lengths[(pool, lane)]),
                     oldest_seconds=(now - oldest[(pool, lane)]).total_seconds()
                     if (pool, lane) in oldest

@@ -8,18 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from generations import events, queues
+from generations import lifecycle, queues
 from generations.models import Generation, GenerationStatus
 from generations.scheduling import age_queued, release_all_pending, release_relax
-from generations.services import settle
-from gpu_worker.heartbeat import is_running
+from generations.workers import is_running
 from webhooks.services import deliver_due
 
 log = logging.getLogger(__name__)
@@ -63,38 +59,16 @@ def reconcile_lost_workers(result: TickResult) -> None:
             requeue_lost(generation, result)
 
 
-def take_from_lost_worker(generation: Generation, **fields: Any) -> bool:
-    """running -> something else, only if the same (lost) worker still holds it."""
-    changed = Generation.objects.filter(
-        pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=generation.worker_name
-    ).update(**fields)
-    if changed:
-        generation.refresh_from_db()
-    return bool(changed)
-
-
 def requeue_lost(generation: Generation, result: TickResult) -> None:
     lost_worker = generation.worker_name
-    with transaction.atomic():
-        fields = {"worker_name": "", "step": 0, "started_at": None, "attempts": F("attempts") + 1}
-        if not take_from_lost_worker(generation, status=GenerationStatus.QUEUED, **fields):
-            return
-        events.publish_on_commit(generation, "generation.queued")
-        queues.enqueue_after_commit([generation])
-    log.warning("re-queued %s: worker %s stopped beating", generation.id, lost_worker)
-    result.requeued += 1
+    if lifecycle.requeue_lost(generation):
+        log.warning("re-queued %s: worker %s stopped beating", generation.id, lost_worker)
+        result.requeued += 1
 
 
 def fail_lost(generation: Generation, result: TickResult) -> None:
-    message = "The worker running this generation was lost, too many times."
-    with transaction.atomic():
-        fields = {"finished_at": timezone.now(), "error_code": "worker_lost", "error_message": message}
-        if not take_from_lost_worker(generation, status=GenerationStatus.FAILED, **fields):
-            return
-        settle(generation)
-        error = {"code": generation.error_code, "message": generation.error_message}
-        events.publish_on_commit(generation, "generation.failed", error=error)
-    result.failed += 1
+    if lifecycle.fail_lost(generation):
+        result.failed += 1
 
 
 def reenqueue_vanished_jobs(result: TickResult) -> None:

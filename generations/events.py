@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from core.events import iso
 from generations.models import Generation
+from generations.positions import eta_seconds, queue_position
 from generations.publisher import channel_message, shared_publisher, user_group
 from webhooks.services import GenerationWebhook, is_uuid, record_deliveries
 
@@ -72,8 +73,6 @@ def generation_webhook(event: dict[str, Any], generation: Generation | None) -> 
 def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:
     """Publish after the surrounding transaction commits: the DB row is the truth, the push a hint."""
     if event_type == "generation.queued" and "queue_position" not in extra:
-        from generations.scheduling import eta_seconds, queue_position
-
         position = queue_position(generation)
         extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))
     event = build_event(generation, event_type, **extra)

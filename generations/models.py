@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from generations.queue_names import queue_name
 from generations.samplers import DEFAULT_SAMPLER, SAMPLERS
 
 
@@ -167,7 +168,7 @@ class Generation(models.Model):
 
     @property
     def queue_name(self) -> str:
-        return f"gen.{self.pool}.{self.lane}"
+        return queue_name(self.pool, self.lane)
 
 
 def hot_score(likes: int, created_at: datetime) -> float:

@@ -162,15 +162,6 @@ def recent_model_events() -> list[dict[str, object]]:
     return [json.loads(raw) for raw in redis_client().lrange(MODEL_EVENTS_KEY, 0, -1)]
 
 
-def pool_workers_key(pool: str) -> str:
-    return f"atelier:pool-workers:{pool}"
-
-
-def live_workers(pool: str) -> int:
-    cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
-    return int(redis_client().zcount(pool_workers_key(pool), cutoff, "+inf"))
-
-
 def dequeue(generation: Generation) -> None:
     """Drop the job from its queue if it is still there; a worker that gets it anyway drops it."""
     queue = rq_queue(generation.queue_name)

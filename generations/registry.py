@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from core.model_catalog import ModelSpec
+from generations.queue_names import queue_name
 
 
 def all_models() -> dict[str, ModelSpec]:
@@ -19,4 +20,4 @@ def default_model() -> ModelSpec:
 
 def lanes_for_pools(pools: list[str]) -> list[str]:
     """Queue names a worker listens to: for each lane in priority order, each pool."""
-    return [f"gen.{pool}.{lane}" for lane in settings.LANES for pool in pools]
+    return [queue_name(pool, lane) for lane in settings.LANES for pool in pools]

@@ -1,7 +1,7 @@
 """Samplers a job may ask for, and which of them fit each model family.
 
 The names are the ones people know from other UIs. The worker maps them to diffusers schedulers
-(gpu_worker/pipeline.py), each made from the model's own scheduler config, so a model's noise
+(gpu_worker/samplers.py), each made from the model's own scheduler config, so a model's noise
 schedule, prediction type (epsilon, v-prediction) and timestep spacing are kept.
 
 Kept free of Django and diffusers imports: the web process validates with it.

@@ -11,7 +11,7 @@ from billing.credits import format_credits
 from core.events import iso
 from generations.events import progress_fraction
 from generations.models import ACTIVE_STATUSES, EXPLORE_VISIBLE, Generation, GenerationStatus, Image, Upload
-from generations.scheduling import eta_seconds, queue_position
+from generations.positions import eta_seconds, queue_position
 
 M = TypeVar("M", bound=Model)
 

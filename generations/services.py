@@ -1,4 +1,8 @@
-"""Writes: submitting and canceling generations, storing uploads."""
+"""Writes: submitting generations (creating their rows), canceling them, storing uploads.
+
+Creating a row gives it its first status (pending or queued, from `caps.admission`); every later
+change of status is `generations.lifecycle`'s.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import secrets
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import User
 from billing.credits import (
@@ -17,18 +20,17 @@ from billing.credits import (
     format_credits,
     generation_cost,
     hold_credits,
-    settle_credits,
 )
 from billing.models import BillingAccount
 from core import sql
 from core.context import request_id
 from core.errors import ApiError
-from generations import events, queues
+from generations import events, lifecycle, queues
+from generations.caps import admission, lock_account
 from generations.extensions import check_submission
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER
-from generations.scheduling import admission, lock_account, release_pending
 from generations.storage import save_content
 from generations.uploads import clean_image
 from webhooks.models import WebhookEndpoint
@@ -146,38 +148,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
 
 def cancel_generation(*, generation: Generation) -> Generation:
     """Cancel a waiting job at once; ask a running one to stop at its next step."""
-    now = timezone.now()
-    with transaction.atomic():
-        waiting = (GenerationStatus.PENDING, GenerationStatus.QUEUED)
-        changed = Generation.objects.filter(pk=generation.pk, status__in=waiting).update(
-            status=GenerationStatus.CANCELED, finished_at=now, cancel_requested_at=now
-        )
-        if changed:
-            generation.refresh_from_db()
-            settle(generation)
-            events.publish_on_commit(generation, "generation.canceled")
-            transaction.on_commit(lambda: queues.dequeue(generation))
-            return generation
-        changed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.RUNNING).update(
-            cancel_requested_at=now
-        )
-        generation.refresh_from_db()
-    if changed:
-        queues.request_cancel(generation)
-        return generation
-    raise ApiError("generation_finished", f"The generation has already {generation.status}.")
-
-
-def settle(generation: Generation, *, finished_images: int = 0) -> None:
-    """A generation just reached its terminal state (inside that transaction): settle its credits
-    and let the user's next pending job take its place."""
-    settle_credits(
-        user_id=generation.user_id,
-        generation_id=generation.id,
-        held=generation.credits_held,
-        captured=generation.credits_per_image * finished_images,
-    )
-    release_pending(generation.user_id)
+    return lifecycle.cancel(generation)
 
 
 def upload_create(*, user: User, data: bytes) -> Upload:

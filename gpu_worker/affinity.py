@@ -28,7 +28,6 @@ jobs to other workers.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -44,8 +43,9 @@ from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
 from rq.serializers import resolve_serializer
 
-from generations.queues import doorbell, pool_workers_key
-from gpu_worker.heartbeat import heartbeat_key
+from generations.queue_names import lane_of, pool_of
+from generations.queues import doorbell
+from generations.workers import pool_heartbeats
 
 WINDOW = 64  # jobs looked at per queue
 IDLE_LOOK = 1.0  # seconds: an idle worker looks at the queues at least this often
@@ -60,14 +60,7 @@ class Candidate:
 
 def other_workers(connection: Redis, pools: Iterable[str], me: str) -> list[dict[str, Any]]:
     """The heartbeats of the other live workers of these pools."""
-    cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
-    names: set[str] = set()
-    for pool in pools:
-        names.update(n.decode() for n in connection.zrangebyscore(pool_workers_key(pool), cutoff, "+inf"))
-    names.discard(me)
-    others = sorted(names)
-    beats = connection.mget([heartbeat_key(name) for name in others]) if others else []
-    return [json.loads(raw) for raw in beats if raw is not None]
+    return pool_heartbeats(connection, pools, exclude=me)
 
 
 def models_of(info: dict[str, Any]) -> set[str]:
@@ -84,14 +77,6 @@ def idle_holders(connection: Redis, pools: Iterable[str], me: str) -> frozenset[
 def holder_counts(connection: Redis, pools: Iterable[str], me: str) -> Counter[str]:
     """How many other live workers hold each model, busy or not."""
     return Counter(path for info in other_workers(connection, pools, me) for path in models_of(info))
-
-
-def pool_of(queue_name: str) -> str:
-    return queue_name.split(".")[1]  # gen.<pool>.<lane>
-
-
-def lane_of(queue_name: str) -> str:
-    return queue_name.split(".")[2]
 
 
 def candidates(connection: Redis, queues: Sequence[Queue]) -> list[list[Candidate]]:

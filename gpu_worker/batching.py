@@ -6,9 +6,9 @@ taken from the head job's own queue, in queue order, up to the model's `max_batc
 most `ATELIER_BATCH_WAIT` seconds. A batch never delays a higher lane: while any higher lane of
 the pool has a job waiting, no mate is added and nobody waits.
 
-A mate is claimed in the database first (queued -> running, conditional), then its RQ job is
-removed, so a worker that pops that job anyway finds it taken and skips it, and a worker that
-dies holding it is found by the reconciler like any other running job.
+A mate is claimed in the database first (`lifecycle.claim`: queued -> running, conditional), then
+its RQ job is removed, so a worker that pops that job anyway finds it taken and skips it, and a
+worker that dies holding it is found by the reconciler like any other running job.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
+from generations import lifecycle
 from generations.models import Generation, GenerationStatus
+from generations.queue_names import queue_name
 from generations.queues import job_id_for, queue_key, redis_client
 
 SCAN_DEPTH = 64  # queued jobs looked at per poll
@@ -49,11 +50,13 @@ def higher_lanes_busy(head: Generation) -> bool:
         return False
     pipe = redis_client().pipeline()
     for lane in higher:
-        pipe.llen(queue_key(f"gen.{head.pool}.{lane}"))
+        pipe.llen(queue_key(queue_name(head.pool, lane)))
     return any(pipe.execute())
 
 
-def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[Generation]:
+def take_mates(
+    head: Generation, *, max_images: int, worker_name: str, publish: lifecycle.Publish | None = None
+) -> list[Generation]:
     """Claim compatible queued jobs for `head`'s batch (see the module docstring)."""
     room = max_images - head.n
     if room <= 0:
@@ -73,7 +76,11 @@ def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[G
             **dict(zip(BATCH_FIELDS, key, strict=True)),
         ).select_related("input_upload", "mask_upload")
         for candidate in sorted(candidates, key=lambda g: order[str(g.id)]):
-            if candidate.n > room or batch_key(candidate) != key or not claim(candidate, worker_name):
+            if (
+                candidate.n > room
+                or batch_key(candidate) != key
+                or not lifecycle.claim(candidate, worker_name=worker_name, publish=publish)
+            ):
                 continue
             drop_rq_job(client, waiting, candidate)
             mates.append(candidate)
@@ -84,17 +91,6 @@ def take_mates(head: Generation, *, max_images: int, worker_name: str) -> list[G
             break
         time.sleep(POLL_SECONDS)
     return mates
-
-
-def claim(generation: Generation, worker_name: str) -> bool:
-    now = timezone.now()
-    claimed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED).update(
-        status=GenerationStatus.RUNNING, started_at=now, worker_name=worker_name, step=0
-    )
-    if claimed == 1:
-        generation.status, generation.started_at = GenerationStatus.RUNNING, now
-        generation.worker_name, generation.step = worker_name, 0
-    return claimed == 1
 
 
 def drop_rq_job(client: Any, key: str, generation: Generation) -> None:

@@ -27,7 +27,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from core.model_catalog import is_single_file
-from gpu_worker.pipeline import LoadedModel
+from gpu_worker.model import LoadedModel
 from gpu_worker.speed import SpeedOptions, apply_speed_options
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from gpu_worker.pipeline import LoadedModel, RenderSpec
+from gpu_worker.model import LoadedModel, RenderSpec
 
 LADDER = ("normal", "sliced", "offload")
 
@@ -65,6 +64,32 @@ def memory_mode(model: LoadedModel, mode: str) -> Iterator[None]:
         pipe.vae.disable_tiling()
         pipe.vae.disable_slicing()
         denoiser.set_attn_processor(processors)
+
+
+def climb(
+    model: LoadedModel,
+    indexes: list[int],
+    attempt: Callable[[list[int], str], None],
+    modes: set[str],
+    mode: str = "normal",
+) -> None:
+    """``attempt(indexes, mode)`` renders those jobs of a batch in that mode. On out-of-memory
+    split the batch in halves and try each; a single job that still does not fit goes one rung
+    down the ladder, until there is none left. ``modes`` collects "split" when it split."""
+    try:
+        attempt(indexes, mode)
+    except torch.OutOfMemoryError:
+        release_device_memory(model)
+        if len(indexes) > 1:
+            modes.add("split")
+            half = len(indexes) // 2
+            climb(model, indexes[:half], attempt, modes, mode)
+            climb(model, indexes[half:], attempt, modes, mode)
+            return
+        following = next_mode(mode, model)
+        if following is None:
+            raise
+        climb(model, indexes, attempt, modes, following)
 
 
 def release_device_memory(model: LoadedModel) -> None:

@@ -1,75 +1,50 @@
-"""Runs one generation in-process: claim, render with progress, store, finish."""
+"""The worker's claim loop: claim a job (and mates for its batch), render, hand the finishing over.
+
+Every status change goes through `generations.lifecycle`; rendering, storage, progress and
+previews each have a module of their own beside this one.
+"""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import logging
 import os
 import socket
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import torch
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F
-from django.utils import timezone
 from PIL import Image as PILImage
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
 from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
-from generations import queues
+from generations import lifecycle, queues
 from generations.events import build_event, record_webhooks
-from generations.models import Generation, GenerationStatus, Image, Upload
+from generations.models import Generation
 from generations.publisher import EventPublisher
 from generations.registry import get_model
-from generations.scheduling import release_pending
-from generations.selectors import image_resource
-from generations.services import settle
-from generations.storage import open_content, save_content, sync_visibility
 from gpu_worker.affinity import holder_counts
-from gpu_worker.batching import claim, take_mates
+from gpu_worker.batching import take_mates
 from gpu_worker.cache import ModelCache
+from gpu_worker.failures import TRANSIENT_ERRORS, GenerationFailed
+from gpu_worker.fairness import lightest_users_first
 from gpu_worker.finisher import Finisher
 from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.memory import MemoryBudget
-from gpu_worker.pipeline import (
-    BatchResult,
-    BatchStepCallback,
-    LoadedModel,
-    RenderSpec,
-    UnsupportedSampler,
-    latents_to_preview,
-    png_with_parameters,
-    render_batch,
-    render_trivial,
-    webp_thumbnail,
-)
+from gpu_worker.model import BatchResult, BatchStepCallback, LoadedModel, RenderSpec
+from gpu_worker.noop import render_trivial
+from gpu_worker.previews import preview_url
+from gpu_worker.progress import step_callback
+from gpu_worker.rendering import denoise_batch, load_model, render_spec
 from gpu_worker.speed import SpeedOptions
+from gpu_worker.storage import store_images
 
 log = logging.getLogger(__name__)
-
-
-# Errors that another try may not hit: a broken connection. (Out-of-memory has its own ladder.)
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    ConnectionError,
-)
-
-
-class GenerationFailed(Exception):
-    def __init__(self, code: str, message: str | None = None):
-        self.code = code
-        self.message = message or CATALOGUE[code][1]
-        super().__init__(self.message)
 
 
 class GenerationRunner:
@@ -121,15 +96,14 @@ class GenerationRunner:
     def run_one(self, generation_id: str) -> str:
         """Run this generation, and compatible queued ones with it as one batch."""
         head = Generation.objects.filter(pk=generation_id).first()
-        if head is None or not claim(head, self.name):
+        if head is None or not lifecycle.claim(head, worker_name=self.name, publish=self.publish):
             # Canceled while queued, or delivered twice: the row says someone else owns it.
             return "skipped"
         spec = get_model(head.model_name)
         jobs = [head]
         if spec is not None and spec.max_batch > 1:
-            jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name)
+            jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.publish)
         for job in jobs:
-            self.publish(job, "generation.started")
             log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
         with self.in_flight_lock:
             self.in_flight.update(str(job.id) for job in jobs)
@@ -241,20 +215,10 @@ class GenerationRunner:
         if spec.family == "noop":
             result = render_trivial(specs, on_step)
         else:
-            started = time.perf_counter()
-            try:
-                model = self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
-            except Exception as exc:
-                log.exception("could not load %s", spec.path)
-                raise GenerationFailed("model_unavailable") from exc
-            load_seconds = time.perf_counter() - started
+            model, load_seconds = load_model(self.cache, spec, self.speed_options(spec))
             self.current_model = model
             self.advertise_models()
-            try:
-                result = render_batch(model, specs, on_step, self.memory_budget)
-            except UnsupportedSampler as exc:
-                message = f"The model {spec.name!r} cannot use the {jobs[0].sampler!r} sampler ({exc})."
-                raise GenerationFailed("sampler_not_supported", message) from exc
+            result = denoise_batch(model, spec, specs, on_step, self.memory_budget)
         images = dict(zip((job.pk for job in ready), result.images, strict=True))
         return BatchResult([images.get(job.pk) for job in jobs], result.memory_mode), load_seconds
 
@@ -300,60 +264,20 @@ class GenerationRunner:
             queues.record_model_events(report)
 
     def render_spec(self, generation: Generation) -> RenderSpec:
-        return RenderSpec(
-            prompt=generation.prompt,
-            negative_prompt=generation.negative_prompt,
-            width=generation.width,
-            height=generation.height,
-            steps=generation.steps,
-            guidance=generation.guidance,
-            seeds=[generation.seed + i for i in range(generation.n)],
-            init_image=load_upload(generation.input_upload),
-            mask_image=load_upload(generation.mask_upload),
-            strength=generation.strength or 0.6,
-            sampler=generation.sampler,
-        )
+        return render_spec(generation)
 
     def progress_callback(self, jobs: list[Generation]) -> BatchStepCallback:
-        """Per step: one Redis round trip for every job's cancel flag; at most every
-        `progress_interval` one UPDATE for the batch and a progress event with each job's preview."""
-        last_sent = 0.0
-        keys = [queues.cancel_flag_key(str(job.id)) for job in jobs]
+        """Cancel flags, progress and previews of the batch, each step (gpu_worker/progress.py)."""
 
-        def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
-            nonlocal last_sent
-            active = list(latents)
-            pipe = queues.redis_client().pipeline()
-            for index in active:
-                pipe.exists(keys[index])
-            stopped = {index for index, flag in zip(active, pipe.execute(), strict=True) if flag}
-            for index in stopped:
-                self.finish(jobs[index], GenerationStatus.CANCELED, "generation.canceled")
-            running = [index for index in active if index not in stopped]
-            now = time.monotonic()
-            if not running or (step < total and now - last_sent < self.progress_interval):
-                return stopped
-            last_sent = now
-            Generation.objects.filter(
-                pk__in=[jobs[i].pk for i in running], status=GenerationStatus.RUNNING, worker_name=self.name
-            ).update(step=step, total_steps=total)
-            for index in running:
-                job = jobs[index]
-                job.step, job.total_steps = step, total
-                preview = self.preview(latents[index])
-                self.publish(job, "generation.progress", preview=preview)
-            return stopped
+        def report(job: Generation, latents: torch.Tensor) -> None:
+            self.publish(job, "generation.progress", preview=self.preview(latents))
 
-        return on_step
+        return step_callback(
+            jobs, worker_name=self.name, interval=self.progress_interval, cancel=self.cancel, report=report
+        )
 
     def preview(self, latents: torch.Tensor) -> str:
-        """A data: URL of the cheap linear preview, with the model's own fitted factors."""
-        model = self.current_model
-        if model is not None and latents.shape[1] == model.preview_factors.shape[0]:
-            jpeg = latents_to_preview(latents, factors=model.preview_factors, bias=model.preview_bias)
-        else:
-            jpeg = latents_to_preview(latents[:, :4])  # the noop family: flat latents, default factors
-        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        return preview_url(latents, self.current_model)
 
     def succeed(
         self,
@@ -365,118 +289,35 @@ class GenerationRunner:
         memory_mode: str = "normal",
     ) -> None:
         clock = time.perf_counter()
-        rows = []
-        for index, picture in enumerate(images):
-            seed = generation.seed + index
-            original, digest = save_content(
-                "images", png_with_parameters(picture, parameters(generation, seed)), "png"
-            )
-            thumbnail, _ = save_content("thumbnails", webp_thumbnail(picture), "webp")
-            rows.append(
-                Image(
-                    generation=generation,
-                    index=index,
-                    seed=seed,
-                    width=picture.width,
-                    height=picture.height,
-                    original=original,
-                    thumbnail=thumbnail,
-                    sha256=digest,
-                )
-            )
+        rows = store_images(generation, images)
         timings = {**(timings or {}), "save": round(time.perf_counter() - clock, 4)}
-        with transaction.atomic():
-            done = generation.total_steps or generation.steps
-            changed = self.transition(
-                generation,
-                GenerationStatus.SUCCEEDED,
-                images=len(rows),
-                step=done,
-                timings=timings,
-                batch_size=batch_size,
-                memory_mode=memory_mode,
-            )
-            if not changed:
-                return
-            Image.objects.bulk_create(rows)
-        sync_visibility(rows)  # published from the start (a Free plan's images): public objects on S3
+        if not lifecycle.succeed(
+            generation,
+            rows,
+            worker_name=self.name,
+            timings=timings,
+            batch_size=batch_size,
+            memory_mode=memory_mode,
+            publish=self.publish,
+        ):
+            return
         with contextlib.suppress(RedisError):  # metrics are best effort; the record has the timings
             queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
         log_phase(generation, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings)
-        self.publish(generation, "generation.succeeded", images=[image_resource(i) for i in rows])
 
     def retry_later(self, generation: Generation, exc: Exception) -> None:
         """Back to pending with a backoff; the dispatcher releases it when it is due."""
-        if generation.attempts + 1 >= settings.ATELIER_MAX_ATTEMPTS:
-            self.fail(generation, "retries_exhausted", f"Failed {generation.attempts + 1} times: {exc}")
-            return
-        delay = settings.ATELIER_RETRY_BASE_SECONDS * 2**generation.attempts
-        with transaction.atomic():
-            changed = Generation.objects.filter(
-                pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
-            ).update(
-                status=GenerationStatus.PENDING,
-                worker_name="",
-                step=0,
-                attempts=F("attempts") + 1,
-                retry_at=timezone.now() + timedelta(seconds=delay),
-            )
-            if changed:
-                generation.refresh_from_db()
-                release_pending(generation.user_id)
-        if changed:
-            self.publish(generation, "generation.queued", retry_in=delay)
+        status = lifecycle.retry_later(generation, exc, worker_name=self.name, publish=self.publish)
+        if status == "failed":
+            log_phase(generation, status, worker=self.name, code="retries_exhausted")
 
     def fail(self, generation: Generation, code: str, message: str) -> None:
-        self.finish(generation, GenerationStatus.FAILED, "generation.failed", code=code, message=message)
+        if lifecycle.fail(generation, code, message, worker_name=self.name, publish=self.publish):
+            log_phase(generation, "failed", worker=self.name, code=code)
 
-    def finish(
-        self, generation: Generation, status: str, event_type: str, *, code: str = "", message: str = ""
-    ) -> None:
-        if not self.transition(generation, status, error_code=code, error_message=message):
-            return
-        extra = {"error": {"code": code, "message": message}} if code else {}
-        self.publish(generation, event_type, **extra)
-        log_phase(generation, status, worker=self.name, code=code or None)
-
-    def transition(self, generation: Generation, status: str, *, images: int = 0, **fields: Any) -> bool:
-        """running -> terminal exactly once, settling the credits in the same transaction."""
-        now = timezone.now()
-        with transaction.atomic():
-            # Only the worker that claimed it may finish it: a job re-queued after its worker was
-            # presumed lost belongs to the next worker.
-            run_seconds = (now - generation.started_at).total_seconds() if generation.started_at else None
-            changed = Generation.objects.filter(
-                pk=generation.pk, status=GenerationStatus.RUNNING, worker_name=self.name
-            ).update(status=status, finished_at=now, run_seconds=run_seconds, **fields)
-            if changed != 1:
-                return False
-            settle(generation, finished_images=images)
-        generation.status, generation.finished_at = status, now
-        for key, value in fields.items():
-            setattr(generation, key, value)
-        return True
-
-
-def lightest_users_first(
-    finished: list[tuple[Generation, list[PILImage.Image]]],
-) -> list[tuple[Generation, list[PILImage.Image]]]:
-    """Jobs of one batch are rendered together; the users who have had the fewest images lately
-    get theirs first, so sharing a batch with a heavy user never puts a light one behind."""
-    if len({job.user_id for job, _ in finished}) < 2:
-        return finished
-    since = timezone.now() - timedelta(hours=1)
-    served = dict(
-        Generation.objects.filter(
-            user_id__in={job.user_id for job, _ in finished},
-            status=GenerationStatus.SUCCEEDED,
-            finished_at__gte=since,
-        )
-        .values_list("user_id")
-        .annotate(count=Count("id"))
-        .values_list("user_id", "count")
-    )
-    return sorted(finished, key=lambda item: served.get(item[0].user_id, 0))
+    def cancel(self, generation: Generation) -> None:
+        if lifecycle.cancel_running(generation, worker_name=self.name, publish=self.publish):
+            log_phase(generation, "canceled", worker=self.name, code=None)
 
 
 def log_phase(generation: Generation, phase: str, **fields: Any) -> None:
@@ -484,30 +325,3 @@ def log_phase(generation: Generation, phase: str, **fields: Any) -> None:
     id of the request that submitted it."""
     ids = {"generation_id": str(generation.id), "request_id": generation.request_id or None}
     log.info("generation %s %s", generation.id, phase, extra={**ids, "phase": phase, **fields})
-
-
-def load_upload(upload: Upload | None) -> PILImage.Image | None:
-    if upload is None:
-        return None
-    try:
-        data = open_content(upload.file)
-    except OSError as exc:
-        raise GenerationFailed("input_missing") from exc
-    return PILImage.open(io.BytesIO(data)).convert("RGB")
-
-
-def parameters(generation: Generation, seed: int) -> dict[str, Any]:
-    return {
-        "prompt": generation.prompt,
-        "negative_prompt": generation.negative_prompt,
-        "model": generation.model_name,
-        "kind": generation.kind,
-        "width": generation.width,
-        "height": generation.height,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "sampler": generation.sampler,
-        "seed": seed,
-        "strength": generation.strength,
-        "generation_id": str(generation.id),
-    }

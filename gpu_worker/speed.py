@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from core.model_catalog import ModelSpec
-from gpu_worker.pipeline import LoadedModel, RenderSpec, render_batch
+from gpu_worker.model import LoadedModel, RenderSpec
+from gpu_worker.pipeline import render_batch
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

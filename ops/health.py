@@ -19,7 +19,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from core.redis import redis_client
-from generations import queues
+from generations.workers import live_worker_count
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -72,7 +72,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     else:
         pools = sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
     for pool in pools:
-        workers[pool] = queues.live_workers(pool)
+        workers[pool] = live_worker_count(pool)
         if workers[pool] == 0:
             reasons.append(f"pool {pool}: no worker heartbeat in the last {settings.ATELIER_HEARTBEAT_TTL} s")
     status = "unavailable" if failed else ("degraded" if reasons else "ready")

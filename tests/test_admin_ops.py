@@ -22,7 +22,7 @@ from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from generations.operations import retry_failed_generation
-from gpu_worker.heartbeat import heartbeat_key
+from generations.workers import heartbeat_key
 
 pytestmark = pytest.mark.django_db
 

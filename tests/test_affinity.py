@@ -19,6 +19,7 @@ from core.model_catalog import ModelSpec
 from generations import queues
 from generations.models import Generation
 from generations.registry import lanes_for_pools
+from generations.workers import pool_workers_key
 from gpu_worker.affinity import AffinityQueue, affinity_queue_class
 from gpu_worker.heartbeat import Heartbeat
 from tests.factories import queued_generation
@@ -35,7 +36,7 @@ def models(settings: Any) -> Iterator[dict[str, ModelSpec]]:
     settings.ATELIER_AFFINITY_WAIT = 30.0
     yield specs
     client = queues.redis_client()
-    client.delete(*(f"rq:queue:{name}" for name in lanes_for_pools([POOL])), queues.pool_workers_key(POOL))
+    client.delete(*(f"rq:queue:{name}" for name in lanes_for_pools([POOL])), pool_workers_key(POOL))
 
 
 def worker(name: str, holds: list[str], *, busy: bool = False) -> type[AffinityQueue]:
@@ -204,7 +205,7 @@ def test_a_new_worker_preloads_what_the_other_workers_lack(settings: Any, tmp_pa
         runner.preload([POOL])
     finally:
         runner.publisher.close()
-        queues.redis_client().delete(queues.pool_workers_key(POOL))
+        queues.redis_client().delete(pool_workers_key(POOL))
 
     assert runner.cache.paths() == [os.path.realpath(paths["beta"])]
     assert runner.cache.loads == 1  # room for one model: it loads one, not both in turn

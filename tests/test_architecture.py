@@ -39,18 +39,10 @@ NOT_APPS = {"tests", "bench", "scripts", "sdk", "docs", "static", "templates", "
 # each with its reason. None so far.
 ALLOWED_PEERS: set[tuple[str, str]] = set()
 
-# Known violations that part B of issue 13 removes (generations/workers.py takes the heartbeat
-# readers over from gpu_worker/heartbeat.py; queue positions leave generations/scheduling.py;
-# gpu_worker/pipeline.py and memory.py are split). Whoever fixes one deletes its line: a line
-# that no longer matches anything fails the suite too.
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("generations.admin_views", "gpu_worker.heartbeat"),
-    ("generations.dispatcher", "gpu_worker.heartbeat"),
-}
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"generations.events", "generations.scheduling"}),
-    frozenset({"gpu_worker.memory", "gpu_worker.pipeline"}),
-}
+# Known violations, each with the issue that removes it. Whoever fixes one deletes its line: a
+# line that no longer matches anything fails the suite too. None left.
+KNOWN_UPWARD: set[tuple[str, str]] = set()
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def app_packages() -> list[str]:

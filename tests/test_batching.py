@@ -25,16 +25,10 @@ from generations.services import upload_create
 from generations.storage import delete_content, open_content
 from gpu_worker.cache import ModelCache
 from gpu_worker.memory import MemoryBudget, estimate_bytes
-from gpu_worker.pipeline import (
-    BatchStepCallback,
-    LoadedModel,
-    RenderSpec,
-    UnsupportedSampler,
-    make_scheduler,
-    render,
-    render_batch,
-)
+from gpu_worker.model import BatchStepCallback, LoadedModel, RenderSpec
+from gpu_worker.pipeline import render, render_batch
 from gpu_worker.runner import GenerationRunner
+from gpu_worker.samplers import UnsupportedSampler, make_scheduler
 from gpu_worker.tiny_families import build_family
 from gpu_worker.tiny_model import ensure_tiny_model
 from tests.factories import private_pool_model, queued_generation

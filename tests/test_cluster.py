@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from accounts.services import api_key_create
 from billing.credits import account_for
 from generations.models import Generation
-from gpu_worker.heartbeat import heartbeat_key
+from generations.workers import heartbeat_key
 from scripts.private_redis import free_port, start_redis
 from tests.conftest import ROOT, EventStream, child_env, make_user, wait_for
 from tests.s3_support import BUCKET, CREDENTIALS, lowercase, s3_env

@@ -15,7 +15,9 @@ from PIL import Image
 from core.model_catalog import ModelSpec
 from generations import queues
 from gpu_worker.cache import ModelCache
-from gpu_worker.pipeline import LATENT_RGB_FACTORS, RenderSpec, latents_to_preview, render, render_batch
+from gpu_worker.model import LATENT_RGB_FACTORS, RenderSpec
+from gpu_worker.pipeline import render, render_batch
+from gpu_worker.previews import latents_to_preview
 from gpu_worker.tiny_families import FAMILIES, build_family
 
 PIPELINES = {

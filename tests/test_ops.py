@@ -22,6 +22,7 @@ from core.model_catalog import ModelSpec
 from generations import queues
 from generations.models import Generation
 from generations.registry import default_model
+from generations.workers import pool_workers_key
 from gpu_worker.heartbeat import Heartbeat
 from ops.logs import JsonFormatter
 from ops.metrics import parse
@@ -55,7 +56,7 @@ def test_readyz_is_ready_with_every_dependency_and_a_worker_per_pool(client: Cli
 
 
 def test_readyz_is_degraded_without_workers(client: Client) -> None:
-    queues.redis_client().delete(queues.pool_workers_key(default_model().pool))
+    queues.redis_client().delete(pool_workers_key(default_model().pool))
     response = client.get("/readyz")
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"

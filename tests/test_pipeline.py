@@ -14,15 +14,10 @@ import torch
 from PIL import Image
 
 from gpu_worker.cache import ModelCache, model_bytes
-from gpu_worker.pipeline import (
-    LoadedModel,
-    RenderCanceled,
-    RenderSpec,
-    latents_to_preview,
-    png_with_parameters,
-    render,
-    webp_thumbnail,
-)
+from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+from gpu_worker.model import LoadedModel, RenderSpec
+from gpu_worker.pipeline import RenderCanceled, render
+from gpu_worker.previews import latents_to_preview
 from gpu_worker.speed import SpeedOptions
 from gpu_worker.tiny_model import build_tiny_model, ensure_tiny_model
 

@@ -20,8 +20,9 @@ from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from generations import queues
 from generations.dispatcher import tick
 from generations.models import Generation
+from generations.positions import queue_position
 from generations.registry import default_model
-from generations.scheduling import age_queued, queue_position, release_relax
+from generations.scheduling import age_queued, release_relax
 from gpu_worker import jobs
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import ensure_tiny_model
@@ -157,7 +158,7 @@ def test_a_transient_error_is_retried_with_backoff_then_gives_up(
     def connection_lost(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("the connection to the model store dropped (injected)")
 
-    monkeypatch.setattr("gpu_worker.runner.render_batch", connection_lost)
+    monkeypatch.setattr("gpu_worker.rendering.render_batch", connection_lost)
     with on_commit():
         runner.run_one(job["id"])
     generation = Generation.objects.get(pk=job["id"])

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from core.model_catalog import ModelSpec, parse_models
 from gpu_worker.cache import ModelCache
-from gpu_worker.pipeline import LoadedModel, RenderSpec, render
+from gpu_worker.model import LoadedModel, RenderSpec
+from gpu_worker.pipeline import render
 from gpu_worker.single_file import write_config_dir, write_single_file
 from gpu_worker.tiny_families import FAMILIES, build_family
 

@@ -1,0 +1,58 @@
+"""Where a queued job stands: its position in its pool and the seconds until it starts.
+
+Read by events, the API's resources and admission; it decides nothing (the policy is in
+`generations.caps` and `generations.scheduling`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+from django.conf import settings
+from django.db import connection
+
+from core import sql
+from generations import queues
+from generations.models import Generation, GenerationStatus
+from generations.workers import live_worker_count
+
+
+@cache
+def queue_position_sql(higher_lanes: int) -> str:
+    higher = f"lane IN ({', '.join(['%s'] * higher_lanes)}) OR " if higher_lanes else ""
+    return (
+        f"SELECT COUNT(*) FROM {sql.table(Generation)} "  # noqa: S608 (names from the models)
+        f"WHERE status = %s AND pool = %s AND ({higher}(lane = %s AND lane_entered_at < %s))"
+    )
+
+
+def queue_position(generation: Generation) -> int | None:
+    """1 for the next job to run in its pool: every queued job in a higher lane is ahead, and in
+    its own lane every job that entered the lane before it."""
+    if generation.status != GenerationStatus.QUEUED:
+        return None
+    higher = settings.LANES[: settings.LANES.index(generation.lane)]
+    # Every submission and every read of a queued generation runs this: SQL rather than the ORM
+    # (core/sql.py says why).
+    entered = connection.ops.adapt_datetimefield_value(generation.lane_entered_at)
+    params = [str(GenerationStatus.QUEUED), generation.pool, *higher, generation.lane, entered]
+    row = sql.fetch_one(queue_position_sql(len(higher)), params)
+    return int(row[0] if row else 0) + 1
+
+
+def eta_seconds(generation: Generation, position: int | None) -> int | None:
+    if position is None:
+        return None
+    return int(pool_eta(generation.pool, position))
+
+
+def pool_eta(pool: str | None, position: int) -> float:
+    """Seconds until a job at ``position`` starts, from the pool's recent job durations."""
+    return math.ceil(position * seconds_per_position(pool))
+
+
+def seconds_per_position(pool: str | None) -> float:
+    if pool is None:
+        return 10.0
+    return queues.mean_duration(pool) / max(1, live_worker_count(pool))

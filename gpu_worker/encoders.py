@@ -1,0 +1,29 @@
+"""Image files the worker writes: the PNG original with its parameters, the WebP thumbnail."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+
+def png_with_parameters(image: Image.Image, parameters: dict[str, Any]) -> bytes:
+    info = PngInfo()
+    # json.dumps escapes non-ASCII, which keeps the value valid for a Latin-1 tEXt chunk.
+    info.add_text("parameters", json.dumps(parameters))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def webp_thumbnail(image: Image.Image, max_side: int = 256) -> bytes:
+    thumbnail = image.copy()
+    thumbnail.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if thumbnail.mode not in ("RGB", "RGBA"):
+        thumbnail = thumbnail.convert("RGB")
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, "WEBP", quality=80)
+    return buffer.getvalue()

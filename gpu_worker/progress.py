@@ -1,0 +1,52 @@
+"""The per-step callback of a batch: the users' cancel flags, progress in the row, progress events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from generations import queues
+from generations.models import Generation, GenerationStatus
+from gpu_worker.model import BatchStepCallback
+
+
+def step_callback(
+    jobs: list[Generation],
+    *,
+    worker_name: str,
+    interval: float,
+    cancel: Callable[[Generation], object],
+    report: Callable[[Generation, torch.Tensor], None],
+) -> BatchStepCallback:
+    """Per step: one Redis round trip for every job's cancel flag (a flagged job is handed to
+    ``cancel`` and stops); at most every ``interval`` seconds one UPDATE of the batch's progress
+    and ``report(job, its latents)`` for each job still running. The last step is always sent."""
+    last_sent = 0.0
+    keys = [queues.cancel_flag_key(str(job.id)) for job in jobs]
+
+    def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
+        nonlocal last_sent
+        active = list(latents)
+        pipe = queues.redis_client().pipeline()
+        for index in active:
+            pipe.exists(keys[index])
+        stopped = {index for index, flag in zip(active, pipe.execute(), strict=True) if flag}
+        for index in stopped:
+            cancel(jobs[index])
+        running = [index for index in active if index not in stopped]
+        now = time.monotonic()
+        if not running or (step < total and now - last_sent < interval):
+            return stopped
+        last_sent = now
+        Generation.objects.filter(
+            pk__in=[jobs[i].pk for i in running], status=GenerationStatus.RUNNING, worker_name=worker_name
+        ).update(step=step, total_steps=total)
+        for index in running:
+            job = jobs[index]
+            job.step, job.total_steps = step, total
+            report(job, latents[index])
+        return stopped
+
+    return on_step
