@@ -36,7 +36,7 @@ class Plan:
     decoder_steps: int = 400
     decoder_batch: int = 4
     pictures: int = 6000
-    unet_steps: int = 2500
+    unet_steps: int = 4500
     unet_batch: int = 32
     lr: float = 1e-3
     checkpoint_seconds: float = 120.0

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--vae-steps", type=int, default=2000)
         parser.add_argument("--decoder-steps", type=int, default=400)
         parser.add_argument("--pictures", type=int, default=6000)
-        parser.add_argument("--unet-steps", type=int, default=2500)
+        parser.add_argument("--unet-steps", type=int, default=4500)
         parser.add_argument("--unet-batch", type=int, default=32)
 
     def handle(self, *args: Any, **options: Any) -> None:
