@@ -169,7 +169,12 @@ def finetune_decoder(plan: Plan, vae: Any) -> Any:
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        state = {"decoder": vae.decoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng}
+        state = {
+            "decoder": vae.decoder.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "rng": rng,
+        }
         checkpoint.save(state, force=step == plan.decoder_steps)
     bar.close()
     return vae.eval()
