@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lower numbers are lower layers. A module may import its own app and any app of a lower layer.
@@ -38,11 +36,6 @@ NOT_APPS = {"tests", "bench", "scripts", "sdk", "docs", "static", "templates", "
 # Imports between peers of one layer that were found to be needed (importer app, imported app),
 # each with its reason. None so far.
 ALLOWED_PEERS: set[tuple[str, str]] = set()
-
-# Known violations, each with the issue that removes it. Whoever fixes one deletes its line: a
-# line that no longer matches anything fails the suite too. None left.
-KNOWN_UPWARD: set[tuple[str, str]] = set()
-KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def app_packages() -> list[str]:
@@ -188,9 +181,7 @@ def test_it_sees_imports_inside_functions_and_type_checking_blocks() -> None:
 def test_imports_run_down_the_layers() -> None:
     found = {(importer, imported): line for importer, imported, line in violations()}
     unexpected = [
-        f"{importer} (line {line}) imports {imported}"
-        for (importer, imported), line in sorted(found.items())
-        if (importer, imported) not in KNOWN_UPWARD
+        f"{importer} (line {line}) imports {imported}" for (importer, imported), line in sorted(found.items())
     ]
     assert not unexpected, (
         "imports that run up or sideways (docs/architecture.md, 'Layers'): register the check in "
@@ -199,19 +190,8 @@ def test_imports_run_down_the_layers() -> None:
 
 
 def test_no_module_is_part_of_an_import_cycle() -> None:
-    unexpected = [sorted(component) for component in cycles() if component not in KNOWN_CYCLES]
+    unexpected = [sorted(component) for component in cycles()]
     assert not unexpected, f"import cycles: {unexpected}"
-
-
-@pytest.mark.parametrize("entry", sorted(KNOWN_UPWARD))
-def test_each_known_upward_import_still_exists(entry: tuple[str, str]) -> None:
-    """An allowlisted import that is gone must leave the allowlist, so it cannot come back."""
-    assert entry[1] in edges().get(entry[0], {}), f"{entry} is fixed: delete it from KNOWN_UPWARD"
-
-
-@pytest.mark.parametrize("entry", sorted(sorted(c) for c in KNOWN_CYCLES))
-def test_each_known_cycle_still_exists(entry: list[str]) -> None:
-    assert frozenset(entry) in cycles(), f"{entry} is fixed: delete it from KNOWN_CYCLES"
 
 
 def test_domain_apps_never_import_the_api_edge() -> None:
