@@ -160,7 +160,7 @@ def test_on_step_false_cancels_within_the_step(model: LoadedModel, img2img: bool
     assert len(render(model, small_spec(), None)) == 1
 
 
-def test_preview_is_small_fast_jpeg() -> None:
+def test_preview_is_a_small_jpeg() -> None:
     latents = torch.randn(2, 4, 64, 64)
     data = latents_to_preview(latents)
     preview = Image.open(io.BytesIO(data))
@@ -169,10 +169,6 @@ def test_preview_is_small_fast_jpeg() -> None:
     assert len(data) < 20_000
     wide = Image.open(io.BytesIO(latents_to_preview(torch.randn(1, 4, 64, 96), max_side=96)))
     assert wide.size == (96, 64)
-    started = time.perf_counter()
-    for _ in range(20):
-        latents_to_preview(latents)
-    assert (time.perf_counter() - started) / 20 < 0.010
 
 
 def test_png_embeds_parameters() -> None:

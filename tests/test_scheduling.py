@@ -193,7 +193,9 @@ def test_a_job_over_its_pools_time_limit_fails_with_timeout() -> None:
         guidance=7,
         seed=1,
     )
-    jobs.install_runner(GenerationRunner(name="timeout-runner"))
+    runner = GenerationRunner(name="timeout-runner")
+    runner.preload([model.pool])  # loading, slow on a busy machine, is not what the limit is about
+    jobs.install_runner(runner)
     # A queue of its own, so that no live worker of the session takes the job; one second allowed.
     queue = Queue("timeout-test", connection=queues.redis_client(), default_timeout=1)
     queue.enqueue(queues.JOB_FUNCTION, str(generation.id))
