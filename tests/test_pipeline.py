@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import pathlib
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -97,13 +96,10 @@ def test_tokenizer_handles_prompts(model: LoadedModel) -> None:
 
 def test_txt2img_512_batch_of_two(model: LoadedModel) -> None:
     spec = RenderSpec(prompt="a red city at night", width=512, height=512, steps=20, seeds=[7, 8])
-    started = time.perf_counter()
     images = render(model, spec, None)
-    elapsed = time.perf_counter() - started
     assert [image.size for image in images] == [(512, 512), (512, 512)]
     assert all(image.mode == "RGB" for image in images)
     assert pixels(images[0]).std() > 5, "output should not be flat grey"
-    assert elapsed < 30
 
 
 def test_seed_gives_same_image_alone_and_in_batch(model: LoadedModel) -> None:
