@@ -74,6 +74,7 @@ SCHEDULER_CONFIG: dict[str, Any] = {
     "beta_schedule": "scaled_linear",
     "prediction_type": "v_prediction",
     "timestep_spacing": "trailing",
+    "steps_offset": 1,
 }
 
 
