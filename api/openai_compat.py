@@ -22,7 +22,7 @@ from accounts.models import User
 from api.authentication import key_user
 from core.errors import ApiError
 from generations.models import GenerationStatus, Image
-from generations.registry import all_models
+from generations.registry import all_models, default_model, get_model
 from generations.serializers import GenerationCreateSerializer
 from generations.services import submit_generation, upload_create
 from generations.signing import signed_image_url
@@ -132,8 +132,15 @@ def images_edits(request: HttpRequest) -> JsonResponse:
     if match:
         fields["width"], fields["height"] = int(match.group(1)), int(match.group(2))
     else:
-        fields["width"], fields["height"] = source.width // 8 * 8, source.height // 8 * 8
+        step = model_step(fields.get("model"))
+        fields["width"], fields["height"] = source.width // step * step, source.height // step * step
     return generate_and_wait(request, user, fields, response_format)
+
+
+def model_step(name: str | None) -> int:
+    """The size step of the named model (or the default one); 8 for a name the serializer refuses."""
+    model = get_model(name) if name else default_model()
+    return model.size_step if model is not None else 8
 
 
 def edit_mask(image_bytes: bytes, mask_bytes: bytes | None) -> bytes:

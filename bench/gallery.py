@@ -103,7 +103,7 @@ def seed(count: int) -> None:
             generation = Generation(
                 user=rng.choice(users),
                 status=GenerationStatus.SUCCEEDED,
-                model_name="atelier-tiny",
+                model_name="atelier-demo",
                 pool="tiny",
                 lane="standard",
                 prompt=" ".join(rng.sample(WORDS, 6)),

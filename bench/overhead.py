@@ -48,7 +48,6 @@ def main() -> None:
     )
     os.environ.update(env)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "make_tiny_model"], cwd=ROOT, env=env, check=True)
 
     import django
 

@@ -1,6 +1,7 @@
 """The GPU worker against a plain diffusers loop, side by side in one run.
 
-    .venv/bin/python bench/worker.py                                  # CPU, built-in small model
+    .venv/bin/python bench/worker.py                                  # CPU, random-weight tiny model
+    .venv/bin/python bench/worker.py --model demo --size 256          # CPU, the built-in demo model
     python3 bench/worker.py --device cuda --model sd15 --batches 1,4,8   # a GPU, SD 1.5 shapes
 
 Baseline: `StableDiffusionPipeline` called in a plain loop in this process, one image per call,
@@ -39,7 +40,7 @@ PROMPTS = ["a lighthouse at dusk", "a red fox in snow", "an old city street at n
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", choices=("tiny", "sd15"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "demo", "sd15"), default="tiny")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=8, help="images per measured run")
@@ -104,6 +105,13 @@ def build_model(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
 
         build_tiny_model(model_dir)
         counts: dict[str, int] = {}
+    elif args.model == "demo":
+        import shutil
+
+        from demo_model.manifest import WEIGHTS
+
+        shutil.copytree(WEIGHTS, model_dir)
+        counts = {}
     else:
         from bench.sd15 import build_sd15
 

@@ -9,7 +9,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-BUILTIN_MODEL = "atelier-tiny"
+BUILTIN_MODEL = "atelier-demo"
+# The built-in model is trained by the project (demo_model/) and its weights ship in the repository.
+BUILTIN_WEIGHTS = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
+# Prompts it renders well, offered on Create.
+BUILTIN_EXAMPLES = (
+    "a red circle on a blue background",
+    "two small yellow stars in the top left corner on a dark green background",
+    "a big purple triangle at the bottom",
+    "a sunset over the sea",
+    "a house with a tree",
+    "a lighthouse at dusk",
+)
 
 
 # Families the worker runs (any diffusers directory whose pipeline is one of these), and "noop",
@@ -36,6 +47,8 @@ class ModelSpec:
     min_side: int = 64
     max_side: int = 1024
     default_side: int = 512
+    # Width and height are multiples of it: the VAE's factor, times the patch size for SD3's transformer.
+    size_step: int = 8
     max_steps: int = 150
     default_steps: int = 20
     default_guidance: float = 7.0
@@ -47,15 +60,19 @@ class ModelSpec:
     channels_last: bool = False
     compile: bool = False
     compile_sizes: tuple[tuple[int, int], ...] = ()
+    examples: tuple[str, ...] = ()  # prompts the model renders well, offered on Create
 
 
-def builtin_model(data_dir: Path) -> ModelSpec:
+def builtin_model(data_dir: Path | None = None) -> ModelSpec:
+    """The trained demo model shipped in the repository (`data_dir` is not needed any more)."""
     return ModelSpec(
         name=BUILTIN_MODEL,
-        path=str(data_dir / "models" / BUILTIN_MODEL),
+        path=str(BUILTIN_WEIGHTS),
         pool="tiny",
-        max_side=768,
+        default_side=256,
+        max_side=512,
         builtin=True,
+        examples=BUILTIN_EXAMPLES,
     )
 
 
@@ -79,6 +96,7 @@ def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
             if item.get("family", "sd15") not in FAMILIES:
                 raise ValueError(f"ATELIER_MODELS: unknown family {item['family']!r}; known: {FAMILIES}")
             item["compile_sizes"] = tuple(tuple(size) for size in item.get("compile_sizes", ()))
+            item["examples"] = tuple(item.get("examples", ()))
             if item.get("dtype", "") not in ("", "float16", "bfloat16", "float32"):
                 raise ValueError(f"ATELIER_MODELS: unknown dtype {item['dtype']!r}")
             specs.append(checked_source(ModelSpec(**item)))

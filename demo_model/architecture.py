@@ -1,8 +1,8 @@
 """The built-in model's parts, in the diffusers Stable Diffusion layout.
 
-A 16x VAE (256x256 pictures become 16x16x4 latents: the UNet's work is 4x smaller than with SD's
-8x), a two-layer CLIP text encoder over a word-level vocabulary of the picture world, and a lean
-UNet with attention at 16x16 and 8x8.
+An 8x VAE with SD's four latent channels (256x256 pictures become 32x32x4 latents; SD 1.x
+pipelines, inpainting's included, expect four), a two-layer CLIP text encoder over a word-level
+vocabulary of the picture world, and a lean UNet with attention at 16x16 and 8x8 only.
 """
 
 from __future__ import annotations
@@ -13,20 +13,21 @@ from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditio
 from transformers import CLIPTextConfig, CLIPTextModel
 
 TEXT_DIM = 64
-MAX_TOKENS = 32
+MAX_TOKENS = 48
+LATENT_CHANNELS = 4
 SIDE = 256
-LATENT_SIDE = 16
+LATENT_SIDE = 32
 
 
 def build_vae() -> Any:
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 5,
-        up_block_types=("UpDecoderBlock2D",) * 5,
-        block_out_channels=(16, 32, 64, 128, 128),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64, 128),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=LATENT_CHANNELS,
         # Few groups: with one channel per group a flat colour normalises to zero and is lost.
         norm_num_groups=4,
         sample_size=SIDE,
@@ -55,12 +56,13 @@ def build_text_encoder(vocab_size: int, *, bos: int, eos: int, pad: int) -> CLIP
 def build_unet() -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=LATENT_SIDE,
-        in_channels=4,
-        out_channels=4,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
         block_out_channels=(32, 64, 128),
         layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        # Self-attention over 32x32 tokens would dominate CPU time: the first level is convolutions.
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_DIM,
         attention_head_dim=4,
         norm_num_groups=8,

@@ -30,14 +30,14 @@ class Plan:
     workdir: Path
     device: str = "cpu"
     seed: int = 0
-    vae_steps: int = 2000
+    vae_steps: int = 2500
     vae_batch: int = 16
     vae_crop: int = 64
-    decoder_steps: int = 400
-    decoder_batch: int = 4
-    pictures: int = 6000
-    unet_steps: int = 4500
-    unet_batch: int = 32
+    whole_steps: int = 150
+    whole_batch: int = 4
+    pictures: int = 4000
+    unet_steps: int = 3500
+    unet_batch: int = 24
     lr: float = 1e-3
     checkpoint_seconds: float = 120.0
     log: Callable[[str], None] = print
@@ -83,11 +83,23 @@ def progress(total: int, start: int, name: str) -> Any:
 
 
 def random_crops(rng: random.Random, batch: int, crop: int) -> torch.Tensor:
+    """Crops of fresh pictures; three in four are the busiest of four candidates.
+
+    Objects cover a small part of a picture: random crops are mostly flat background, and a VAE
+    trained on them learns backgrounds well and objects' colours badly.
+    """
     images = []
     for _ in range(batch):
         image = render(sample_picture(rng, held_out=True))
-        x, y = rng.randrange(0, 256 - crop + 1, 16), rng.randrange(0, 256 - crop + 1, 16)
-        images.append(image.crop((x, y, x + crop, y + crop)))
+        candidates = [
+            image.crop((x, y, x + crop, y + crop))
+            for x, y in (
+                (rng.randrange(0, 256 - crop + 1, 16), rng.randrange(0, 256 - crop + 1, 16)) for _ in range(4)
+            )
+        ]
+        if rng.random() < 0.75:
+            candidates.sort(key=lambda candidate: -float(np.asarray(candidate, dtype=np.float32).std()))
+        images.append(candidates[0])
     return to_tensor(images)
 
 
@@ -100,7 +112,7 @@ def train_vae(plan: Plan) -> Any:
     vae = architecture.build_vae()
     with torch.no_grad():
         # Start with a small posterior variance: unit noise on the latents drowns the signal at first.
-        vae.encoder.conv_out.bias[4:].fill_(-8.0)
+        vae.encoder.conv_out.bias[architecture.LATENT_CHANNELS :].fill_(-8.0)
     vae = vae.to(plan.device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=plan.lr, weight_decay=0.0)
     checkpoint = Checkpoint(plan.workdir / "vae.pt", plan.checkpoint_seconds)
@@ -135,47 +147,43 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     dy, dx = edges(recon)
     ty, tx = edges(x)
     edge = (dy - ty).abs().mean() + (dx - tx).abs().mean()
-    return (recon - x).abs().mean() + F.mse_loss(recon, x) + 0.5 * edge
+    # Colours averaged over 8x8 blocks: a small object's colour counts as much as the background's.
+    colour = F.mse_loss(F.avg_pool2d(recon, 8), F.avg_pool2d(x, 8))
+    return (recon - x).abs().mean() + F.mse_loss(recon, x) + 0.5 * edge + 2.0 * colour
 
 
-def finetune_decoder(plan: Plan, vae: Any) -> Any:
-    """The decoder again on whole pictures, the encoder frozen (so the latents stay valid).
+def finetune_vae(plan: Plan, vae: Any) -> Any:
+    """Encoder and decoder again on whole pictures, before any latents are taken.
 
     Group normalisation sees a whole picture's statistics at inference, not a crop's: without this
     the colours of whole pictures drift.
     """
     torch.manual_seed(plan.seed + 4)
-    optimizer = torch.optim.AdamW(vae.decoder.parameters(), lr=2e-4, weight_decay=0.0)
-    checkpoint = Checkpoint(plan.workdir / "decoder.pt", plan.checkpoint_seconds)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-4, weight_decay=0.0)
+    checkpoint = Checkpoint(plan.workdir / "finetune.pt", plan.checkpoint_seconds)
     step, rng = 0, random.Random(plan.seed + 5)
     if (state := checkpoint.load()) is not None:
-        vae.decoder.load_state_dict(state["decoder"])
+        vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, rng = state["step"], state["rng"]
     vae.train()
-    bar = progress(plan.decoder_steps, step, "decoder")
-    while step < plan.decoder_steps:
+    bar = progress(plan.whole_steps, step, "vae, whole pictures")
+    while step < plan.whole_steps:
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, plan.decoder_steps, 2e-4, warmup=20)
-        x = to_tensor([render(sample_picture(rng, held_out=True)) for _ in range(plan.decoder_batch)])
+            group["lr"] = cosine_lr(step, plan.whole_steps, 2e-4, warmup=20)
+        x = to_tensor([render(sample_picture(rng, held_out=True)) for _ in range(plan.whole_batch)])
         x = x.to(plan.device)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.mean
-        loss = reconstruction_loss(vae.decode(latents).sample, x)
+        posterior = vae.encode(x).latent_dist
+        loss = reconstruction_loss(vae.decode(posterior.sample()).sample, x) + 1e-6 * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.decoder.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        state = {
-            "decoder": vae.decoder.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "rng": rng,
-        }
-        checkpoint.save(state, force=step == plan.decoder_steps)
+        state = {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng}
+        checkpoint.save(state, force=step == plan.whole_steps)
     bar.close()
     return vae.eval()
 
@@ -331,8 +339,7 @@ def export(
 
 def train(plan: Plan, output: Path) -> None:
     plan.workdir.mkdir(parents=True, exist_ok=True)
-    vae = train_vae(plan)
+    vae = finetune_vae(plan, train_vae(plan))
     pictures, latents, scale = encode_pictures(plan, vae)
-    vae = finetune_decoder(plan, vae)
     tokenizer, text_encoder, unet = train_denoiser(plan, pictures, latents, scale)
     export(plan, output, vae, scale, tokenizer, text_encoder, unet)

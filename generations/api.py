@@ -255,10 +255,12 @@ class ModelListApi(APIView):
                 "min_side": m.min_side,
                 "max_side": m.max_side,
                 "default_side": m.default_side,
+                "size_step": m.size_step,
                 "max_steps": m.max_steps,
                 "default_steps": m.default_steps,
                 "default_guidance": m.default_guidance,
                 "samplers": list(samplers_for(m.family)),
+                "examples": list(m.examples),
             }
             for m in all_models().values()
         ]

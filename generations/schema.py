@@ -101,12 +101,16 @@ class ModelOutSerializer(serializers.Serializer[Any]):
     min_side = serializers.IntegerField()
     max_side = serializers.IntegerField()
     default_side = serializers.IntegerField()
+    size_step = serializers.IntegerField(help_text="Width and height must be multiples of it.")
     max_steps = serializers.IntegerField()
     default_steps = serializers.IntegerField()
     default_guidance = serializers.FloatField()
     samplers = serializers.ListField(
         child=serializers.ChoiceField(choices=SAMPLER_NAMES),
         help_text="The samplers this model can run, its own (`default`) first.",
+    )
+    examples = serializers.ListField(
+        child=serializers.CharField(), help_text="Prompts the model renders well (may be empty)."
     )
 
 

@@ -65,8 +65,8 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             raise serializers.ValidationError({"model": [f"Unknown model {name!r}."]})
         for field in ("width", "height"):
             value = attrs.setdefault(field, model.default_side)
-            if value % 8:
-                errors[field] = [f"{field.capitalize()} must be a multiple of 8."]
+            if value % model.size_step:
+                errors[field] = [f"{field.capitalize()} must be a multiple of {model.size_step}."]
             elif not model.min_side <= value <= model.max_side:
                 errors[field] = [
                     f"{field.capitalize()} must be between {model.min_side} and {model.max_side}."

@@ -26,7 +26,9 @@ def create(request: HttpRequest) -> HttpResponse:
     remix = viewable_image(request.user, request.GET["remix"]) if request.GET.get("remix") else None
     context = {
         "models": list(all_models().values()),
-        "model_limits": {m.name: [m.min_side, m.max_side, m.default_side] for m in all_models().values()},
+        "model_limits": {
+            m.name: [m.min_side, m.max_side, m.default_side, m.size_step] for m in all_models().values()
+        },
         "samplers": SAMPLERS,
         "model_samplers": {m.name: samplers_for(m.family) for m in all_models().values()},
         "default_model": default_model(),

@@ -7,6 +7,7 @@ system can run and be tested on a CPU without downloading weights.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -53,22 +54,50 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
+def word_symbols(word: str) -> list[str]:
+    return [*word[:-1], word[-1] + "</w>"]
+
+
+def apply_merges(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's BPE on one word: merge the best-ranked adjacent pair until none is known."""
+    symbols = word_symbols(word)
+    while len(symbols) > 1:
+        pairs = {(a, b) for a, b in itertools.pairwise(symbols) if (a, b) in ranks}
+        if not pairs:
+            break
+        first, second = min(pairs, key=ranks.__getitem__)
+        merged: list[str] = []
+        index = 0
+        while index < len(symbols):
+            if index + 1 < len(symbols) and (symbols[index], symbols[index + 1]) == (first, second):
+                merged.append(first + second)
+                index += 2
+            else:
+                merged.append(symbols[index])
+                index += 1
+        symbols = merged
+    return symbols
+
+
 def build_vocab(merge_words: tuple[str, ...] = MERGE_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Vocabulary laid out like CLIP's: bytes, bytes + "</w>", merged tokens, then specials."""
+    """Vocabulary laid out like CLIP's: bytes, bytes + "</w>", merged tokens, then specials.
+
+    Each word ends as one token: what the earlier merges leave of it is joined left to right by new
+    merges ranked after all earlier ones, so they never break a word that is already one token.
+    """
     base = list(bytes_to_unicode().values())
     tokens = base + [char + "</w>" for char in base]
-    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in merge_words:
-        symbols = [*word[:-1], word[-1] + "</w>"]
+        symbols = apply_merges(word, ranks)
         while len(symbols) > 1:
-            pair = (symbols[0], symbols[1])
-            merged = pair[0] + pair[1]
-            if pair not in merges:
-                merges.append(pair)
-                tokens.append(merged)
-            symbols = [merged, *symbols[2:]]
+            ranks[(symbols[0], symbols[1])] = len(ranks)
+            tokens.append(symbols[0] + symbols[1])
+            symbols = [symbols[0] + symbols[1], *symbols[2:]]
+    if broken := [word for word in merge_words if len(apply_merges(word, ranks)) != 1]:
+        raise ValueError(f"words that are not one token: {broken}")
     tokens += [START_OF_TEXT, END_OF_TEXT]
-    return {token: index for index, token in enumerate(tokens)}, merges
+    return {token: index for index, token in enumerate(dict.fromkeys(tokens))}, list(ranks)
 
 
 def build_tokenizer(

@@ -51,7 +51,6 @@ def main() -> int:
         print("note: no PostgreSQL DATABASE_URL; the processes share a SQLite file instead", file=sys.stderr)
     try:
         manage("migrate", "--no-input", "-v", "0")
-        manage("make_tiny_model")
         python = sys.executable
         daphne = [python, "-m", "daphne", "-b", "127.0.0.1", "config.asgi:application"]
         webs = [start([*daphne, "-p", str(web_port)], env) for web_port in web_ports]

@@ -50,7 +50,6 @@ def main() -> int:
     children += private_redis_unless_configured(data_dir)
     try:
         manage("migrate", "--no-input", "-v", "0")
-        manage("make_tiny_model")
         password = ensure_admin(data_dir)
         children.append(
             subprocess.Popen(

@@ -108,12 +108,13 @@
     return body;
   }
 
-  // Aspect-ratio presets: about the model's default area, each side a multiple of 8 within its limits.
+  // Aspect-ratio presets: about the model's default area, each side a multiple of the model's size
+  // step within its limits.
   const limits = JSON.parse(document.getElementById("model-limits").textContent);
   function sizeFor(ratio) {
-    const [min, max, side] = limits[document.getElementById("model").value] || [64, 1024, 512];
+    const [min, max, side, step] = limits[document.getElementById("model").value] || [64, 1024, 512, 8];
     const [a, b] = ratio.split(":").map(Number);
-    const fit = (v) => Math.min(max, Math.max(min, Math.round(v / 8) * 8));
+    const fit = (v) => Math.min(max, Math.max(min, Math.round(v / step) * step));
     let w = Math.sqrt(side * side * a / b), h = w * b / a;
     const scale = Math.min(1, max / Math.max(w, h));
     return [fit(w * scale), fit(h * scale)];

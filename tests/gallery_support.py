@@ -33,7 +33,7 @@ def make_image(
     size: int = 64,
     created_at: datetime | None = None,
     likes: int = 0,
-    model: str = "atelier-tiny",
+    model: str = "atelier-demo",
     **fields: Any,
 ) -> Image:
     created_at = created_at or timezone.now()

@@ -65,7 +65,7 @@ def owner() -> User:
 
 def make_generation(user: User, status: str, **fields: Any) -> Generation:
     values: dict[str, Any] = {
-        "model_name": "atelier-tiny",
+        "model_name": "atelier-demo",
         "pool": POOL,
         "lane": LANE,
         "prompt": "a lighthouse at dusk",
@@ -127,7 +127,7 @@ def test_it_lists_live_workers_with_their_pools_and_current_job(admin_client: Cl
     state = {
         "pools": [POOL],
         "device": "cuda:3",
-        "models": ["/models/atelier-tiny"],
+        "models": ["/models/atelier-demo"],
         "current_jobs": [str(running.id)],
         "at": time.time() - 4,
     }
@@ -137,7 +137,7 @@ def test_it_lists_live_workers_with_their_pools_and_current_job(admin_client: Cl
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert f"{POOL}-gpu-1" in page and "cuda:3" in page and "/models/atelier-tiny" in page
+    assert f"{POOL}-gpu-1" in page and "cuda:3" in page and "/models/atelier-demo" in page
     assert f'href="/admin/generations/generation/{running.id}/change/"' in page
     (worker,) = [w for w in response.context["workers"] if w.name == f"{POOL}-gpu-1"]
     assert worker.pools == [POOL]

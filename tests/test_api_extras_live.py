@@ -78,10 +78,10 @@ def test_api_responses_carry_the_version_and_deprecations_are_announced(
 
 def test_the_official_openai_client_generates_images(alice: ApiUser) -> None:
     client = openai.OpenAI(api_key=alice.key, base_url=alice.base_url + "/v1", max_retries=0)
-    assert [m.id for m in client.models.list().data] == ["atelier-tiny"]
+    assert [m.id for m in client.models.list().data] == ["atelier-demo"]
 
     encoded = client.images.generate(
-        model="atelier-tiny", prompt="a paper boat", n=2, size=TINY, response_format="b64_json"
+        model="atelier-demo", prompt="a paper boat", n=2, size=TINY, response_format="b64_json"
     )
     assert encoded.data is not None and len(encoded.data) == 2
     picture = Image.open(io.BytesIO(base64.b64decode(encoded.data[0].b64_json or "")))

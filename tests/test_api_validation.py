@@ -200,4 +200,17 @@ def test_a_sampler_is_stored_shown_and_listed_per_model(api: Client, settings: A
     assert post_generation(api).json()["sampler"] == "default"
     models = {m["id"]: m for m in api.get("/api/v1/models").json()["data"]}
     assert models[flow.name]["samplers"] == ["default", "euler"]
-    assert models["atelier-tiny"]["samplers"] == list(SAMPLERS)
+    assert models["atelier-demo"]["samplers"] == list(SAMPLERS)
+
+
+def test_sides_follow_the_models_size_step(api: Client) -> None:
+    flow = private_pool_model(settings, name="sd3-like", family="sd3", size_step=16)
+    response = post_generation(api, model=flow.name, width=520)
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["width"] == ["Width must be a multiple of 16."]
+    assert post_generation(api, model=flow.name, width=528).status_code == 202
+    assert post_generation(api, width=264, height=256).status_code == 202  # the built-in step is 8
+    models = {m["id"]: m for m in api.get("/api/v1/models").json()["data"]}
+    assert (models[flow.name]["size_step"], models["atelier-demo"]["size_step"]) == (16, 8)
+    assert "a red circle on a blue background" in models["atelier-demo"]["examples"]
+    assert models[flow.name]["examples"] == []

@@ -30,7 +30,6 @@ from gpu_worker.pipeline import render, render_batch
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.samplers import UnsupportedSampler, make_scheduler
 from gpu_worker.tiny_families import build_family
-from gpu_worker.tiny_model import ensure_tiny_model
 from tests.factories import private_pool_model, queued_generation
 
 pytestmark = pytest.mark.django_db
@@ -38,13 +37,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    ensure_tiny_model(Path(default_model().path))
     return ModelCache().get(default_model().path)
 
 
 @pytest.fixture
 def runner() -> Iterator[GenerationRunner]:
-    ensure_tiny_model(Path(default_model().path))
     instance = GenerationRunner(name="batch-runner")
     yield instance
     instance.publisher.close()
@@ -494,7 +491,6 @@ def test_a_flow_matching_model_runs_euler_and_fails_a_sampler_it_cannot_use(
 
 
 def test_the_record_says_which_memory_saving_a_job_needed() -> None:
-    ensure_tiny_model(Path(default_model().path))
     user = User.objects.create(username="tight")
     probe = ModelCache().get(default_model().path)
     two = estimate_bytes(probe, [spec("a", [1]), spec("b", [2])], "normal")

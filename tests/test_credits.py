@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,7 @@ from billing.credits import account_for, effective_plan, generation_cost
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from generations.models import Generation
 from generations.queues import request_cancel
-from generations.registry import default_model
 from gpu_worker.runner import GenerationRunner
-from gpu_worker.tiny_model import ensure_tiny_model
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +160,6 @@ def test_a_scheduled_downgrade_applies_when_the_period_has_ended() -> None:
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[GenerationRunner]:
-    ensure_tiny_model(Path(default_model().path))
     instance = GenerationRunner(name="credit-runner")
     yield instance
     instance.publisher.close()

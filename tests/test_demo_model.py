@@ -1,8 +1,7 @@
 """The built-in model's trained weights (demo_model/weights): its files, and what the judge reads.
 
-The weights are this session's first training run; they are not yet the default model (their
-object scores are below the issue's targets, docs/benchmarks.md), so these tests load them
-directly through diffusers' StableDiffusionPipeline, the class the worker loads them with.
+Loaded directly through diffusers' StableDiffusionPipeline, the class the worker loads them with
+(tests/test_demo_model_live.py drives them through the API and a real worker).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def test_remix_returns_the_create_forms_prefill(owner: Api, other: Api) -> None:
     private = make_image(owner.user, public=False)
     body = other.post(f"/api/v1/images/{image.id}/remix").json()
     assert body["prompt"] == "a castle on a hill" and body["seed"] == 42 and body["remix_of"] == str(image.id)
-    assert (body["width"], body["height"], body["model"]) == (64, 64, "atelier-tiny")
+    assert (body["width"], body["height"], body["model"]) == (64, 64, "atelier-demo")
     assert other.post(f"/api/v1/images/{private.id}/remix").status_code == 404
     submitted = other.post(
         "/api/v1/generations", {"prompt": body["prompt"], "width": 64, "height": 64, "remix_of": image.id}
@@ -190,10 +190,10 @@ def test_upscale_and_vary_keep_the_parents_sampler(owner: Api) -> None:
 
 def test_upscale_past_the_models_largest_side_is_refused(owner: Api) -> None:
     assert owner.user is not None
-    image = make_image(owner.user, size=512)  # 1024 > atelier-tiny's 768
+    image = make_image(owner.user, size=512)  # 1024 > atelier-demo's 512
     response = owner.post(f"/api/v1/images/{image.id}/upscale")
     assert response.status_code == 400 and code(response) == "image_too_large"
-    assert response.json()["error"]["details"]["max_side"] == 768
+    assert response.json()["error"]["details"]["max_side"] == 512
     assert Generation.objects.count() == 1
 
 
@@ -387,7 +387,7 @@ def test_my_generations_filter_by_status_model_date_and_words(owner: Api, other:
         return [g["id"] for g in owner.get("/api/v1/generations", **params).json()["data"]]
 
     assert listed(q="fox") == [str(fox.id)]
-    assert listed(status="succeeded", model="atelier-tiny", q="fox") == [str(fox.id)]
+    assert listed(status="succeeded", model="atelier-demo", q="fox") == [str(fox.id)]
     assert listed(status="failed") == []
     assert listed(created_after=(timezone.now() - timedelta(days=1)).date().isoformat()) == [str(fox.id)]
     assert len(listed()) == 2

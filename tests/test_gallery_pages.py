@@ -93,5 +93,5 @@ def test_create_offers_the_samplers_each_model_can_run(owner: User, settings: An
     assert '<select id="sampler" name="sampler">' in page
     assert '<option value="dpmpp_2m_karras">DPM++ 2M Karras</option>' in page
     offered = json.loads(page.split('id="model-samplers" type="application/json">')[1].split("</script>")[0])
-    assert offered["tiny-flow"] == ["default", "euler"] and offered["atelier-tiny"] == list(SAMPLERS)
+    assert offered["tiny-flow"] == ["default", "euler"] and offered["atelier-demo"] == list(SAMPLERS)
     assert '"sampler": "ddim"' in page  # a remix starts from the parent's sampler

@@ -203,12 +203,8 @@ def test_a_submission_keeps_the_id_of_its_request_for_the_workers_log_lines(clie
 
 
 def test_worker_job_phases_are_logged_with_the_generation_id(caplog: pytest.LogCaptureFixture) -> None:
-    from pathlib import Path
-
     from gpu_worker.runner import GenerationRunner
-    from gpu_worker.tiny_model import ensure_tiny_model
 
-    ensure_tiny_model(Path(default_model().path))
     user = User.objects.create_user("phased")
     generation = queued_generation(user, prompt="phases", request_id="req-submit-42")
     runner = GenerationRunner(name="phase-runner")

@@ -77,7 +77,7 @@ def test_a_free_job_runs_even_while_the_priority_lane_stays_full(
     # Sizes that cannot share a batch: the two pro jobs in flight run one after the other, so the
     # priority lane never empties for a moment (this test is about aging, not batching).
     pro_ids = [
-        i for n in range(30) for i in submit_many(pro, 1, width=248 + 8 * (n % 2), height=256, steps=20)
+        i for n in range(30) for i in submit_many(pro, 1, width=240 + 16 * (n % 2), height=256, steps=20)
     ]
     free_id = submit_many(free, 1)[0]
     assert Generation.objects.get(pk=free_id).lane == "free"

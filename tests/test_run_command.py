@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from core.model_catalog import BUILTIN_MODEL
-from generations.registry import default_model
-from gpu_worker.tiny_model import ensure_tiny_model
 from scripts.private_redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +32,6 @@ def still_running(group: int) -> list[str]:
 
 @pytest.mark.live
 def test_the_run_command_starts_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    # Share the already built model so the test does not spend time rebuilding it.
-    ensure_tiny_model(Path(default_model().path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / BUILTIN_MODEL).symlink_to(Path(default_model().path))
     port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT")}
     env.update(PORT=str(port), ATELIER_REDIS_PORT=str(redis_port), ATELIER_DATA_DIR=str(tmp_path))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from accounts.models import User
 from generations.models import Generation, GenerationStatus, Image
-from generations.registry import default_model
 from gpu_worker.runner import GenerationRunner
-from gpu_worker.tiny_model import ensure_tiny_model
 from tests.factories import queued_generation
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +16,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[GenerationRunner]:
-    ensure_tiny_model(Path(default_model().path))
     instance = GenerationRunner(name="test-runner")
     yield instance
     instance.publisher.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -22,10 +21,8 @@ from billing.credits import account_for
 from config.settings import s3_storage
 from gallery.services import set_published
 from generations.models import Image
-from generations.registry import default_model
 from generations.storage import open_content, public_url, save_content
 from gpu_worker.runner import GenerationRunner
-from gpu_worker.tiny_model import ensure_tiny_model
 from tests.factories import queued_generation
 from tests.s3_support import BUCKET, CREDENTIALS, lowercase
 
@@ -61,7 +58,6 @@ def test_content_is_stored_in_the_bucket_and_read_back(s3: Any) -> None:
 
 
 def owner_and_image(s3: Any) -> tuple[Client, Image]:
-    ensure_tiny_model(Path(default_model().path))
     user = User.objects.create_user("bucketeer")
     account_for(user)
     _, key = api_key_create(user=user)

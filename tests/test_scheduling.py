@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,6 @@ from generations.registry import default_model
 from generations.scheduling import age_queued, release_relax
 from gpu_worker import jobs
 from gpu_worker.runner import GenerationRunner
-from gpu_worker.tiny_model import ensure_tiny_model
 
 pytestmark = pytest.mark.django_db
 
@@ -141,7 +139,6 @@ def test_jobs_in_higher_lanes_are_ahead_in_the_queue_position(on_commit: Any) ->
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[GenerationRunner]:
-    ensure_tiny_model(Path(default_model().path))
     instance = GenerationRunner(name="scheduling-runner")
     yield instance
     instance.publisher.close()
@@ -178,7 +175,6 @@ def test_a_transient_error_is_retried_with_backoff_then_gives_up(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_job_over_its_pools_time_limit_fails_with_timeout() -> None:
-    ensure_tiny_model(Path(default_model().path))
     user, _ = user_on("basic", "slow")
     model = default_model()
     generation = Generation.objects.create(

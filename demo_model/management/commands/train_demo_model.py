@@ -25,11 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
-        parser.add_argument("--vae-steps", type=int, default=2000)
-        parser.add_argument("--decoder-steps", type=int, default=400)
-        parser.add_argument("--pictures", type=int, default=6000)
-        parser.add_argument("--unet-steps", type=int, default=4500)
-        parser.add_argument("--unet-batch", type=int, default=32)
+        parser.add_argument("--vae-steps", type=int, default=2500)
+        parser.add_argument("--whole-steps", type=int, default=150)
+        parser.add_argument("--pictures", type=int, default=4000)
+        parser.add_argument("--unet-steps", type=int, default=3500)
+        parser.add_argument("--unet-batch", type=int, default=24)
 
     def handle(self, *args: Any, **options: Any) -> None:
         import torch
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             device=options["device"],
             seed=options["seed"],
             vae_steps=options["vae_steps"],
-            decoder_steps=options["decoder_steps"],
+            whole_steps=options["whole_steps"],
             pictures=options["pictures"],
             unet_steps=options["unet_steps"],
             unet_batch=options["unet_batch"],

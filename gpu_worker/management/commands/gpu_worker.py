@@ -18,7 +18,7 @@ from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.jobs import install_runner
 from gpu_worker.memory import MemoryBudget
 from gpu_worker.runner import GenerationRunner
-from gpu_worker.tiny_model import ensure_tiny_model
+from gpu_worker.tiny_model import is_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,11 @@ class Command(BaseCommand):
         if not pools or unknown:
             raise CommandError(f"Unknown pools {unknown}; configured: {sorted(known)}")
         for spec in settings.ATELIER_MODELS.values():
-            if spec.builtin and spec.pool in pools and ensure_tiny_model(Path(spec.path)):
-                self.stdout.write(f"Built the small model in {spec.path}")
+            if spec.builtin and spec.pool in pools and not is_model_dir(Path(spec.path)):
+                raise CommandError(
+                    f"The built-in model's weights are missing from {spec.path}: restore them from the "
+                    "repository (git checkout demo_model/weights) or retrain (manage.py train_demo_model)"
+                )
         if options["cpu_threads"] > 0:
             # Several CPU-bound workers on one host each spinning a thread per core starve the
             # web processes (the load benchmark's delivery p99 went 1.1 s -> 36 ms with 1 thread).
