@@ -1,0 +1,83 @@
+"""What a running node may ask of the worker that runs it: models, input files, saving images,
+progress (and the user's cancel). Set by the executor for the length of a job; nodes call
+`current()`, as ComfyUI nodes call its global model management.
+
+Kept free of torch: the web tier imports the nodes that import this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Interrupted(Exception):
+    """The user canceled the job (or it was interrupted): stop at once, before the next step."""
+
+
+class NodeFailed(Exception):
+    """A node could not do its work for a reason the user can fix (a code from the catalogue)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A MODEL value: a checkpoint's denoiser (LoRA patches will ride here)."""
+
+    name: str
+    loaded: Any  # gpu_worker.model.LoadedModel
+
+
+@dataclass(frozen=True)
+class ClipHandle:
+    """A CLIP value: a checkpoint's tokenizer(s) and text encoder(s)."""
+
+    name: str
+    loaded: Any
+    skip_layers: int = 0
+
+
+@dataclass(frozen=True)
+class VaeHandle:
+    name: str
+    loaded: Any
+
+
+class Runtime(Protocol):
+    device: str
+
+    def load_checkpoint(self, name: str) -> Any: ...
+
+    def load_input(self, name: str) -> Any: ...
+
+    def save_images(
+        self, images: list[Any], *, prefix: str, kind: str, prompt: Any = None, extra_pnginfo: Any = None
+    ) -> list[dict[str, str]]: ...
+
+    def progress(self, value: int, total: int, latents: Any = None) -> None: ...
+
+
+_current: ContextVar[Runtime | None] = ContextVar("workflow_runtime", default=None)
+
+
+def current() -> Runtime:
+    runtime = _current.get()
+    if runtime is None:
+        raise RuntimeError("a node ran outside of a workflow job")
+    return runtime
+
+
+@contextlib.contextmanager
+def using(runtime: Runtime) -> Iterator[Runtime]:
+    token = _current.set(runtime)
+    try:
+        yield runtime
+    finally:
+        _current.reset(token)
