@@ -54,6 +54,19 @@ class OutputCache:
         self.entries.clear()
 
 
+_shared: OutputCache | None = None
+
+
+def shared_cache() -> OutputCache:
+    """The worker process's cache of node outputs, across its jobs."""
+    global _shared
+    if _shared is None:
+        from django.conf import settings
+
+        _shared = OutputCache(settings.ATELIER_WORKFLOW_CACHE_ENTRIES)
+    return _shared
+
+
 @dataclass
 class Outcome:
     status: str  # success, interrupted, error
@@ -158,8 +171,10 @@ def run_prompt(
     extra_data: dict[str, Any] | None = None,
     cache: OutputCache | None = None,
 ) -> Outcome:
-    """Run the outputs' nodes with ``worker`` as the runtime and listener of node events."""
+    """Run the outputs' nodes with ``worker`` as the runtime and listener of node events; the
+    process's shared output cache unless another is given."""
     extra_data = extra_data or {}
+    cache = cache if cache is not None else shared_cache()
     order = execution_order(prompt, outputs)
     keys = signatures(prompt, order)
     values: dict[str, tuple[Any, ...]] = {}
@@ -191,7 +206,7 @@ def run_prompt(
             except Exception as exc:
                 log.warning("node %s (%s) failed: %s", node_id, node["class_type"], exc)
                 outcome.status, outcome.node_id, outcome.node_type = "error", node_id, node["class_type"]
-                outcome.code = exc.code if isinstance(exc, runtime.NodeFailed) else "generation_failed"
+                outcome.code = str(getattr(exc, "code", "") or "generation_failed")
                 outcome.exception_message, outcome.exception_type = str(exc), type(exc).__name__
                 outcome.traceback = traceback.format_exception(exc)[-6:]
                 return outcome

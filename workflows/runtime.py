@@ -61,7 +61,9 @@ class Runtime(Protocol):
         self, images: list[Any], *, prefix: str, kind: str, prompt: Any = None, extra_pnginfo: Any = None
     ) -> list[dict[str, str]]: ...
 
-    def progress(self, value: int, total: int, latents: Any = None) -> None: ...
+    def progress(self, value: int, total: int, latents: Any = None) -> bool:
+        """Report a step; False when the job was canceled (the node then raises Interrupted)."""
+        ...
 
 
 _current: ContextVar[Runtime | None] = ContextVar("workflow_runtime", default=None)

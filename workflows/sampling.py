@@ -128,7 +128,8 @@ def sample(
                 following = timesteps[index + 1 : index + 2]
                 kept = scheduler.add_noise(source, noise, following) if len(following) else source
                 x = mask * x + (1.0 - mask) * kept
-            runtime.current().progress(math.ceil((index + 1) / order), steps_total, x)
+            if runtime.current().progress(math.ceil((index + 1) / order), steps_total, x) is False:
+                raise runtime.Interrupted()
     result = {**latent, "samples": x.cpu()}
     return result
 

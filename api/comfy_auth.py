@@ -1,0 +1,80 @@
+"""ComfyUI clients send the API key three ways: ``Authorization: Bearer`` (Open WebUI, Krita),
+``?token=`` (the common login add-on's convention) or inside a base URL, for clients that take
+only an address: ``http://host/comfy/<key>/prompt``. This ASGI wrapper, outermost (before any
+logging), turns the last two into the header and takes the key out of the path and query, so
+the rest of the stack, the request logs included, sees an ordinary request and never the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from api.middleware import is_comfy_path
+
+BASE_URL_PREFIX = "/comfy/"
+
+
+def normalized(scope: dict[str, Any]) -> dict[str, Any]:
+    path: str = scope.get("path", "")
+    key = None
+    if path.startswith(BASE_URL_PREFIX):
+        key, _, rest = path[len(BASE_URL_PREFIX) :].partition("/")
+        path = "/" + rest
+    if not is_comfy_path(path):
+        if key is None:
+            return scope
+        return {**scope, "path": path, "raw_path": path.encode()}  # not a ComfyUI route: a 404
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    tokens = [value for name, value in query if name == "token"]
+    key = key or (tokens[0] if tokens else None)
+    headers = list(scope.get("headers", []))
+    if key and not any(name == b"authorization" for name, _ in headers):
+        headers.append((b"authorization", f"Bearer {key}".encode("latin-1", "replace")))
+    query_string = urlencode([(n, v) for n, v in query if n != "token"]).encode("latin-1")
+    return {
+        **scope,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query_string,
+        "headers": headers,
+    }
+
+
+class ComfyKeyMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope.get("type") in ("http", "websocket"):
+            scope = normalized(scope)
+        return await self.app(scope, receive, send)
+
+
+class ComfyKeyWSGIMiddleware:
+    """The same for the WSGI tier (gunicorn serves HTTP in production)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        headers = (
+            [(b"authorization", environ["HTTP_AUTHORIZATION"].encode("latin-1"))]
+            if "HTTP_AUTHORIZATION" in environ
+            else []
+        )
+        scope = {
+            "path": environ.get("PATH_INFO", ""),
+            "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+            "headers": headers,
+        }
+        changed = normalized(scope)
+        if changed is not scope:
+            environ = dict(environ)
+            environ["PATH_INFO"] = changed["path"]
+            environ["QUERY_STRING"] = changed.get("query_string", b"").decode("latin-1")
+            environ["RAW_URI"] = environ["REQUEST_URI"] = changed["path"]
+            for name, value in changed.get("headers", []):
+                if name == b"authorization":
+                    environ["HTTP_AUTHORIZATION"] = value.decode("latin-1")
+        return self.app(environ, start_response)
