@@ -45,10 +45,11 @@ def check_node_class(name: str, node_class: Any) -> None:
     for attribute in ("INPUT_TYPES", "RETURN_TYPES", "FUNCTION"):
         if not hasattr(node_class, attribute):
             raise TypeError(f"{name}: the node class has no {attribute}")
-    if not isinstance(node_class.INPUT_TYPES(), dict):
+    declared: Any = node_class
+    if not isinstance(declared.INPUT_TYPES(), dict):
         raise TypeError(f"{name}: INPUT_TYPES() must return a dict")
-    if not hasattr(node_class, node_class.FUNCTION):
-        raise TypeError(f"{name}: FUNCTION names {node_class.FUNCTION!r}, which the class lacks")
+    if not hasattr(declared, declared.FUNCTION):
+        raise TypeError(f"{name}: FUNCTION names {declared.FUNCTION!r}, which the class lacks")
 
 
 def load_plugins(registry: Registry) -> None:

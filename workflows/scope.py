@@ -18,8 +18,8 @@ class Scope:
     checkpoints: tuple[str, ...] = ()
     # Input files by the name LoadImage takes (the upload's name) -> (width, height).
     input_files: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Largest latent side and batch per checkpoint: (min_side, max_side, max_batch).
-    limits: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # Per checkpoint: (min_side, max_side, max_batch, max_steps) of one sampling node.
+    limits: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     max_nodes: int = 500
 
 

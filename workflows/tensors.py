@@ -37,7 +37,7 @@ def vae_decode(vae: VaeHandle, samples: torch.Tensor) -> torch.Tensor:
     shift = float(getattr(model.config, "shift_factor", None) or 0.0)
     with vae.loaded.lock, torch.inference_mode():
         latents = (samples / scale + shift).to(model.device, model.dtype)
-        pixels = model.decode(latents, return_dict=False)[0].float().cpu()
+        pixels: torch.Tensor = model.decode(latents, return_dict=False)[0].float().cpu()
     return ((pixels + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
 
 
@@ -49,7 +49,7 @@ def vae_encode(vae: VaeHandle, pixels: torch.Tensor) -> torch.Tensor:
     shift = float(getattr(model.config, "shift_factor", None) or 0.0)
     with vae.loaded.lock, torch.inference_mode():
         batch = (pixels.permute(0, 3, 1, 2) * 2.0 - 1.0).to(model.device, model.dtype)
-        latents = model.encode(batch).latent_dist.mode().float().cpu()
+        latents: torch.Tensor = model.encode(batch).latent_dist.mode().float().cpu()
     return (latents - shift) * scale
 
 

@@ -113,7 +113,7 @@ class SetLatentNoiseMask:
 
     @staticmethod
     def output_shape(inputs: dict[str, Any], shapes: dict[str, Any]) -> tuple[int, int, int] | None:
-        return shapes.get("samples")  # type: ignore[no-any-return]
+        return shapes.get("samples")
 
     def set_mask(self, samples: dict[str, Any], mask: Any) -> tuple[dict[str, Any]]:
         return ({**samples, "noise_mask": mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))},)
