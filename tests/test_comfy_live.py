@@ -218,3 +218,38 @@ def test_img2img_hires_fix_and_preview_run_on_the_worker(alice: ApiUser) -> None
     small = Image.open(io.BytesIO(alice.get("/view?" + urlencode(preview)).content))
     assert small.size == (60, 48)  # 1.5x the latent, then halved
     assert len(done["images"]) == 1  # previews are not kept in My images
+
+
+def test_a_node_that_fails_at_run_time_is_an_execution_error_and_costs_nothing(alice: ApiUser) -> None:
+    from billing.models import BillingAccount
+    from generations.models import Upload
+    from generations.storage import delete_content
+
+    source = io.BytesIO()
+    Image.new("RGB", (64, 64), (20, 20, 200)).save(source, format="PNG")
+    uploaded = alice.post(
+        "/upload/image", files={"image": ("blue.png", source.getvalue(), "image/png")}
+    ).json()
+    graph = txt2img(MODEL, **{"3.denoise": 0.6, "3.latent_image": ["10", 0]})
+    graph["10"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["11", 0], "vae": ["4", 2]}}
+    graph["11"] = {"class_type": "LoadImage", "inputs": {"image": uploaded["name"]}}
+    upload = Upload.objects.get(pk=uploaded["name"].removesuffix(".png"))
+    delete_content(upload.file)  # gone between submission and run
+    balance = BillingAccount.objects.get(user=alice.user).balance
+    client = ComfyClient(alice.base_url, headers=alice.headers)
+    try:
+        client.ws.recv()
+        with alice.events() as events:
+            events.next()
+            prompt_id = client.queue_prompt(graph)["prompt_id"]
+            texts, _ = client.messages_until_done(prompt_id)
+            failed = events.until(prompt_id, {"generation.failed", "generation.succeeded"})[-1]
+    finally:
+        client.close()
+    error = next(m["data"] for m in texts if m["type"] == "execution_error")
+    assert error["node_id"] == "11" and error["node_type"] == "LoadImage" and error["prompt_id"] == prompt_id
+    assert failed["type"] == "generation.failed" and failed["error"]["code"] == "input_missing"
+    history = alice.get(f"/history/{prompt_id}").json()[prompt_id]
+    assert history["status"]["status_str"] == "error"
+    account = BillingAccount.objects.get(user=alice.user)
+    assert (account.balance, account.held) == (balance, 0)
