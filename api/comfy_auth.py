@@ -7,12 +7,20 @@ the rest of the stack, the request logs included, sees an ordinary request and n
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from api.middleware import is_comfy_path
 
 BASE_URL_PREFIX = "/comfy/"
+KEY_IN_PATH = re.compile(r"/comfy/[^/?\s]+")
+KEY_IN_QUERY = re.compile(r"(?<=[?&]token=)[^&\s]+")
+
+
+def redacted(text: str) -> str:
+    """A request line or URL with any key in it replaced (for servers that log the raw line)."""
+    return KEY_IN_QUERY.sub("<key>", KEY_IN_PATH.sub("/comfy/<key>", text))
 
 
 def normalized(scope: dict[str, Any]) -> dict[str, Any]:

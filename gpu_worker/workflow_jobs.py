@@ -38,7 +38,7 @@ GenerationRunner = Any
 log = logging.getLogger(__name__)
 
 PREVIEW_IMAGE = 1  # binary frame: event type, then image format (1 = JPEG), then the image
-JPEG = 1
+JPEG, PNG = 1, 2
 
 
 class WorkflowRuntime:
@@ -153,6 +153,11 @@ class WorkflowRuntime:
             self.files[f"{subfolder}/{filename}" if subfolder else filename] = {"path": stored, "type": kind}
             saved.append({"filename": filename, "subfolder": subfolder, "type": kind})
         return saved
+
+    def send_image(self, picture: PILImage.Image) -> None:
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, PNG) + buffer.getvalue())
 
     def progress(self, value: int, total: int, latents: Any = None) -> bool:
         """One sampling step: False when the user canceled; throttled progress otherwise."""

@@ -125,8 +125,13 @@ def test_a_bearer_header_and_a_token_parameter_work_too(alice: ApiUser, bob: Api
     try:
         client.ws.recv()
         watcher.ws.recv()
+        first = client.queue_prompt(txt2img(MODEL, **{"3.seed": 4}))["prompt_id"]
+        client.messages_until_done(first)
         prompt_id = client.queue_prompt(txt2img(MODEL, **{"3.seed": 5}))["prompt_id"]
-        client.messages_until_done(prompt_id)
+        texts, _ = client.messages_until_done(prompt_id)
+        cached = next(m["data"] for m in texts if m["type"] == "execution_cached")
+        assert {"5", "6", "7"} <= set(cached["nodes"])  # same size and texts: not encoded again
+        assert "6" not in [m["data"]["node"] for m in texts if m["type"] == "executing"]
         with_token = requests.get(
             f"{alice.base_url}/api/history/{prompt_id}?{urlencode({'token': alice.key})}", timeout=30
         )
@@ -253,3 +258,33 @@ def test_a_node_that_fails_at_run_time_is_an_execution_error_and_costs_nothing(a
     assert history["status"]["status_str"] == "error"
     account = BillingAccount.objects.get(user=alice.user)
     assert (account.balance, account.held) == (balance, 0)
+
+
+def test_the_websocket_image_example_gets_pngs_while_its_node_runs(alice: ApiUser) -> None:
+    """websockets_api_example_ws_images.py: SaveImageWebsocket's images arrive as binary frames
+    between its ``executing`` and the next one."""
+    graph = txt2img(MODEL, **{"5.batch_size": 2})
+    graph["save_image_websocket_node"] = {"class_type": "SaveImageWebsocket", "inputs": {"images": ["8", 0]}}
+    del graph["9"]
+    client = ComfyClient(alice.base_url, headers=alice.headers)
+    try:
+        client.ws.recv()
+        prompt_id = client.queue_prompt(graph)["prompt_id"]
+        output_images: dict[str, list[bytes]] = {}
+        current_node = ""
+        while True:
+            out = client.ws.recv()
+            if isinstance(out, str):
+                message = json.loads(out)
+                if message["type"] == "executing":
+                    data = message["data"]
+                    if data["prompt_id"] == prompt_id:
+                        if data["node"] is None:
+                            break
+                        current_node = data["node"]
+            elif current_node == "save_image_websocket_node":
+                output_images.setdefault(current_node, []).append(out[8:])
+    finally:
+        client.close()
+    pictures = [Image.open(io.BytesIO(data)) for data in output_images["save_image_websocket_node"]]
+    assert [(p.format, p.size) for p in pictures] == [("PNG", (64, 64))] * 2

@@ -61,6 +61,10 @@ class Runtime(Protocol):
         self, images: list[Any], *, prefix: str, kind: str, prompt: Any = None, extra_pnginfo: Any = None
     ) -> list[dict[str, str]]: ...
 
+    def send_image(self, picture: Any) -> None:
+        """A PNG to the submitting socket as a binary frame (SaveImageWebsocket)."""
+        ...
+
     def progress(self, value: int, total: int, latents: Any = None) -> bool:
         """Report a step; False when the job was canceled (the node then raises Interrupted)."""
         ...

@@ -69,6 +69,25 @@ class PreviewImage(SaveImage):
         return super().save_images(images, "ComfyUI_temp", prompt, extra_pnginfo)
 
 
+class SaveImageWebsocket:
+    CATEGORY = "api node/image"
+    DESCRIPTION = "Sends each image to the submitting socket as a binary frame, without saving it."
+    RETURN_TYPES = ()
+    FUNCTION = "send_images"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"images": ("IMAGE",)}}
+
+    def send_images(self, images: Any) -> dict[str, Any]:
+        from workflows.tensors import to_pictures
+
+        for picture in to_pictures(images):
+            runtime.current().send_image(picture)
+        return {}
+
+
 class LoadImage:
     CATEGORY = "image"
     DESCRIPTION = "One of your uploads (POST /upload/image), with its alpha channel as a mask."
@@ -159,6 +178,7 @@ class ImageScaleBy:
 NODE_CLASS_MAPPINGS = {
     "SaveImage": SaveImage,
     "PreviewImage": PreviewImage,
+    "SaveImageWebsocket": SaveImageWebsocket,
     "LoadImage": LoadImage,
     "ImageScale": ImageScale,
     "ImageScaleBy": ImageScaleBy,
@@ -166,6 +186,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SaveImage": "Save Image",
     "PreviewImage": "Preview Image",
+    "SaveImageWebsocket": "Save Image (WebSocket)",
     "LoadImage": "Load Image",
     "ImageScale": "Upscale Image",
     "ImageScaleBy": "Upscale Image By",
