@@ -1,12 +1,14 @@
 """ComfyUI clients send the API key three ways: ``Authorization: Bearer`` (Open WebUI, Krita),
-``?token=`` (the common login add-on's convention) or inside a base URL, for clients that take
-only an address: ``http://host/comfy/<key>/prompt``. This ASGI wrapper, outermost (before any
+``?token=`` (the common login add-on's convention), inside a base URL, for clients that take
+only an address (``http://host/comfy/<key>/prompt``), or as HTTP Basic credentials whose
+password is the key (clients written for Basic-auth add-ons). This ASGI wrapper, outermost (before any
 logging), turns the last two into the header and takes the key out of the path and query, so
 the rest of the stack, the request logs included, sees an ordinary request and never the key.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -36,9 +38,13 @@ def normalized(scope: dict[str, Any]) -> dict[str, Any]:
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     tokens = [value for name, value in query if name == "token"]
     key = key or (tokens[0] if tokens else None)
-    headers = list(scope.get("headers", []))
-    if key and not any(name == b"authorization" for name, _ in headers):
-        headers.append((b"authorization", f"Bearer {key}".encode("latin-1", "replace")))
+    headers = [(name, value) for name, value in scope.get("headers", []) if name != b"authorization"]
+    given = [value for name, value in scope.get("headers", []) if name == b"authorization"]
+    basic = basic_key(given[0]) if given else None
+    if given and basic is None:
+        headers.append((b"authorization", given[0]))  # a Bearer header wins over the rest
+    elif basic or key:
+        headers.append((b"authorization", f"Bearer {basic or key}".encode("latin-1", "replace")))
     query_string = urlencode([(n, v) for n, v in query if n != "token"]).encode("latin-1")
     return {
         **scope,
@@ -47,6 +53,19 @@ def normalized(scope: dict[str, Any]) -> dict[str, Any]:
         "query_string": query_string,
         "headers": headers,
     }
+
+
+def basic_key(header: bytes) -> str | None:
+    """HTTP Basic credentials (clients that only know ComfyUI's login add-ons' Basic auth): the
+    password is the API key (or the user name, when the password is empty)."""
+    scheme, _, encoded = header.decode("latin-1").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return password or user or None
 
 
 class ComfyKeyMiddleware:
@@ -86,3 +105,23 @@ class ComfyKeyWSGIMiddleware:
                 if name == b"authorization":
                     environ["HTTP_AUTHORIZATION"] = value.decode("latin-1")
         return self.app(environ, start_response)
+
+
+def redact_daphne_access_log() -> None:
+    """daphne writes the raw request URI (query included) to its access log, before the app sees
+    the request: make its access log write `redacted` URIs. Called once by config/asgi.py."""
+    try:
+        from daphne.access import AccessLogGenerator
+    except ImportError:  # served by another ASGI server
+        return
+    if getattr(AccessLogGenerator, "atelier_redacted", False):
+        return
+    original = AccessLogGenerator.__call__
+
+    def call(self: Any, protocol: Any, action: Any, details: dict[str, Any]) -> Any:
+        if isinstance(details.get("path"), str):
+            details = {**details, "path": redacted(details["path"])}
+        return original(self, protocol, action, details)
+
+    AccessLogGenerator.__call__ = call
+    AccessLogGenerator.atelier_redacted = True

@@ -10,7 +10,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from accounts.ws_auth import ApiKeyMiddleware, OriginMiddleware  # noqa: E402
-from api.comfy_auth import ComfyKeyMiddleware  # noqa: E402
+from api.comfy_auth import ComfyKeyMiddleware, redact_daphne_access_log  # noqa: E402
 from api.comfy_ws import ComfyConsumer  # noqa: E402
 from generations.consumers import EventsConsumer  # noqa: E402
 
@@ -22,6 +22,8 @@ websocket_urls = URLRouter(
         path("api/ws", ComfyConsumer.as_asgi()),
     ]
 )
+
+redact_daphne_access_log()
 
 # ComfyKeyMiddleware first: a key in a ComfyUI base URL or ?token= becomes the Bearer header
 # before anything sees (or logs) the request.

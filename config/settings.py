@@ -256,6 +256,9 @@ ATELIER_WORKFLOW_MAX_BATCH = env_int("ATELIER_WORKFLOW_MAX_BATCH", 4)
 ATELIER_WORKFLOW_MAX_INPUTS = env_int("ATELIER_WORKFLOW_MAX_INPUTS", 500)
 ATELIER_WORKFLOW_EXECUTOR = "workflows.executor.run_prompt"
 ATELIER_WORKFLOW_CACHE_ENTRIES = env_int("ATELIER_WORKFLOW_CACHE_ENTRIES", 64)
+# Binary preview frames on ComfyUI's socket for every prompt (off: only for prompts whose
+# extra_data asks with "preview_method": "auto", as ComfyUI's default preview method is none).
+ATELIER_WORKFLOW_PREVIEWS = env_bool("ATELIER_WORKFLOW_PREVIEWS", False)
 
 # Checks every submission passes (moderation), and the style presets a prompt may name: what
 # generations asks of the apps above it, registered here so it imports none of them

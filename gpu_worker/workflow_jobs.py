@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PREVIEW_IMAGE = 1  # binary frame: event type, then image format (1 = JPEG), then the image
 JPEG, PNG = 1, 2
+PREVIEW_METHODS = ("auto", "latent2rgb", "taesd")
 
 
 class WorkflowRuntime:
@@ -58,6 +59,10 @@ class WorkflowRuntime:
         self.last_value = 0
         self.last_sent = 0.0
         self.cached_nodes: list[str] = []
+        # Binary preview frames only when asked, as ComfyUI (whose default preview method is
+        # none): clients such as comfy-api-simplified take every binary frame for an output.
+        method = str(generation.workflow.get("extra_data", {}).get("preview_method") or "")
+        self.previews = method in PREVIEW_METHODS or (settings.ATELIER_WORKFLOW_PREVIEWS and method != "none")
 
     # To the socket that submitted the prompt (nothing without a client_id, as in ComfyUI).
 
@@ -179,7 +184,7 @@ class WorkflowRuntime:
         self.send(
             "progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.node_id}
         )
-        if preview is not None:
+        if preview is not None and self.previews:
             jpeg = base64.b64decode(preview.partition(",")[2])
             self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg)
         return True

@@ -3,9 +3,13 @@ anything sees the request, and leaves the path, the query and the access log."""
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any
 
-from api.comfy_auth import ComfyKeyWSGIMiddleware, normalized, redacted
+from daphne.access import AccessLogGenerator
+
+from api.comfy_auth import ComfyKeyWSGIMiddleware, normalized, redact_daphne_access_log, redacted
 
 KEY = "abc123.s3cret"
 
@@ -60,3 +64,26 @@ def test_the_access_log_never_shows_a_key() -> None:
     line = f"GET /comfy/{KEY}/view?filename=a.png&token={KEY} HTTP/1.1"
     assert KEY not in redacted(line)
     assert redacted(line) == "GET /comfy/<key>/view?filename=a.png&token=<key> HTTP/1.1"
+
+
+def test_daphnes_access_log_never_shows_a_key() -> None:
+    redact_daphne_access_log()
+    stream = io.StringIO()
+    log = AccessLogGenerator(stream)
+    details = {
+        "path": f"/comfy/{KEY}/view?token={KEY}",
+        "status": 200,
+        "method": "GET",
+        "client": "1.2.3.4:5",
+    }
+    log("http", "complete", {**details, "time_taken": 0.1, "size": 10})
+    log("websocket", "connected", {"path": f"/comfy/{KEY}/ws", "client": "1.2.3.4:5"})
+    assert "/comfy/<key>/view" in stream.getvalue() and KEY not in stream.getvalue()
+
+
+def test_basic_credentials_carry_the_key_as_their_password() -> None:
+    basic = base64.b64encode(f"anyone:{KEY}".encode())
+    changed = normalized(scope("/prompt", headers=[(b"authorization", b"Basic " + basic)]))
+    assert changed["headers"] == [(b"authorization", f"Bearer {KEY}".encode())]
+    garbage = [(b"authorization", b"Basic !!!")]
+    assert normalized(scope("/prompt", headers=garbage))["headers"] == garbage

@@ -91,7 +91,7 @@ def test_the_websockets_api_example_runs_with_a_key_in_the_base_url(alice: ApiUs
         first = json.loads(client.ws.recv())
         assert first["type"] == "status" and first["data"]["sid"] == client.client_id
         graph = txt2img(MODEL, **{"5.batch_size": 2})
-        queued = client.queue_prompt(graph)
+        queued = client.queue_prompt(graph, extra_data={"preview_method": "auto"})
         prompt_id = queued["prompt_id"]
         texts, frames = client.messages_until_done(prompt_id)
         images = client.get_images(prompt_id)
@@ -128,7 +128,8 @@ def test_a_bearer_header_and_a_token_parameter_work_too(alice: ApiUser, bob: Api
         first = client.queue_prompt(txt2img(MODEL, **{"3.seed": 4}))["prompt_id"]
         client.messages_until_done(first)
         prompt_id = client.queue_prompt(txt2img(MODEL, **{"3.seed": 5}))["prompt_id"]
-        texts, _ = client.messages_until_done(prompt_id)
+        texts, frames = client.messages_until_done(prompt_id)
+        assert frames == []  # no previews unless asked, as ComfyUI's default
         cached = next(m["data"] for m in texts if m["type"] == "execution_cached")
         assert {"5", "6", "7"} <= set(cached["nodes"])  # same size and texts: not encoded again
         assert "6" not in [m["data"]["node"] for m in texts if m["type"] == "executing"]
@@ -288,3 +289,27 @@ def test_the_websocket_image_example_gets_pngs_while_its_node_runs(alice: ApiUse
         client.close()
     pictures = [Image.open(io.BytesIO(data)) for data in output_images["save_image_websocket_node"]]
     assert [(p.format, p.size) for p in pictures] == [("PNG", (64, 64))] * 2
+
+
+def test_a_published_comfyui_client_library_works_unmodified(alice: ApiUser) -> None:
+    """comfy-api-simplified from PyPI: HTTP Basic credentials (the password is the API key), its
+    own workflow wrapper with node titles, queueing, waiting on the socket, history and /view."""
+    from comfy_api_simplified import ComfyApiWrapper, ComfyWorkflowWrapper  # type: ignore[import-untyped]
+
+    api = ComfyApiWrapper(alice.base_url, user="atelier", password=alice.key)
+    graph = txt2img(MODEL)
+    for node_id, node in graph.items():
+        node["_meta"] = {"title": {"9": "Save Image", "6": "Positive", "3": "Sampler"}.get(node_id, node_id)}
+    workflow = ComfyWorkflowWrapper(graph)
+    workflow.set_node_param("Positive", "text", "two green squares")
+    workflow.set_node_param("Sampler", "seed", 77)
+    images = api.queue_and_wait_images(workflow, "Save Image")
+    assert len(images) == 1
+    picture = Image.open(io.BytesIO(next(iter(images.values()))))
+    assert picture.size == (64, 64)
+    assert "CheckpointLoaderSimple" in api.get_object_info("CheckpointLoaderSimple")
+    assert api.get_queue() == {"queue_running": [], "queue_pending": []}
+    assert api.get_embeddings() == []
+    bad = ComfyApiWrapper(alice.base_url, user="atelier", password="not.a-key")
+    with pytest.raises(Exception, match="401"):
+        bad.get_system_stats()
