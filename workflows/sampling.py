@@ -8,6 +8,7 @@ with or without fresh noise; a latent's ``noise_mask`` keeps the unmasked part o
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +113,9 @@ def sample(
     embeds = embeds.to(device, unet.dtype)
     extra = added_conditions(unet, pos_pooled, neg_pooled, source, batch, guided)
     steps_total = stop - start
-    step_generator = torch.Generator("cpu").manual_seed(plan.seed % 2**64 + 1)
+    step_options: dict[str, Any] = {}
+    if "generator" in inspect.signature(scheduler.step).parameters:  # ancestral and SDE samplers
+        step_options["generator"] = torch.Generator("cpu").manual_seed((plan.seed + 1) % 2**64)
     with loaded.lock, torch.inference_mode():
         for index, t in enumerate(timesteps):
             model_input = torch.cat([x, x]) if guided else x
@@ -123,7 +126,7 @@ def sample(
             if guided:
                 unconditional, conditional = predicted.chunk(2)
                 predicted = unconditional + plan.cfg * (conditional - unconditional)
-            x = scheduler.step(predicted, t, x, generator=step_generator, return_dict=False)[0]
+            x = scheduler.step(predicted, t, x, return_dict=False, **step_options)[0]
             if mask is not None:
                 following = timesteps[index + 1 : index + 2]
                 kept = scheduler.add_noise(source, noise, following) if len(following) else source
