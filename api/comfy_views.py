@@ -10,6 +10,7 @@ the views are CSRF-exempt): ``Authorization: Bearer``, ``?token=`` or a base URL
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import platform
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from PIL import Image as PILImage
 
 from accounts.models import User
 from api.authentication import key_user
@@ -31,7 +33,15 @@ from generations.storage import open_content
 from workflows import scope
 from workflows.schema import object_info as node_info
 from workflows.selectors import history_item, history_of, output_file, queue_of, queue_remaining, workflows_of
-from workflows.services import input_name, scope_for, submit_workflow, upload_input, upload_mask, upload_named
+from workflows.services import (
+    forget_history,
+    input_name,
+    scope_for,
+    submit_workflow,
+    upload_input,
+    upload_mask,
+    upload_named,
+)
 from workflows.validation import PromptInvalid
 
 COMFYUI_VERSION = "0.3.64"
@@ -102,7 +112,12 @@ def prompt(request: HttpRequest, user: User) -> HttpResponse:
 @with_key
 def history(request: HttpRequest, user: User) -> HttpResponse:
     if request.method == "POST":
-        return HttpResponse(status=200)  # entries are generations: delete them through /api/v1/
+        body = json_body(request)
+        if isinstance(body, dict) and body.get("clear"):
+            forget_history(user=user)
+        elif isinstance(body, dict) and isinstance(body.get("delete"), list):
+            forget_history(user=user, prompt_ids=[str(i) for i in body["delete"]])
+        return HttpResponse(status=200)
     try:
         max_items = int(request.GET["max_items"]) if "max_items" in request.GET else None
         offset = max(0, int(request.GET.get("offset", 0)))
@@ -140,10 +155,48 @@ def view(request: HttpRequest, user: User) -> HttpResponse:
         return comfy_error(400, "invalid_type", "type must be output, input or temp.")
     if path is None:
         return comfy_error(404, "not_found", "No such file.")
-    response = HttpResponse(open_content(path), content_type="image/png")
+    try:
+        content, content_type = rendition(
+            open_content(path), request.GET.get("preview", ""), request.GET.get("channel", "")
+        )
+    except ValueError as exc:
+        return comfy_error(400, "invalid_request", str(exc))
+    response = HttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'filename="{filename}"'
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def rendition(png: bytes, preview: str, channel: str) -> tuple[bytes, str]:
+    """The file as stored, or ``preview=webp;90`` / ``jpeg;85``, or one ``channel`` (rgb, a)."""
+    if not preview and channel in ("", "rgba"):
+        return png, "image/png"
+    picture = PILImage.open(io.BytesIO(png))
+    if channel == "rgb":
+        picture = picture.convert("RGB")
+    elif channel == "a":
+        picture = (
+            picture.getchannel("A") if "A" in picture.getbands() else PILImage.new("L", picture.size, 255)
+        )
+    elif channel not in ("", "rgba"):
+        raise ValueError("channel must be rgba, rgb or a.")
+    out = io.BytesIO()
+    if preview:
+        kind, _, quality = preview.partition(";")
+        formats = {
+            "webp": ("WEBP", "image/webp"),
+            "jpeg": ("JPEG", "image/jpeg"),
+            "jpg": ("JPEG", "image/jpeg"),
+        }
+        if kind.lower() not in formats or (quality and not quality.isdigit()):
+            raise ValueError("preview must look like webp;90 or jpeg;85.")
+        image_format, content_type = formats[kind.lower()]
+        if image_format == "JPEG" and picture.mode not in ("RGB", "L"):
+            picture = picture.convert("RGB")
+        picture.save(out, image_format, quality=min(int(quality or 90), 100))
+        return out.getvalue(), content_type
+    picture.save(out, "PNG")
+    return out.getvalue(), "image/png"
 
 
 def uploaded(request: HttpRequest, user: User, *, mask: bool) -> HttpResponse:

@@ -233,6 +233,11 @@ def test_uploads_become_loadimage_options_and_are_viewable_only_by_their_owner(
     assert name in options
     view = client.get("/view", {"filename": name, "type": "input"})
     assert view.status_code == 200 and view["Content-Type"] == "image/png"
+    webp = client.get("/view", {"filename": name, "type": "input", "preview": "webp;90"})
+    assert webp["Content-Type"] == "image/webp" and Image.open(io.BytesIO(webp.content)).format == "WEBP"
+    jpeg = client.get("/view", {"filename": f"{name} [input]", "preview": "jpeg;80", "channel": "rgb"})
+    assert jpeg["Content-Type"] == "image/jpeg"
+    assert client.get("/view", {"filename": name, "type": "input", "preview": "gif;9"}).status_code == 400
     other, _ = client_for("mallory")
     assert other.get("/view", {"filename": name, "type": "input"}).status_code == 404
     assert (
@@ -305,3 +310,18 @@ def test_the_small_routes_answer_as_comfyui_does(alice: tuple[Client, User]) -> 
     assert client.get("/embeddings").json() == []
     assert isinstance(client.get("/api/features").json(), dict)
     assert Client().get("/prompt").status_code == 401
+
+
+def test_history_forgets_what_the_user_deletes(alice: tuple[Client, User]) -> None:
+    client, _ = alice
+    ids = [post_prompt(client, {"prompt": txt2img(MODEL)}).json()["prompt_id"] for _ in range(2)]
+    client.post("/queue", {"clear": True}, content_type="application/json")  # finished (canceled)
+    assert set(client.get("/history").json()) == set(ids)
+    assert list(client.get("/history", {"max_items": 1}).json()) == [ids[1]]
+    client.post("/history", {"delete": [ids[0]]}, content_type="application/json")
+    assert list(client.get("/history").json()) == [ids[1]]
+    other, _ = client_for("eve")
+    other.post("/history", {"clear": True}, content_type="application/json")
+    assert list(client.get("/history").json()) == [ids[1]]
+    client.post("/history", {"clear": True}, content_type="application/json")
+    assert client.get("/history").json() == {} and client.get(f"/history/{ids[1]}").json() == {}

@@ -20,6 +20,13 @@ def workflows_of(user: User) -> QuerySet[Generation]:
     return Generation.objects.filter(user=user, kind=GenerationKind.WORKFLOW)
 
 
+def in_history(user: User) -> QuerySet[Generation]:
+    """Finished workflows, less those the user removed from the history (POST /history)."""
+    finished = workflows_of(user).exclude(status__in=ACTIVE_STATUSES)
+    # The key is absent until then (a NOT over a JSON key would also drop the rows without it).
+    return finished.filter(workflow__history_deleted__isnull=True)
+
+
 def queue_item(generation: Generation) -> list[Any]:
     """ComfyUI's 5-element queue item: number, prompt_id, prompt, extra_data, outputs."""
     workflow = generation.workflow
@@ -79,7 +86,7 @@ def history_entry(generation: Generation) -> dict[str, Any]:
 
 def history_of(user: User, *, max_items: int | None = None, offset: int = 0) -> dict[str, Any]:
     """Finished workflows, oldest first as ComfyUI keeps them; ``max_items`` takes the newest."""
-    done = workflows_of(user).exclude(status__in=ACTIVE_STATUSES).order_by("-created_at")
+    done = in_history(user).order_by("-created_at")
     newest = list(done[offset : offset + max_items] if max_items is not None else done[offset:])
     return {str(g.id): history_entry(g) for g in reversed(newest)}
 
@@ -90,7 +97,7 @@ def history_item(user: User, prompt_id: str) -> dict[str, Any]:
         key = uuid.UUID(prompt_id)
     except ValueError:
         return {}
-    generation = workflows_of(user).filter(pk=key).exclude(status__in=ACTIVE_STATUSES).first()
+    generation = in_history(user).filter(pk=key).first()
     return {prompt_id: history_entry(generation)} if generation else {}
 
 

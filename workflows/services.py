@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from accounts.models import User
 from billing.credits import account_for, effective_plan
 from core.errors import ApiError
-from generations.models import Generation, Upload
+from generations.models import ACTIVE_STATUSES, Generation, Upload
 from generations.registry import default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER
 from generations.selectors import upload_of
@@ -172,3 +172,23 @@ def upload_mask(*, user: User, data: bytes, original: str) -> Upload:
     return Upload.objects.create(
         user=user, file=path, width=source.width, height=source.height, sha256=digest
     )
+
+
+def forget_history(*, user: User, prompt_ids: list[str] | None = None) -> int:
+    """``POST /history``: leave finished workflows out of the history (all of them without ids);
+    their images stay in My images."""
+    done = Generation.objects.filter(user=user, kind="workflow").exclude(status__in=ACTIVE_STATUSES)
+    if prompt_ids is not None:
+        keys = []
+        for value in prompt_ids:
+            try:
+                keys.append(uuid.UUID(str(value)))
+            except ValueError:
+                continue
+        done = done.filter(pk__in=keys)
+    forgotten = 0
+    for generation in done:
+        if not generation.workflow.get("history_deleted"):
+            workflow = {**generation.workflow, "history_deleted": True}
+            forgotten += Generation.objects.filter(pk=generation.pk).update(workflow=workflow)
+    return forgotten
