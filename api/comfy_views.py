@@ -171,7 +171,7 @@ def rendition(png: bytes, preview: str, channel: str) -> tuple[bytes, str]:
     """The file as stored, or ``preview=webp;90`` / ``jpeg;85``, or one ``channel`` (rgb, a)."""
     if not preview and channel in ("", "rgba"):
         return png, "image/png"
-    picture = PILImage.open(io.BytesIO(png))
+    picture: PILImage.Image = PILImage.open(io.BytesIO(png))
     if channel == "rgb":
         picture = picture.convert("RGB")
     elif channel == "a":
