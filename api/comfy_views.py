@@ -97,8 +97,15 @@ def prompt(request: HttpRequest, user: User) -> HttpResponse:
         )
     except PromptInvalid as exc:
         return JsonResponse(exc.body, status=400)
-    except ApiError as exc:
-        return JsonResponse({**exc.body(), "node_errors": {}}, status=exc.status)
+    except ApiError as exc:  # 402 insufficient_credits, 429 queue_full, 403 ...: ComfyUI's shape
+        error = {
+            "type": exc.code,
+            "message": exc.message,
+            "details": "",
+            "extra_info": {},
+            **exc.body()["error"],
+        }
+        return JsonResponse({"error": error, "node_errors": {}}, status=exc.status)
     generation = submission.generation
     body = {
         "prompt_id": str(generation.id),
@@ -259,9 +266,9 @@ def queue(request: HttpRequest, user: User) -> HttpResponse:
 @with_key
 def interrupt(request: HttpRequest, user: User) -> HttpResponse:
     body = json_body(request)
-    running = workflows_of(user).filter(status=GenerationStatus.RUNNING)
-    if isinstance(body, dict) and body.get("prompt_id"):
-        running = running.filter(pk__in=[g.pk for g in running if str(g.pk) == str(body["prompt_id"])])
+    running = list(workflows_of(user).filter(status=GenerationStatus.RUNNING))
+    if isinstance(body, dict) and body.get("prompt_id"):  # else all of one's own (never others')
+        running = [g for g in running if str(g.pk) == str(body["prompt_id"])]
     for generation in running:
         cancel_quietly(generation)
     return HttpResponse(status=200)

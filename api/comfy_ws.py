@@ -56,7 +56,6 @@ class ComfyConsumer(AsyncWebsocketConsumer):
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.client_id = (query.get("clientId") or [""])[0] or uuid.uuid4().hex
-        self.clients: dict[str, str] = {}  # prompt_id -> the client_id that submitted it
         self.groups_joined = (user_group(user.id), workflow_group(user.id))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)

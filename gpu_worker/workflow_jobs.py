@@ -180,7 +180,7 @@ class WorkflowRuntime:
             step=job.step, total_steps=job.total_steps
         )
         preview = preview_url(latents, self.runner.current_model) if latents is not None else None
-        self.runner.publish(job, "generation.progress", preview=preview, node=self.node_id)
+        self.runner.publish(job, "generation.progress", preview=preview)
         self.send(
             "progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.node_id}
         )

@@ -185,7 +185,7 @@ def test_short_credits_are_a_402_and_nothing_is_queued(alice: tuple[Client, User
     BillingAccount.objects.filter(pk=account_for(user).pk).update(balance=0)
     response = post_prompt(client, {"prompt": txt2img(MODEL)})
     assert response.status_code == 402
-    assert response.json()["error"]["code"] == "insufficient_credits"
+    assert response.json()["error"]["code"] == response.json()["error"]["type"] == "insufficient_credits"
     assert not Generation.objects.filter(user=user).exists()
 
 
