@@ -15,17 +15,20 @@ import uuid
 from pathlib import PurePosixPath
 from typing import Any
 
+import torch
 from django.conf import settings
 from django.utils.module_loading import import_string
 from PIL import Image as PILImage
+from rq.timeouts import JobTimeoutException
 
+from core.errors import CATALOGUE
 from generations import lifecycle, queues
 from generations.models import Generation, Image, Upload
 from generations.publisher import workflow_group
 from generations.registry import get_model
 from generations.storage import open_content, save_content
 from gpu_worker.encoders import png_with_parameters, webp_thumbnail
-from gpu_worker.failures import GenerationFailed
+from gpu_worker.failures import TRANSIENT_ERRORS, GenerationFailed
 from gpu_worker.model import LoadedModel
 from gpu_worker.previews import preview_url
 from gpu_worker.rendering import load_model
@@ -206,7 +209,8 @@ def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
         worker=worker,
         extra_data=workflow.get("extra_data", {}),
     )
-    recorded = {**workflow, "outputs": outcome.outputs, "files": worker.files, "cached": outcome.cached}
+    earlier = {k: v for k, v in workflow.items() if k != "error"}  # a retried attempt's error
+    recorded = {**earlier, "outputs": outcome.outputs, "files": worker.files, "cached": outcome.cached}
     if outcome.status == "success":
         timings = {"queue_wait": queue_wait(generation), "denoise": round(time.perf_counter() - clock, 4)}
         if lifecycle.succeed(
@@ -232,8 +236,16 @@ def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
     }
     # Not the status: the details ComfyUI clients read, written before the transition tells them.
     Generation.objects.filter(pk=generation.pk, worker_name=runner.name).update(workflow=recorded)
+    error = outcome.exception
     if outcome.status == "interrupted":
         runner.cancel(generation)
+    elif isinstance(error, TRANSIENT_ERRORS):
+        log.warning("workflow %s hit a transient error: %s", generation.id, error)
+        runner.retry_later(generation, error)
+    elif isinstance(error, JobTimeoutException):
+        runner.fail(generation, "timeout", "The workflow ran longer than its pool's limit.")
+    elif isinstance(error, torch.OutOfMemoryError):
+        runner.fail(generation, "out_of_memory", CATALOGUE["out_of_memory"][1])
     else:
         message = f"Node {outcome.node_id} ({outcome.node_type}) failed: {outcome.exception_message}"
         runner.fail(generation, outcome.code or "generation_failed", message[:2000])

@@ -79,6 +79,7 @@ class Outcome:
     exception_message: str = ""
     exception_type: str = ""
     traceback: list[str] = field(default_factory=list)
+    exception: BaseException | None = None  # for the worker to tell transient errors from the rest
 
 
 def execution_order(prompt: dict[str, dict[str, Any]], outputs: list[str]) -> list[str]:
@@ -209,6 +210,7 @@ def run_prompt(
                 outcome.code = str(getattr(exc, "code", "") or "generation_failed")
                 outcome.exception_message, outcome.exception_type = str(exc), type(exc).__name__
                 outcome.traceback = traceback.format_exception(exc)[-6:]
+                outcome.exception = exc
                 return outcome
             outcome.executed.append(node_id)
             key = keys[node_id]
