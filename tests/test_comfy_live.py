@@ -121,10 +121,12 @@ def test_the_websockets_api_example_runs_with_a_key_in_the_base_url(alice: ApiUs
 
 def test_a_bearer_header_and_a_token_parameter_work_too(alice: ApiUser, bob: ApiUser) -> None:
     client = ComfyClient(alice.base_url, headers=alice.headers)
-    watcher = ComfyClient(bob.base_url, headers=bob.headers)  # another user's socket
+    watcher = ComfyClient(bob.base_url + "/api", headers=bob.headers)  # another user's, at /api/ws
     try:
         client.ws.recv()
         watcher.ws.recv()
+        watcher.ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        assert json.loads(watcher.ws.recv())["type"] == "feature_flags"
         first = client.queue_prompt(txt2img(MODEL, **{"3.seed": 4}))["prompt_id"]
         client.messages_until_done(first)
         prompt_id = client.queue_prompt(txt2img(MODEL, **{"3.seed": 5}))["prompt_id"]
