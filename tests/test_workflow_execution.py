@@ -4,7 +4,9 @@ advanced sampler's window take the steps ComfyUI takes, and a cancel stops withi
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,9 @@ from gpu_worker.cache import ModelCache
 from gpu_worker.model import LoadedModel
 from gpu_worker.tiny_model import ensure_tiny_model
 from tests.comfy_support import txt2img
-from workflows import scope
+from workflows import runtime, scope
 from workflows.executor import Outcome, OutputCache, run_prompt
+from workflows.registry import registry
 from workflows.samplers import SAMPLER_NAMES, SCHEDULER_NAMES
 from workflows.validation import validate_prompt
 
@@ -202,3 +205,43 @@ def test_image_scaling_nodes_give_the_sizes_asked(model: LoadedModel) -> None:
     worker = Worker(model)
     assert run(graph, worker).status == "success"
     assert worker.saved[0].size == (48, 48)
+
+
+class RecordingPatch:
+    """What a LoRA loader would hand down: a patch applied around sampling, then taken off."""
+
+    calls: list[str] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def apply(cls, loaded: Any) -> Iterator[None]:
+        cls.calls.append("on")
+        try:
+            yield
+        finally:
+            cls.calls.append("off")
+
+
+class PatchModel:
+    CATEGORY = "test"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"model": ("MODEL",)}}
+
+    def patch(self, model: runtime.ModelHandle) -> tuple[runtime.ModelHandle]:
+        return (model.with_patch(RecordingPatch.apply),)
+
+
+def test_a_node_can_patch_the_model_for_its_samplers_only(
+    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(registry().classes, "PatchModel", PatchModel)
+    RecordingPatch.calls = []
+    graph = txt2img(CHECKPOINT, **{"3.model": ["10", 0]})
+    graph["10"] = {"class_type": "PatchModel", "inputs": {"model": ["4", 0]}}
+    worker = Worker(model)
+    assert run(graph, worker).status == "success"
+    assert RecordingPatch.calls == ["on", "off"]  # around the sampling, not left on the shared model

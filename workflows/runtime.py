@@ -8,9 +8,10 @@ Kept free of torch: the web tier imports the nodes that import this.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 
@@ -27,21 +28,43 @@ class NodeFailed(Exception):
         self.message = message
 
 
+# A patch (a LoRA, say) given the loaded model applies itself for the length of a with-block, and
+# takes itself off after: the resident model is shared by every job and stays as it was.
+Patch = Callable[[Any], AbstractContextManager[object]]
+
+
 @dataclass(frozen=True)
 class ModelHandle:
-    """A MODEL value: a checkpoint's denoiser (LoRA patches will ride here)."""
+    """A MODEL value: a checkpoint's denoiser, with the patches that nodes upstream added."""
 
     name: str
     loaded: Any  # gpu_worker.model.LoadedModel
+    patches: tuple[Patch, ...] = ()
+
+    def with_patch(self, patch: Patch) -> ModelHandle:
+        return replace(self, patches=(*self.patches, patch))
 
 
 @dataclass(frozen=True)
 class ClipHandle:
-    """A CLIP value: a checkpoint's tokenizer(s) and text encoder(s)."""
+    """A CLIP value: a checkpoint's tokenizer(s) and text encoder(s), with their patches."""
 
     name: str
     loaded: Any
     skip_layers: int = 0
+    patches: tuple[Patch, ...] = ()
+
+    def with_patch(self, patch: Patch) -> ClipHandle:
+        return replace(self, patches=(*self.patches, patch))
+
+
+@contextlib.contextmanager
+def patched(loaded: Any, patches: tuple[Patch, ...]) -> Iterator[None]:
+    """The patches applied, in order, for the length of the block; taken off in reverse."""
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch(loaded))
+        yield
 
 
 @dataclass(frozen=True)

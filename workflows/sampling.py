@@ -38,7 +38,7 @@ def encode_text(clip: runtime.ClipHandle, text: str) -> list[list[Any]]:
     """CONDITIONING: ``[[embeddings, {"pooled_output": pooled or None}]]``."""
     pipe = clip.loaded.txt2img
     device = clip.loaded.device
-    with clip.loaded.lock, torch.inference_mode():
+    with clip.loaded.lock, runtime.patched(clip.loaded, clip.patches), torch.inference_mode():
         encoded = pipe.encode_prompt(
             prompt=text,
             device=device,
@@ -116,7 +116,7 @@ def sample(
     step_options: dict[str, Any] = {}
     if "generator" in inspect.signature(scheduler.step).parameters:  # ancestral and SDE samplers
         step_options["generator"] = torch.Generator("cpu").manual_seed((plan.seed + 1) % 2**64)
-    with loaded.lock, torch.inference_mode():
+    with loaded.lock, runtime.patched(loaded, model.patches), torch.inference_mode():
         for index, t in enumerate(timesteps):
             model_input = torch.cat([x, x]) if guided else x
             model_input = scheduler.scale_model_input(model_input, t).to(unet.dtype)

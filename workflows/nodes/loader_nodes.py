@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from workflows import runtime, scope
@@ -65,7 +66,7 @@ class CLIPSetLastLayer:
         }
 
     def set_last_layer(self, clip: runtime.ClipHandle, stop_at_clip_layer: int) -> tuple[Any]:
-        return (runtime.ClipHandle(clip.name, clip.loaded, skip_layers=-stop_at_clip_layer - 1),)
+        return (dataclasses.replace(clip, skip_layers=-stop_at_clip_layer - 1),)
 
 
 class VAEDecode:
