@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import pathlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from gpu_worker.cache import ModelCache
 from gpu_worker.model import LoadedModel
+from gpu_worker.tiny_families import build_family
 from gpu_worker.tiny_model import ensure_tiny_model
 from tests.comfy_support import txt2img
 from workflows import runtime, scope
@@ -245,3 +247,13 @@ def test_a_node_can_patch_the_model_for_its_samplers_only(
     worker = Worker(model)
     assert run(graph, worker).status == "success"
     assert RecordingPatch.calls == ["on", "off"]  # around the sampling, not left on the shared model
+
+
+@pytest.mark.parametrize("family", ["sd2", "sdxl", "sdxl-turbo"])
+def test_the_other_unet_families_run_the_same_graph(family: str, tmp_path: pathlib.Path) -> None:
+    build_family(family, tmp_path / family)
+    loaded = ModelCache(device="cpu", max_models=1).get(str(tmp_path / family))
+    worker = Worker(loaded)
+    outcome = run(txt2img(CHECKPOINT, **{"3.steps": 2}), worker)
+    assert outcome.status == "success", outcome.exception_message
+    assert worker.saved[0].size == (64, 64)
