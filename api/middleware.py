@@ -14,12 +14,40 @@ Each step runs only for the API's paths (``API_PREFIXES``):
 4. ``IdempotencyMiddleware`` replays the first response to a repeated ``Idempotency-Key``; it
    needs 1 for whose key it is, and runs after 2 so that a replay still counts against the limit.
 
+The ComfyUI-compatible surface (api/comfy_views.py) is served at ComfyUI's own paths, at the
+root and under ``/api/``: its root paths are API paths too.
+
 Free of imports: settings read it before Django is set up.
 """
 
 from __future__ import annotations
 
-API_PREFIXES = ("/api/", "/v1/")
+# ComfyUI's routes at the root (a path is one of them, or below one of them).
+COMFY_ROOTS = (
+    "/prompt",
+    "/history",
+    "/view",
+    "/upload/",
+    "/object_info",
+    "/queue",
+    "/interrupt",
+    "/free",
+    "/system_stats",
+    "/models",
+    "/embeddings",
+    "/extensions",
+    "/features",
+)
+API_PREFIXES = ("/api/", "/v1/", *COMFY_ROOTS)
+
+
+def is_comfy_path(path: str) -> bool:
+    """Whether the path is one of ComfyUI's routes (at the root or under /api/), or its /ws."""
+    path = path.removeprefix("/api")
+    if path == "/ws":
+        return True
+    return any(path == root.rstrip("/") or path.startswith(root.rstrip("/") + "/") for root in COMFY_ROOTS)
+
 
 API_MIDDLEWARE = [
     "api.authentication.BearerKeyMiddleware",

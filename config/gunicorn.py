@@ -9,6 +9,10 @@ import gc
 import os
 from typing import Any
 
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
+from api.comfy_auth import redacted
+
 wsgi_app = "config.wsgi:application"
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")
 # A process per core, each with a few threads: they keep client connections alive, overlap one
@@ -20,6 +24,21 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # The control socket's default path is one per user: two servers on one machine would share it.
 control_socket_disable = True
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+
+
+class RedactingLogger(Logger):
+    """The access log without API keys: gunicorn logs the raw request line, before the app turns
+    a ComfyUI client's key in the path or ``?token=`` into a header (api/comfy_auth.py)."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        found: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for name in ("r", "U", "q"):
+            if isinstance(found.get(name), str):
+                found[name] = redacted(found[name])
+        return found
+
+
+logger_class = RedactingLogger
 
 
 def post_worker_init(worker: Any) -> None:

@@ -248,6 +248,18 @@ ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Workflows (node graphs through the ComfyUI API, workflows/): the most nodes a graph may have,
+# the largest batch of one sampling node, how many recent uploads LoadImage lists, and the
+# executor the worker hands a workflow job to (registered here: gpu_worker does not import it).
+ATELIER_WORKFLOW_MAX_NODES = env_int("ATELIER_WORKFLOW_MAX_NODES", 500)
+ATELIER_WORKFLOW_MAX_BATCH = env_int("ATELIER_WORKFLOW_MAX_BATCH", 4)
+ATELIER_WORKFLOW_MAX_INPUTS = env_int("ATELIER_WORKFLOW_MAX_INPUTS", 500)
+ATELIER_WORKFLOW_EXECUTOR = "workflows.executor.run_prompt"
+ATELIER_WORKFLOW_CACHE_ENTRIES = env_int("ATELIER_WORKFLOW_CACHE_ENTRIES", 64)
+# Binary preview frames on ComfyUI's socket for every prompt (off: only for prompts whose
+# extra_data asks with "preview_method": "auto", as ComfyUI's default preview method is none).
+ATELIER_WORKFLOW_PREVIEWS = env_bool("ATELIER_WORKFLOW_PREVIEWS", False)
+
 # Checks every submission passes (moderation), and the style presets a prompt may name: what
 # generations asks of the apps above it, registered here so it imports none of them
 # (generations/extensions.py).

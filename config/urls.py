@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
 
+from api import comfy_urls
 from core.errors import error_body
 from generations.admin_views import workers_view
 from ops import health, metrics
@@ -20,6 +21,9 @@ urlpatterns = [
     path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("gallery.api_urls")),
     path("v1/", include("api.openai_urls")),
+    # ComfyUI's API, at its own paths and under /api/ (api/comfy_views.py)
+    path("api/", include(comfy_urls.api_patterns)),
+    path("", include(comfy_urls.root_patterns)),
     path("", include("billing.urls")),
     path("", include("generations.urls")),
     path("", include("gallery.urls")),

@@ -152,18 +152,23 @@ def succeed(
     batch_size: int,
     memory_mode: str,
     publish: Publish | None = None,
+    finished_images: int | None = None,
+    **fields: Any,
 ) -> bool:
-    """running -> succeeded with its (stored, not yet saved) Image rows; their credits captured."""
+    """running -> succeeded with its (stored, not yet saved) Image rows; their credits captured
+    (per image, or ``finished_images`` units: a workflow is one). ``fields`` are written with
+    the status (a workflow's outputs)."""
     with transaction.atomic():
         changed = finish(
             generation,
             GenerationStatus.SUCCEEDED,
             worker_name=worker_name,
-            finished_images=len(images),
+            finished_images=len(images) if finished_images is None else finished_images,
             step=generation.total_steps or generation.steps,
             timings=timings,
             batch_size=batch_size,
             memory_mode=memory_mode,
+            **fields,
         )
         if not changed:
             return False

@@ -34,6 +34,7 @@ class GenerationKind(models.TextChoices):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
+    WORKFLOW = "workflow"  # a node graph in ComfyUI's API format (workflows/)
 
 
 class GenerationAction(models.TextChoices):
@@ -144,6 +145,12 @@ class Generation(models.Model):
         default=dict, blank=True, help_text="Seconds per phase: queue_wait, load, denoise, save; it_per_s."
     )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    workflow = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A workflow's graph and ComfyUI fields (prompt, outputs_to_execute, client_id, "
+        "number, extra_data), then its outputs and files once it ran.",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

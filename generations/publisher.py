@@ -21,18 +21,28 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+def workflow_group(user_id: int) -> str:
+    """A user's ComfyUI sockets (api/comfy_ws.py): the worker's node-level messages go here, so
+    that /ws/v1/events/ sees only generation events."""
+    return f"workflow.{user_id}"
+
+
 def channel_message(event: dict[str, Any]) -> dict[str, Any]:
     return {"type": "generation.event", "event": event}
 
 
 class EventPublisher:
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self._thread.start()
 
     def publish(self, user_id: int, event: dict[str, Any]) -> None:
-        self._queue.put((user_id, event))
+        self._queue.put((user_group(user_id), channel_message(event)))
+
+    def send_to_group(self, group: str, message: dict[str, Any]) -> None:
+        """Any channel-layer message, in order with the events."""
+        self._queue.put((group, message))
 
     def flush(self) -> None:
         self._queue.join()
@@ -49,12 +59,13 @@ class EventPublisher:
             try:
                 if item is None:
                     return
-                user_id, event = item
+                group, message = item
                 if layer is not None:
-                    loop.run_until_complete(layer.group_send(user_group(user_id), channel_message(event)))
+                    loop.run_until_complete(layer.group_send(group, message))
             except Exception as exc:
                 # A lost push costs nothing: clients resync from the DB on reconnect.
-                log.warning("could not publish %s: %s", item[1]["type"] if item else None, exc)
+                kind = item[1].get("event", item[1]).get("type") if item else None
+                log.warning("could not publish %s: %s", kind, exc)
             finally:
                 self._queue.task_done()
 

@@ -7,7 +7,9 @@ change of status is `generations.lifecycle`'s.
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
@@ -37,6 +39,17 @@ from webhooks.models import WebhookEndpoint
 
 
 @dataclass(frozen=True)
+class SamplingWork:
+    """One sampling node of a workflow, as it is priced: pixels x steps x batch x multiplier."""
+
+    width: int
+    height: int
+    steps: int
+    batch: int
+    multiplier: float = 1.0
+
+
+@dataclass(frozen=True)
 class GenerationSpec:
     model: str
     pool: str
@@ -59,6 +72,11 @@ class GenerationSpec:
     private: bool | None = None
     parent: Image | None = None
     action: str = ""
+    # A workflow (kind "workflow"): its graph and ComfyUI fields, and its sampling work, which
+    # prices it as one unit (captured whole when it succeeds).
+    workflow: dict[str, Any] | None = None
+    sampling: tuple[SamplingWork, ...] = ()
+    generation_id: uuid.UUID | None = None  # chosen by the client (ComfyUI's prompt_id)
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,8 @@ def quote_generation(*, user: User, spec: GenerationSpec, account: BillingAccoun
     if spec.private and not plan.private_allowed:
         raise ApiError("private_not_allowed", f"Your plan ({plan.name}) does not include private mode.")
     model = get_model(spec.model)
+    if spec.workflow is not None:
+        return Quote(cost=workflow_cost(spec), lane="relax" if spec.relax else plan.lane, account=account)
     cost = generation_cost(
         width=spec.width,
         height=spec.height,
@@ -90,7 +110,24 @@ def quote_generation(*, user: User, spec: GenerationSpec, account: BillingAccoun
     return Quote(cost=cost, lane="relax" if spec.relax else plan.lane, account=account)
 
 
+def workflow_cost(spec: GenerationSpec) -> Cost:
+    total = sum(
+        generation_cost(
+            width=work.width,
+            height=work.height,
+            steps=work.steps,
+            n=work.batch,
+            multiplier=work.multiplier,
+            relax=spec.relax,
+        ).total
+        for work in spec.sampling
+    )
+    return Cost(total, total)
+
+
 def kind_of(spec: GenerationSpec) -> str:
+    if spec.workflow is not None:
+        return GenerationKind.WORKFLOW
     if spec.mask_upload is not None:
         return GenerationKind.INPAINT
     return GenerationKind.IMG2IMG if spec.input_upload else GenerationKind.TXT2IMG
@@ -106,6 +143,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
         private = plan.private_allowed if spec.private is None else spec.private
         status = admission(plan=plan, user_id=user.pk, relax=spec.relax)
         generation = Generation(
+            id=spec.generation_id or uuid.uuid4(),
             user=user,
             status=status,
             kind=kind_of(spec),
@@ -133,6 +171,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             webhook=spec.webhook,
             webhook_events=list(spec.webhook_events),
             request_id=request_id.get() or "",
+            workflow=spec.workflow or {},
         )
         sql.insert(generation)  # Generation.objects.create() without the compiler (core/sql.py)
         try:

@@ -10,10 +10,16 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 
-def png_with_parameters(image: Image.Image, parameters: dict[str, Any]) -> bytes:
+def png_with_parameters(
+    image: Image.Image, parameters: dict[str, Any], extra: dict[str, Any] | None = None
+) -> bytes:
+    """``extra``: more JSON chunks by name (a workflow's ``prompt`` and ``workflow``, as ComfyUI
+    embeds them)."""
     info = PngInfo()
     # json.dumps escapes non-ASCII, which keeps the value valid for a Latin-1 tEXt chunk.
     info.add_text("parameters", json.dumps(parameters))
+    for name, value in (extra or {}).items():
+        info.add_text(name, json.dumps(value))
     buffer = io.BytesIO()
     image.save(buffer, "PNG", pnginfo=info)
     return buffer.getvalue()

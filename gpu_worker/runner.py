@@ -25,7 +25,7 @@ from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
 from generations import lifecycle, queues
 from generations.events import build_event, record_webhooks
-from generations.models import Generation
+from generations.models import Generation, GenerationKind
 from generations.publisher import EventPublisher
 from generations.registry import get_model
 from gpu_worker.affinity import holder_counts
@@ -43,6 +43,7 @@ from gpu_worker.progress import step_callback
 from gpu_worker.rendering import denoise_batch, load_model, render_spec
 from gpu_worker.speed import SpeedOptions
 from gpu_worker.storage import store_images
+from gpu_worker.workflow_jobs import run_workflow
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class GenerationRunner:
             return "skipped"
         spec = get_model(head.model_name)
         jobs = [head]
-        if spec is not None and spec.max_batch > 1:
+        workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
+        if spec is not None and spec.max_batch > 1 and not workflow:
             jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.publish)
         for job in jobs:
             log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
@@ -110,7 +112,10 @@ class GenerationRunner:
         self.advertise_jobs()
         handed_over = False
         try:
-            handed_over = self.run_batch(jobs)
+            if workflow:
+                run_workflow(self, head)
+            else:
+                handed_over = self.run_batch(jobs)
         finally:
             if not handed_over:
                 self.forget(jobs)

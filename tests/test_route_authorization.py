@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from api.middleware import COMFY_ROOTS
 from tests.api_support import Api
 from tests.factories import queued_generation
 from tests.gallery_support import make_image
@@ -19,7 +20,7 @@ from webhooks.models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
-API_PREFIXES = ("api/", "v1/")
+API_PREFIXES = ("api/", "v1/", *(root.lstrip("/") for root in COMFY_ROOTS))
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,30 @@ ROUTES: dict[str, Rule] = {
     "openai_models": Rule(("get",), other=None),
 }
 
+# ComfyUI's API (api/comfy_views.py), at the root and under /api/: an API key or nothing. Another
+# user's prompt is an unknown one: ComfyUI answers {} (200) for both.
+COMFY_RULES: dict[str, Rule] = {
+    "prompt": Rule(("get", "post"), other=None),
+    "history": Rule(("get", "post"), other=None),
+    "history_detail": Rule(("get",), other=200),
+    "view": Rule(("get",), other=None),
+    "upload_image": Rule(("post",), other=None),
+    "upload_mask": Rule(("post",), other=None),
+    "object_info": Rule(("get",), other=None),
+    "object_info_class": Rule(("get",), other=None),
+    "queue": Rule(("get", "post"), other=None),
+    "interrupt": Rule(("post",), other=None),
+    "free": Rule(("post",), other=None),
+    "system_stats": Rule(("get",), other=None),
+    "models": Rule(("get",), other=None),
+    "models_folder": Rule(("get",), other=None),
+    "embeddings": Rule(("get",), other=None),
+    "extensions": Rule(("get",), other=None),
+    "features": Rule(("get",), other=None),
+}
+for _prefix in ("comfy", "comfy_api"):
+    ROUTES.update({f"{_prefix}_{name}": rule for name, rule in COMFY_RULES.items()})
+
 
 @dataclass(frozen=True)
 class Route:
@@ -121,8 +146,12 @@ def owned(owner: Api) -> dict[str, str]:
     assert owner.user is not None
     image = make_image(owner.user, public=False)
     endpoint = WebhookEndpoint.objects.create(user=owner.user, url="https://example.com/hook", secret="s")
+    generation_id = str(queued_generation(owner.user).id)
     return {
-        "generation_id": str(queued_generation(owner.user).id),
+        "generation_id": generation_id,
+        "prompt_id": generation_id,
+        "node_class": "KSampler",
+        "folder": "checkpoints",
         "image_id": str(image.id),
         "endpoint_id": str(endpoint.id),
         "username": owner.user.username,

@@ -1,0 +1,141 @@
+"""ComfyUI's WebSocket, ``/ws?clientId=``: the messages its clients wait for, made from the
+user's generation events and the worker's node-level messages (COMFYUI_API.md section 1).
+
+``status`` goes to every socket of the user; a prompt's own messages only to the socket whose
+``clientId`` submitted it. The worker sends ``execution_cached``, ``executing`` (a node),
+``progress``, ``executed`` and binary previews; this consumer adds ``execution_start`` and, once
+the row is final (the history written), ``execution_success`` / ``execution_error`` /
+``execution_interrupted`` and ``executing`` with ``node: null``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from accounts.models import User
+from generations.models import Generation, GenerationKind
+from generations.publisher import user_group, workflow_group
+from workflows.selectors import queue_remaining
+
+CLOSE_UNAUTHENTICATED = 4401
+
+
+@database_sync_to_async
+def remaining(user: User) -> int:
+    return queue_remaining(user)
+
+
+@database_sync_to_async
+def workflow_of(user: User, generation_id: str) -> dict[str, Any] | None:
+    row = (
+        Generation.objects.filter(pk=generation_id, user=user, kind=GenerationKind.WORKFLOW)
+        .values("workflow", "error_code", "error_message")
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ComfyConsumer(AsyncWebsocketConsumer):
+    groups_joined: tuple[str, ...] = ()
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.client_id = (query.get("clientId") or [""])[0] or uuid.uuid4().hex
+        self.groups_joined = (user_group(user.id), workflow_group(user.id))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_status(sid=True)
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "{}")
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "feature_flags":
+            await self.send_message("feature_flags", {"supports_preview_metadata": False})
+
+    async def send_message(self, kind: str, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"type": kind, "data": data}))
+
+    async def send_status(self, *, sid: bool = False) -> None:
+        data: dict[str, Any] = {
+            "status": {"exec_info": {"queue_remaining": await remaining(self.scope["user"])}}
+        }
+        if sid:
+            data["sid"] = self.client_id
+        await self.send_message("status", data)
+
+    async def workflow_message(self, message: dict[str, Any]) -> None:
+        """A node-level message from the worker, for the socket that submitted the prompt."""
+        if message.get("client_id") != self.client_id:
+            return
+        if "bytes" in message:
+            await self.send(bytes_data=message["bytes"])
+        else:
+            await self.send_message(message["kind"], message["data"])
+
+    async def generation_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        kind = event.get("type", "")
+        if kind in ("generation.queued", "generation.canceled", "generation.succeeded", "generation.failed"):
+            await self.send_status()
+        if kind not in (
+            "generation.started",
+            "generation.succeeded",
+            "generation.failed",
+            "generation.canceled",
+        ):
+            return
+        prompt_id = str(event.get("id"))
+        row = await workflow_of(self.scope["user"], prompt_id)
+        if row is None or row["workflow"].get("client_id") != self.client_id:
+            return
+        workflow = row["workflow"]
+        if kind == "generation.started":
+            await self.send_message("execution_start", {"prompt_id": prompt_id, "timestamp": now_ms()})
+            return
+        failure = workflow.get("error", {})
+        if kind == "generation.succeeded":
+            await self.send_message("execution_success", {"prompt_id": prompt_id, "timestamp": now_ms()})
+        elif kind == "generation.canceled":
+            interrupted = {k: failure.get(k) for k in ("node_id", "node_type")}
+            executed = failure.get("executed", [])
+            await self.send_message(
+                "execution_interrupted", {"prompt_id": prompt_id, **interrupted, "executed": executed}
+            )
+        else:
+            await self.send_message(
+                "execution_error",
+                {
+                    "prompt_id": prompt_id,
+                    "node_id": failure.get("node_id"),
+                    "node_type": failure.get("node_type"),
+                    "executed": failure.get("executed", []),
+                    "exception_message": failure.get("exception_message") or row["error_message"],
+                    "exception_type": failure.get("exception_type") or row["error_code"],
+                    "traceback": failure.get("traceback", []),
+                    "current_inputs": {},
+                    "current_outputs": {},
+                },
+            )
+        await self.send_message("executing", {"node": None, "display_node": None, "prompt_id": prompt_id})

@@ -1,0 +1,257 @@
+"""A workflow job: its graph run by the registered executor (``ATELIER_WORKFLOW_EXECUTOR``,
+workflows/executor.py) on this worker's resident models, its node-level messages sent to the
+ComfyUI socket that submitted it, and its status changed by `generations.lifecycle` as for
+every job. One workflow is one job: it is never batched with others.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import struct
+import time
+import uuid
+from pathlib import PurePosixPath
+from typing import Any
+
+import torch
+from django.conf import settings
+from django.utils.module_loading import import_string
+from PIL import Image as PILImage
+from rq.timeouts import JobTimeoutException
+
+from core.errors import CATALOGUE
+from generations import lifecycle, queues
+from generations.models import Generation, Image, Upload
+from generations.publisher import workflow_group
+from generations.registry import get_model
+from generations.storage import open_content, save_content
+from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+from gpu_worker.failures import TRANSIENT_ERRORS, GenerationFailed
+from gpu_worker.model import LoadedModel
+from gpu_worker.previews import preview_url
+from gpu_worker.rendering import load_model
+from gpu_worker.storage import parameters
+
+# The runner (gpu_worker.runner.GenerationRunner, which imports this module): its cache,
+# publisher, name, progress interval and transitions.
+GenerationRunner = Any
+
+log = logging.getLogger(__name__)
+
+PREVIEW_IMAGE = 1  # binary frame: event type, then image format (1 = JPEG), then the image
+JPEG, PNG = 1, 2
+PREVIEW_METHODS = ("auto", "latent2rgb", "taesd")
+
+
+class WorkflowRuntime:
+    """What the graph's nodes ask of this worker (workflows.runtime.Runtime) and where the
+    executor reports node events (workflows.executor.Listener)."""
+
+    def __init__(self, runner: GenerationRunner, generation: Generation) -> None:
+        self.runner = runner
+        self.generation = generation
+        self.device = runner.cache.device
+        self.prompt_id = str(generation.id)
+        self.client_id = str(generation.workflow.get("client_id") or "")
+        self.rows: list[Image] = []
+        self.files: dict[str, dict[str, str]] = {}
+        self.node_id: str | None = None
+        self.steps_before = 0  # steps of the sampling nodes already finished
+        self.last_value = 0
+        self.last_sent = 0.0
+        self.cached_nodes: list[str] = []
+        # Binary preview frames only when asked, as ComfyUI (whose default preview method is
+        # none): clients such as comfy-api-simplified take every binary frame for an output.
+        method = str(generation.workflow.get("extra_data", {}).get("preview_method") or "")
+        self.previews = method in PREVIEW_METHODS or (settings.ATELIER_WORKFLOW_PREVIEWS and method != "none")
+
+    # To the socket that submitted the prompt (nothing without a client_id, as in ComfyUI).
+
+    def send(self, kind: str, data: dict[str, Any]) -> None:
+        if self.client_id:
+            message = {"type": "workflow.message", "client_id": self.client_id, "kind": kind, "data": data}
+            self.runner.publisher.send_to_group(workflow_group(self.generation.user_id), message)
+
+    def send_bytes(self, payload: bytes) -> None:
+        if self.client_id:
+            message = {"type": "workflow.message", "client_id": self.client_id, "bytes": payload}
+            self.runner.publisher.send_to_group(workflow_group(self.generation.user_id), message)
+
+    # The executor's listener.
+
+    def cached(self, nodes: list[str]) -> None:
+        self.cached_nodes = nodes
+        self.send("execution_cached", {"nodes": nodes, "prompt_id": self.prompt_id, "timestamp": now_ms()})
+
+    def executing(self, node_id: str) -> None:
+        if self.last_value:
+            self.steps_before += self.last_value
+            self.last_value = 0
+        self.node_id = node_id
+        self.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
+
+    def executed(self, node_id: str, ui: dict[str, Any]) -> None:
+        data = {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id}
+        self.send("executed", data)
+
+    # The nodes' runtime.
+
+    def load_checkpoint(self, name: str) -> LoadedModel:
+        spec = get_model(name)
+        if spec is None:
+            raise GenerationFailed("model_unavailable", f"The model {name!r} is not configured.")
+        model, _ = load_model(self.runner.cache, spec, self.runner.speed_options(spec))
+        self.runner.current_model = model
+        self.runner.advertise_models()
+        return model
+
+    def load_input(self, name: str) -> PILImage.Image:
+        try:
+            key = uuid.UUID(name.removesuffix(".png"))
+        except ValueError:
+            key = None
+        upload = Upload.objects.filter(user_id=self.generation.user_id, pk=key).first() if key else None
+        if upload is None:
+            raise GenerationFailed("input_missing", f"The input image {name!r} is not one of yours.")
+        try:
+            data = open_content(upload.file)
+        except OSError as exc:
+            raise GenerationFailed("input_missing") from exc
+        picture = PILImage.open(io.BytesIO(data))
+        return picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+
+    def save_images(
+        self,
+        images: list[PILImage.Image],
+        *,
+        prefix: str,
+        kind: str,
+        prompt: Any = None,
+        extra_pnginfo: Any = None,
+    ) -> list[dict[str, str]]:
+        path = PurePosixPath(prefix.replace("\\", "/"))
+        parts = [p for p in path.parent.parts if p not in ("", ".", "..", "/")]
+        subfolder, base = "/".join(parts), (path.name or "ComfyUI")[:80]
+        extra: dict[str, Any] = {"prompt": prompt} if prompt is not None else {}
+        if isinstance(extra_pnginfo, dict):
+            extra.update(extra_pnginfo)
+        saved = []
+        for picture in images:
+            number = len(self.files) + 1
+            filename = f"{base}_{self.generation.id.hex}_{number:05d}_.png"
+            seed = self.generation.seed + len(self.rows)
+            png = png_with_parameters(picture, parameters(self.generation, seed), extra)
+            stored, digest = save_content("images" if kind == "output" else "temp", png, "png")
+            if kind == "output":
+                thumbnail, _ = save_content("thumbnails", webp_thumbnail(picture), "webp")
+                self.rows.append(
+                    Image(
+                        generation=self.generation,
+                        index=len(self.rows),
+                        seed=seed,
+                        width=picture.width,
+                        height=picture.height,
+                        original=stored,
+                        thumbnail=thumbnail,
+                        sha256=digest,
+                    )
+                )
+            self.files[f"{subfolder}/{filename}" if subfolder else filename] = {"path": stored, "type": kind}
+            saved.append({"filename": filename, "subfolder": subfolder, "type": kind})
+        return saved
+
+    def send_image(self, picture: PILImage.Image) -> None:
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, PNG) + buffer.getvalue())
+
+    def progress(self, value: int, total: int, latents: Any = None) -> bool:
+        """One sampling step: False when the user canceled; throttled progress otherwise."""
+        if queues.cancel_requested(self.prompt_id):
+            return False
+        self.last_value = value
+        now = time.monotonic()
+        if value < total and now - self.last_sent < self.runner.progress_interval:
+            return True
+        self.last_sent = now
+        job = self.generation
+        job.step = min(self.steps_before + value, job.steps)
+        job.total_steps = job.steps
+        Generation.objects.filter(pk=job.pk, status="running", worker_name=self.runner.name).update(
+            step=job.step, total_steps=job.total_steps
+        )
+        preview = preview_url(latents, self.runner.current_model) if latents is not None else None
+        self.runner.publish(job, "generation.progress", preview=preview)
+        self.send(
+            "progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.node_id}
+        )
+        if preview is not None and self.previews:
+            jpeg = base64.b64decode(preview.partition(",")[2])
+            self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg)
+        return True
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
+    """Run the claimed workflow and move it to its terminal state."""
+    execute = import_string(settings.ATELIER_WORKFLOW_EXECUTOR)
+    worker = WorkflowRuntime(runner, generation)
+    workflow = generation.workflow
+    clock = time.perf_counter()
+    outcome = execute(
+        workflow.get("prompt", {}),
+        list(workflow.get("outputs_to_execute", [])),
+        worker=worker,
+        extra_data=workflow.get("extra_data", {}),
+    )
+    earlier = {k: v for k, v in workflow.items() if k != "error"}  # a retried attempt's error
+    recorded = {**earlier, "outputs": outcome.outputs, "files": worker.files, "cached": outcome.cached}
+    if outcome.status == "success":
+        timings = {"queue_wait": queue_wait(generation), "denoise": round(time.perf_counter() - clock, 4)}
+        if lifecycle.succeed(
+            generation,
+            worker.rows,
+            worker_name=runner.name,
+            timings=timings,
+            batch_size=1,
+            memory_mode="normal",
+            publish=runner.publish,
+            finished_images=1,
+            workflow=recorded,
+        ):
+            log.info("workflow %s succeeded", generation.id)
+        return
+    recorded["error"] = {
+        "node_id": outcome.node_id,
+        "node_type": outcome.node_type,
+        "executed": outcome.executed,
+        "exception_message": outcome.exception_message,
+        "exception_type": outcome.exception_type,
+        "traceback": outcome.traceback,
+    }
+    # Not the status: the details ComfyUI clients read, written before the transition tells them.
+    Generation.objects.filter(pk=generation.pk, worker_name=runner.name).update(workflow=recorded)
+    error = outcome.exception
+    if outcome.status == "interrupted":
+        runner.cancel(generation)
+    elif isinstance(error, TRANSIENT_ERRORS):
+        log.warning("workflow %s hit a transient error: %s", generation.id, error)
+        runner.retry_later(generation, error)
+    elif isinstance(error, JobTimeoutException):
+        runner.fail(generation, "timeout", "The workflow ran longer than its pool's limit.")
+    elif isinstance(error, torch.OutOfMemoryError):
+        runner.fail(generation, "out_of_memory", CATALOGUE["out_of_memory"][1])
+    else:
+        message = f"Node {outcome.node_id} ({outcome.node_type}) failed: {outcome.exception_message}"
+        runner.fail(generation, outcome.code or "generation_failed", message[:2000])
+
+
+def queue_wait(generation: Generation) -> float:
+    if generation.started_at is None:
+        return 0.0
+    return round(max(0.0, (generation.started_at - generation.created_at).total_seconds()), 4)

@@ -1,0 +1,43 @@
+"""ComfyUI graphs in the API format, as clients send them (the script_examples' txt2img)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+TXT2IMG: dict[str, Any] = {
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "cfg": 7.0,
+            "denoise": 1,
+            "latent_image": ["5", 0],
+            "model": ["4", 0],
+            "negative": ["7", 0],
+            "positive": ["6", 0],
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "seed": 8566257,
+            "steps": 4,
+        },
+    },
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "MODEL"}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"batch_size": 1, "height": 64, "width": 64}},
+    "6": {
+        "class_type": "CLIPTextEncode",
+        "inputs": {"clip": ["4", 1], "text": "a red circle on a blue background"},
+    },
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "blurry"}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+
+
+def txt2img(model: str, **changes: Any) -> dict[str, Any]:
+    """The txt2img graph on `model`; ``changes`` maps "node.input" to a new value."""
+    graph = copy.deepcopy(TXT2IMG)
+    graph["4"]["inputs"]["ckpt_name"] = model
+    for key, value in changes.items():
+        node, _, name = key.partition(".")
+        graph[node]["inputs"][name] = value
+    return graph
