@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
+from redis.exceptions import RedisError
 
 from accounts.models import User
 from api.authentication import key_user
@@ -30,7 +31,9 @@ from core.errors import ApiError
 from generations.models import GenerationStatus
 from generations.services import cancel_generation
 from generations.storage import open_content
+from generations.workers import all_heartbeats
 from workflows import scope
+from workflows.registry import plugin_report
 from workflows.schema import object_info as node_info
 from workflows.selectors import history_item, history_of, output_file, queue_of, queue_remaining, workflows_of
 from workflows.services import (
@@ -317,8 +320,22 @@ def system_stats(request: HttpRequest, user: User) -> HttpResponse:
         "pytorch_version": package_version("torch"),
         "embedded_python": False,
         "argv": [],
+        "node_plugins": node_plugins(),
     }
     return JsonResponse({"system": system, "devices": devices})
+
+
+def node_plugins() -> dict[str, Any]:
+    """The node plugins this server lists, and those skipped here or by a live worker (names and
+    reasons only: nothing about other users)."""
+    report = plugin_report()
+    broken = dict(report["broken"])
+    beats: list[tuple[str, dict[str, Any]]] = []
+    with contextlib.suppress(RedisError):  # the workers' reports are a bonus; Redis may be away
+        beats = all_heartbeats()
+    for _, state in beats:
+        broken.update((state.get("node_plugins") or {}).get("broken") or {})
+    return {"loaded": sorted(report["loaded"]), "broken": broken}
 
 
 @require_GET

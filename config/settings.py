@@ -255,6 +255,8 @@ ATELIER_WORKFLOW_MAX_NODES = env_int("ATELIER_WORKFLOW_MAX_NODES", 500)
 ATELIER_WORKFLOW_MAX_BATCH = env_int("ATELIER_WORKFLOW_MAX_BATCH", 4)
 ATELIER_WORKFLOW_MAX_INPUTS = env_int("ATELIER_WORKFLOW_MAX_INPUTS", 500)
 ATELIER_WORKFLOW_EXECUTOR = "workflows.executor.run_prompt"
+# What the worker loads and reports at start: the node plugins found and the ones skipped.
+ATELIER_WORKFLOW_PLUGIN_REPORT = "workflows.registry.plugin_report"
 ATELIER_WORKFLOW_CACHE_ENTRIES = env_int("ATELIER_WORKFLOW_CACHE_ENTRIES", 64)
 # Binary preview frames on ComfyUI's socket for every prompt (off: only for prompts whose
 # extra_data asks with "preview_method": "auto", as ComfyUI's default preview method is none).

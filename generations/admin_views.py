@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib import admin
@@ -31,6 +31,7 @@ class WorkerRow:
     warm_models: list[str]
     current_jobs: list[tuple[str, str]]  # (generation id, admin url): a batch runs several
     seconds_since_beat: float | None
+    broken_plugins: dict[str, str] = field(default_factory=dict)  # node plugin -> why it was skipped
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ def live_workers(now: float | None = None) -> list[WorkerRow]:
                     (job, reverse("admin:generations_generation_change", args=[job])) for job in jobs
                 ],
                 seconds_since_beat=max(0.0, now - float(beat)) if isinstance(beat, int | float) else None,
+                broken_plugins={
+                    str(k): str(v) for k, v in ((state.get("node_plugins") or {}).get("broken") or {}).items()
+                },
             )
         )
     return rows

@@ -193,6 +193,19 @@ class WorkflowRuntime:
         return True
 
 
+def node_plugin_report() -> dict[str, Any]:
+    """Load the node plugins once, at start (``ATELIER_WORKFLOW_PLUGIN_REPORT``), and say which
+    were skipped: a broken plugin is logged and shown in the heartbeat, never fatal."""
+    try:
+        report: dict[str, Any] = import_string(settings.ATELIER_WORKFLOW_PLUGIN_REPORT)()
+    except Exception as exc:
+        log.exception("node plugins could not be listed")
+        return {"loaded": {}, "broken": {"*": f"{type(exc).__name__}: {exc}"}}
+    for plugin, why in report.get("broken", {}).items():
+        log.error("node plugin %s is broken and was skipped: %s", plugin, why)
+    return report
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -25,6 +25,7 @@ class Registry:
     display_names: dict[str, str] = field(default_factory=dict)
     modules: dict[str, str] = field(default_factory=dict)  # class name -> python_module
     broken: dict[str, str] = field(default_factory=dict)  # plugin -> why it was skipped
+    plugins: dict[str, list[str]] = field(default_factory=dict)  # plugin -> the nodes it added
 
     def add(self, mappings: Any, display: Any, module: str) -> None:
         if not isinstance(mappings, dict):
@@ -56,12 +57,12 @@ def load_plugins(registry: Registry) -> None:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry.load()
+            mappings = getattr(loaded, "NODE_CLASS_MAPPINGS", None)
             registry.add(
-                getattr(loaded, "NODE_CLASS_MAPPINGS", None),
-                getattr(loaded, "NODE_DISPLAY_NAME_MAPPINGS", None),
-                f"custom_nodes.{entry.name}",
+                mappings, getattr(loaded, "NODE_DISPLAY_NAME_MAPPINGS", None), f"custom_nodes.{entry.name}"
             )
-        except Exception as exc:
+            registry.plugins[entry.name] = sorted(mappings or {})
+        except (Exception, SystemExit) as exc:  # a plugin calling exit() at import included
             registry.broken[entry.name] = f"{type(exc).__name__}: {exc}"
             log.exception("node plugin %s could not be loaded; skipped", entry.name)
 
@@ -75,6 +76,14 @@ def registry() -> Registry:
         found.add(module.NODE_CLASS_MAPPINGS, module.NODE_DISPLAY_NAME_MAPPINGS, "nodes")
     load_plugins(found)
     return found
+
+
+def plugin_report() -> dict[str, Any]:
+    """The plugins found at start: ``{"loaded": {plugin: [nodes]}, "broken": {plugin: why}}``.
+    The worker calls it once at start (``ATELIER_WORKFLOW_PLUGIN_REPORT``) and shows the answer in
+    its heartbeat; ``/system_stats`` shows the web tier's."""
+    found = registry()
+    return {"loaded": dict(found.plugins), "broken": dict(found.broken)}
 
 
 def node_class(name: str) -> type | None:

@@ -19,6 +19,7 @@ from gpu_worker.jobs import install_runner
 from gpu_worker.memory import MemoryBudget
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import is_model_dir
+from gpu_worker.workflow_jobs import node_plugin_report
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,16 @@ class Command(BaseCommand):
         budget = MemoryBudget(options["memory_mb"] * 2**20) if options["memory_mb"] > 0 else None
         runner = GenerationRunner(device=options["device"], name=options["name"], memory_budget=budget)
         runner.preload(pools)
+        plugins = node_plugin_report()
+        for plugin, why in plugins["broken"].items():
+            self.stderr.write(f"node plugin {plugin} skipped: {why}")
         runner.heartbeat = Heartbeat(
             runner.name,
             {
                 "pools": pools,
                 "device": options["device"],
                 "models": runner.catalog_paths(runner.cache.paths()),
+                "node_plugins": plugins,
             },
         )
         runner.finisher = Finisher()
