@@ -195,6 +195,9 @@ ATELIER_DEFAULT_PLAN = env_str("ATELIER_DEFAULT_PLAN", "free" if BILLING_ENABLED
 # Number of reverse proxies in front of the web tier whose X-Forwarded-For entries are trusted.
 ATELIER_TRUSTED_PROXIES = env_int("ATELIER_TRUSTED_PROXIES", 0)
 ATELIER_ANON_RATE_PER_MINUTE = env_int("ATELIER_ANON_RATE_PER_MINUTE", 60)
+# Reads of one's own ComfyUI state (GET /history, /queue, /view, /object_info ...) per user and
+# minute, counted apart from the plan's rate: ComfyUI clients poll (api/ratelimit.py).
+ATELIER_COMFY_READ_RATE_PER_MINUTE = env_int("ATELIER_COMFY_READ_RATE_PER_MINUTE", 1200)
 
 LANES = ("priority", "standard", "free", "relax")
 

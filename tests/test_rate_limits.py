@@ -85,3 +85,33 @@ def test_behind_a_trusted_proxy_the_client_address_comes_from_its_entry(settings
     # The client prepends fake entries; the proxy appends the real address, which is what counts.
     assert [status(f"1.1.1.{i}, 192.0.2.50") for i in range(4)] == [401, 401, 401, 429]
     assert status("192.0.2.51") == 401
+
+
+def test_polling_comfyui_state_does_not_use_up_the_plans_rate(settings: Any) -> None:
+    settings.ATELIER_COMFY_READ_RATE_PER_MINUTE = 20
+    api = keyed_client(unique_user())
+    for path in ["/history", "/api/history/x", "/queue", "/prompt", "/object_info/KSampler"] * 3:
+        response = api.get(path)
+        assert response.status_code == 200, path
+        assert response["RateLimit-Limit"] == "20"
+    assert int(api.get("/queue")["RateLimit-Remaining"]) == 20 - 16
+    # The plan's rate (3) is untouched by the 16 reads: writes and the REST API still have it all.
+    assert api.post("/interrupt", {}, content_type="application/json").status_code == 200
+    assert api.get("/api/v1/models")["RateLimit-Remaining"] == "1"
+
+
+def test_comfyui_reads_have_a_limit_of_their_own(settings: Any) -> None:
+    settings.ATELIER_COMFY_READ_RATE_PER_MINUTE = 4
+    user = unique_user()
+    first, second = keyed_client(user), keyed_client(user)
+    for _ in range(4):
+        assert first.get("/history").status_code == 200
+    refused = second.get("/queue")  # per user, whichever key
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+
+
+def test_anonymous_comfyui_reads_count_against_the_address() -> None:
+    anonymous = Client()
+    for _ in range(3):
+        assert anonymous.get("/history").status_code == 401
+    assert anonymous.get("/history").status_code == 429
