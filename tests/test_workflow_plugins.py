@@ -84,7 +84,8 @@ def history_of(user: ApiUser, prompt_id: str, timeout: float = 120) -> dict[str,
     while time.monotonic() < deadline:
         entry: dict[str, Any] = user.get(f"/history/{prompt_id}").json()
         if entry:
-            return entry[prompt_id]
+            found: dict[str, Any] = entry[prompt_id]
+            return found
         time.sleep(0.2)
     raise TimeoutError(f"prompt {prompt_id} not done")
 

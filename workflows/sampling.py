@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from workflows import runtime
 from workflows.samplers import make_scheduler
+from workflows.tensors import LATENT_RATIO, ratio_of, vae_ratio
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def sample(
         scheduler.set_begin_index(start * order)
     source = latent["samples"].float()
     channels = int(unet.config.in_channels)
-    if source.shape[1] != channels and not source.any():
-        source = torch.zeros(source.shape[0], channels, *source.shape[2:])
+    ratio = vae_ratio(pipe.vae)
+    if not source.any() and (source.shape[1] != channels or ratio_of(latent) != ratio):
+        # An empty latent (EmptyLatentImage assumes ComfyUI's 4 channels and 8x): this model's.
+        height, width = (side * ratio_of(latent) // ratio for side in source.shape[-2:])
+        source = torch.zeros(source.shape[0], channels, max(1, height), max(1, width))
     batch = source.shape[0]
     generator = torch.Generator("cpu").manual_seed(plan.seed % 2**64)
     noise = torch.randn(source.shape, generator=generator).to(device)
@@ -111,7 +115,7 @@ def sample(
         else pos.expand(batch, -1, -1)
     )
     embeds = embeds.to(device, unet.dtype)
-    extra = added_conditions(unet, pos_pooled, neg_pooled, source, batch, guided)
+    extra = added_conditions(unet, pos_pooled, neg_pooled, source, batch, guided, ratio)
     steps_total = stop - start
     step_options: dict[str, Any] = {}
     if "generator" in inspect.signature(scheduler.step).parameters:  # ancestral and SDE samplers
@@ -133,17 +137,22 @@ def sample(
                 x = mask * x + (1.0 - mask) * kept
             if runtime.current().progress(math.ceil((index + 1) / order), steps_total, x) is False:
                 raise runtime.Interrupted()
-    result = {**latent, "samples": x.cpu()}
-    return result
+    return {**latent, "samples": x.cpu(), LATENT_RATIO: ratio}
 
 
 def added_conditions(
-    unet: Any, pos_pooled: Any, neg_pooled: Any, source: torch.Tensor, batch: int, guided: bool
+    unet: Any,
+    pos_pooled: Any,
+    neg_pooled: Any,
+    source: torch.Tensor,
+    batch: int,
+    guided: bool,
+    ratio: int = 8,
 ) -> dict[str, Any]:
     """SDXL's extra conditioning (pooled text and the size ids); nothing for SD 1.x and 2.x."""
     if getattr(unet.config, "addition_embed_type", None) != "text_time" or pos_pooled is None:
         return {}
-    height, width = source.shape[-2] * 8, source.shape[-1] * 8
+    height, width = source.shape[-2] * ratio, source.shape[-1] * ratio
     ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=unet.dtype, device=unet.device)
     pooled = pos_pooled.expand(batch, -1)
     if guided:

@@ -23,12 +23,30 @@ INTERPOLATION = {
 }
 
 
+# How many pixels one latent pixel stands for. ComfyUI's nodes assume 8; a model whose VAE
+# downsamples more (the built-in model's, 16) gets its latents tagged with its own ratio.
+LATENT_RATIO = "downscale_ratio"
+
+
 def empty_latent(width: int, height: int, batch_size: int, channels: int = 4) -> torch.Tensor:
     return torch.zeros(batch_size, channels, height // 8, width // 8)
 
 
+def ratio_of(latent: dict[str, Any]) -> int:
+    return int(latent.get(LATENT_RATIO, 8))
+
+
+def vae_ratio(vae_model: Any) -> int:
+    return int(2 ** (len(vae_model.config.block_out_channels) - 1))
+
+
 def vae_of(vae: VaeHandle) -> Any:
     return vae.loaded.txt2img.vae
+
+
+def encoded(vae: VaeHandle, pixels: torch.Tensor) -> dict[str, Any]:
+    """A LATENT of the pixels, tagged with the VAE's ratio."""
+    return {"samples": vae_encode(vae, pixels), LATENT_RATIO: vae_ratio(vae_of(vae))}
 
 
 def vae_decode(vae: VaeHandle, samples: torch.Tensor) -> torch.Tensor:
@@ -69,7 +87,7 @@ def encode_for_inpaint(
         mask = (F.conv2d(mask.round(), kernel, padding=grow_mask_by) > 0).float()
     keep = (1.0 - mask.round()).permute(0, 2, 3, 1)
     pixels[..., :3] = (pixels[..., :3] - 0.5) * keep + 0.5
-    return {"samples": vae_encode(vae, pixels), "noise_mask": mask}
+    return {**encoded(vae, pixels), "noise_mask": mask}
 
 
 def fit(tensor: torch.Tensor, width: int, height: int, method: str, crop: str) -> torch.Tensor:
@@ -112,9 +130,10 @@ def resize_latent(
     crop: str = "disabled",
 ) -> dict[str, Any]:
     samples = latent["samples"]
+    ratio = ratio_of(latent)
     w, h = target_size(
-        width // 8 if scale is None else 0,
-        height // 8 if scale is None else 0,
+        width // ratio if scale is None else 0,
+        height // ratio if scale is None else 0,
         samples.shape[-1],
         samples.shape[-2],
         scale,

@@ -102,9 +102,9 @@ class VAEEncode:
         return shapes.get("pixels")
 
     def encode(self, vae: runtime.VaeHandle, pixels: Any) -> tuple[dict[str, Any]]:
-        from workflows.tensors import vae_encode
+        from workflows.tensors import encoded
 
-        return ({"samples": vae_encode(vae, pixels)},)
+        return (encoded(vae, pixels),)
 
 
 class VAEEncodeForInpaint:
