@@ -26,15 +26,16 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 
 # Codes a serializer may give one field's error (an ErrorDetail's code). When that is the only
 # error of the request, the response carries it instead of the generic validation_error.
-FIELD_ERROR_CODES = frozenset({"sampler_not_supported"})
+FIELD_ERROR_CODES = frozenset({"sampler_not_supported", "lora_not_found"})
 
 
 def validation_code(exc: exceptions.ValidationError) -> str:
     codes = exc.get_codes()
     if isinstance(codes, dict) and len(codes) == 1:
         (field_codes,) = codes.values()
-        if isinstance(field_codes, list) and len(field_codes) == 1 and field_codes[0] in FIELD_ERROR_CODES:
-            return str(field_codes[0])
+        first = field_codes[0] if isinstance(field_codes, list) and len(field_codes) == 1 else None
+        if isinstance(first, str) and first in FIELD_ERROR_CODES:  # nested fields give dicts
+            return first
     return "validation_error"
 
 

@@ -258,6 +258,12 @@ ATELIER_WORKFLOW_MAX_NODES = env_int("ATELIER_WORKFLOW_MAX_NODES", 500)
 ATELIER_WORKFLOW_MAX_BATCH = env_int("ATELIER_WORKFLOW_MAX_BATCH", 4)
 ATELIER_WORKFLOW_MAX_INPUTS = env_int("ATELIER_WORKFLOW_MAX_INPUTS", 500)
 ATELIER_WORKFLOW_EXECUTOR = "workflows.executor.run_prompt"
+# LoRA files (.safetensors, kohya or diffusers keys) offered as `lora_name` and as REST `loras`;
+# the most a REST submission may stack, the weight range, and how many a worker keeps loaded.
+ATELIER_LORA_DIR = Path(env_str("ATELIER_LORA_DIR", str(DATA_DIR / "loras")))
+ATELIER_MAX_LORAS = env_int("ATELIER_MAX_LORAS", 4)
+ATELIER_LORA_MAX_WEIGHT = env_float("ATELIER_LORA_MAX_WEIGHT", 4.0)
+ATELIER_LORA_CACHE_ENTRIES = env_int("ATELIER_LORA_CACHE_ENTRIES", 8)
 # What the worker loads and reports at start: the node plugins found and the ones skipped.
 ATELIER_WORKFLOW_PLUGIN_REPORT = "workflows.registry.plugin_report"
 ATELIER_WORKFLOW_CACHE_ENTRIES = env_int("ATELIER_WORKFLOW_CACHE_ENTRIES", 64)

@@ -19,6 +19,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "prompt_blocked": (400, "The prompt contains a blocked term."),
     "image_too_large": (400, "The result would be larger than the model allows."),
     "sampler_not_supported": (400, "The chosen model cannot use this sampler."),
+    "lora_not_found": (400, "There is no LoRA of that name (see GET /api/v1/models, loras)."),
     "not_found": (404, "No such resource."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "generation_finished": (409, "The generation has already finished."),
@@ -33,6 +34,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     # Failures recorded on a generation by the worker.
     "model_unavailable": (500, "The model could not be loaded."),
     "input_missing": (500, "The input image is no longer available."),
+    "lora_incompatible": (500, "The LoRA does not fit the model (made for another model family?)."),
     "generation_failed": (500, "The image could not be generated."),
     "worker_lost": (500, "The worker running this generation was lost."),
     "timeout": (500, "The generation took longer than its pool allows."),

@@ -24,6 +24,7 @@ from core.openapi import errors
 from core.pagination import paginated
 from generations import schema
 from generations.filters import filtered_generations
+from generations.loras import available_loras
 from generations.models import Image
 from generations.registry import all_models
 from generations.samplers import samplers_for
@@ -244,6 +245,8 @@ def full_size_webp(png: bytes) -> bytes:
 
 
 class ModelListApi(APIView):
+    """The models, and the LoRA files (names for ``loras`` and ComfyUI's ``lora_name``)."""
+
     @extend_schema(responses={200: schema.ModelListSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         data = [
@@ -264,4 +267,4 @@ class ModelListApi(APIView):
             }
             for m in all_models().values()
         ]
-        return Response({"data": data})
+        return Response({"data": data, "loras": available_loras()})

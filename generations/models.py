@@ -90,6 +90,11 @@ class Generation(models.Model):
         default=DEFAULT_SAMPLER,
         help_text="The denoising sampler; default is the model's own scheduler.",
     )
+    loras = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="LoRAs applied while rendering: [{name, weight}] (files of ATELIER_LORA_DIR).",
+    )
     seed = models.BigIntegerField()
     n = models.PositiveSmallIntegerField(default=1)
     input_upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.PROTECT)

@@ -8,6 +8,7 @@ from rest_framework.exceptions import ErrorDetail
 
 from core.events import EVENT_TYPES
 from generations.extensions import style_preset
+from generations.loras import LoraRequest, available_loras
 from generations.models import GenerationAction
 from generations.registry import default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, samplers_for
@@ -15,6 +16,17 @@ from generations.selectors import upload_of, viewable_image
 from generations.services import GenerationSpec
 
 MAX_SEED = 2**32 - 1
+
+
+class LoraSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=255, help_text="A LoRA of `GET /api/v1/models` (`loras`).")
+    weight = serializers.FloatField(required=False, default=1.0, help_text="0 leaves the model as it is.")
+
+    def validate_weight(self, value: float) -> float:
+        limit = settings.ATELIER_LORA_MAX_WEIGHT
+        if not -limit <= value <= limit:
+            raise serializers.ValidationError(f"A LoRA's weight must be between {-limit:g} and {limit:g}.")
+        return value
 
 
 class GenerationCreateSerializer(serializers.Serializer[Any]):
@@ -31,6 +43,12 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
         default=DEFAULT_SAMPLER,
         help_text="The denoising sampler; `default` is the model's own. A model lists the ones it "
         "supports in `GET /api/v1/models` (flow-matching models such as SD3: `default` and `euler`).",
+    )
+    loras = LoraSerializer(
+        many=True,
+        required=False,
+        default=list,
+        help_text="LoRAs to apply while rendering, each with its weight.",
     )
     seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
     n = serializers.IntegerField(required=False, min_value=1, max_value=4, default=1)
@@ -56,6 +74,18 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
 
     def validate_negative_prompt(self, value: str) -> str:
         return self.validate_prompt(value)
+
+    def validate_loras(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(value) > settings.ATELIER_MAX_LORAS:
+            raise serializers.ValidationError(f"At most {settings.ATELIER_MAX_LORAS} LoRAs at once.")
+        if len({lora["name"] for lora in value}) < len(value):
+            raise serializers.ValidationError("Each LoRA may be given once.")
+        known = set(available_loras()) if value else set()
+        for lora in value:
+            if lora["name"] not in known:
+                message = f"Unknown LoRA {lora['name']!r}; GET /api/v1/models lists them."
+                raise serializers.ValidationError(ErrorDetail(message, code="lora_not_found"))
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}  # ErrorDetail (a str) where a message has its own code
@@ -123,6 +153,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             steps=steps,
             guidance=attrs["guidance"],
             sampler=attrs["sampler"],
+            loras=tuple(LoraRequest.of(lora) for lora in attrs.get("loras", [])),
             seed=attrs.get("seed"),
             n=attrs["n"],
             input_upload=upload,

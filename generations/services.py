@@ -30,6 +30,7 @@ from core.errors import ApiError
 from generations import events, lifecycle, queues
 from generations.caps import admission, lock_account
 from generations.extensions import check_submission
+from generations.loras import LoraRequest
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER
@@ -65,6 +66,7 @@ class GenerationSpec:
     mask_upload: Upload | None = None
     strength: float | None = None
     sampler: str = DEFAULT_SAMPLER
+    loras: tuple[LoraRequest, ...] = ()
     relax: bool = False
     webhook: WebhookEndpoint | None = None
     webhook_events: tuple[str, ...] = ()
@@ -160,6 +162,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
             steps=spec.steps,
             guidance=spec.guidance,
             sampler=spec.sampler,
+            loras=[{"name": lora.name, "weight": lora.weight} for lora in spec.loras],
             seed=seed,
             n=spec.n,
             input_upload=spec.input_upload,

@@ -1,10 +1,10 @@
 """Dynamic batching: a worker that took a job also takes queued jobs that can share its batch.
 
-Compatible means the same model, kind (txt2img, img2img, inpaint), size, steps, guidance, sampler
-and strength; prompts, negative prompts, seeds, source images and masks may differ. Mates are
-taken from the head job's own queue, in queue order, up to the model's `max_batch` images, for at
-most `ATELIER_BATCH_WAIT` seconds. A batch never delays a higher lane: while any higher lane of
-the pool has a job waiting, no mate is added and nobody waits.
+Compatible means the same model, kind (txt2img, img2img, inpaint), size, steps, guidance, sampler,
+strength and set of LoRAs (with their weights); prompts, negative prompts, seeds, source images and
+masks may differ. Mates are taken from the head job's own queue, in queue order, up to the model's
+`max_batch` images, for at most `ATELIER_BATCH_WAIT` seconds. A batch never delays a higher lane:
+while any higher lane of the pool has a job waiting, no mate is added and nobody waits.
 
 A mate is claimed in the database first (`lifecycle.claim`: queued -> running, conditional), then
 its RQ job is removed, so a worker that pops that job anyway finds it taken and skips it, and a
@@ -32,7 +32,9 @@ BATCH_FIELDS = ("model_name", "kind", "width", "height", "steps", "guidance", "s
 
 
 def batch_key(generation: Generation) -> tuple[Any, ...]:
-    return tuple(getattr(generation, name) for name in BATCH_FIELDS)
+    """The batch fields, and the LoRA set: a batch runs with one set of LoRAs applied."""
+    loras = tuple(sorted((str(lora["name"]), float(lora["weight"])) for lora in generation.loras or []))
+    return (*(getattr(generation, name) for name in BATCH_FIELDS), loras)
 
 
 def generation_id_of(job_id: bytes) -> str | None:
@@ -73,7 +75,7 @@ def take_mates(
             pk__in=list(order),
             status=GenerationStatus.QUEUED,
             n__lte=room,
-            **dict(zip(BATCH_FIELDS, key, strict=True)),
+            **dict(zip(BATCH_FIELDS, key[: len(BATCH_FIELDS)], strict=True)),
         ).select_related("input_upload", "mask_upload")
         for candidate in sorted(candidates, key=lambda g: order[str(g.id)]):
             if (

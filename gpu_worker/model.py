@@ -101,6 +101,7 @@ class RenderSpec:
     mask_image: Image.Image | None = None  # white = repaint, black = keep (with init_image)
     strength: float = 0.75
     sampler: str = DEFAULT_SAMPLER
+    loras: tuple[tuple[str, float], ...] = ()  # (file name, weight), applied for the render
 
     @property
     def kind(self) -> str:
@@ -111,7 +112,8 @@ class RenderSpec:
     def shared(self) -> tuple[Any, ...]:
         """What every job of one batch has in common (their prompts, seeds and images may differ)."""
         strength = None if self.init_image is None else self.strength
-        return (self.kind, self.width, self.height, self.steps, self.guidance, strength, self.sampler)
+        shared = (self.kind, self.width, self.height, self.steps, self.guidance, strength, self.sampler)
+        return (*shared, self.loras)
 
     @property
     def denoising_steps(self) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from gpu_worker.loras import applied
 from gpu_worker.memory import MemoryBudget, climb, describe_modes, memory_mode
 from gpu_worker.model import (
     AllCanceled,
@@ -58,7 +59,9 @@ def render_batch(
         if spec.denoising_steps < 1:
             raise ValueError("steps * strength must be at least 1")
         if spec.shared() != specs[0].shared():
-            raise ValueError("jobs of one batch must share kind, size, steps, guidance, strength and sampler")
+            raise ValueError(
+                "jobs of one batch must share kind, size, steps, guidance, strength, sampler and LoRAs"
+            )
     make_scheduler(model.txt2img.scheduler, specs[0].sampler)  # an unfit sampler fails before any work
     images: list[list[Image.Image] | None] = [None] * len(specs)
     modes: set[str] = set()
@@ -66,7 +69,7 @@ def render_batch(
 
     def attempt(indexes: list[int], mode: str) -> None:
         try:
-            with model.lock, memory_mode(model, mode):
+            with model.lock, memory_mode(model, mode), applied(model.txt2img, specs[0].loras):
                 if budget is not None:
                     budget.check(model, [specs[i] for i in indexes], mode)
                 outputs = _run_once(model, [specs[i] for i in indexes], indexes, on_step, canceled)

@@ -32,6 +32,7 @@ def render_spec(generation: Generation) -> RenderSpec:
         mask_image=load_upload(generation.mask_upload),
         strength=generation.strength or 0.6,
         sampler=generation.sampler,
+        loras=tuple((str(lora["name"]), float(lora["weight"])) for lora in generation.loras or []),
     )
 
 

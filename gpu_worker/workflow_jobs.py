@@ -29,6 +29,7 @@ from generations.registry import get_model
 from generations.storage import open_content, save_content
 from gpu_worker.encoders import png_with_parameters, webp_thumbnail
 from gpu_worker.failures import TRANSIENT_ERRORS, GenerationFailed
+from gpu_worker.loras import lora_patch
 from gpu_worker.model import LoadedModel
 from gpu_worker.previews import preview_url
 from gpu_worker.rendering import load_model
@@ -106,6 +107,9 @@ class WorkflowRuntime:
         self.runner.current_model = model
         self.runner.advertise_models()
         return model
+
+    def lora_patch(self, name: str, strength: float, part: str) -> Any:
+        return lora_patch(name, strength, part)
 
     def load_input(self, name: str) -> PILImage.Image:
         try:

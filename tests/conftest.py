@@ -113,6 +113,7 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL, MEDIA_ROOT=str(settings.MEDIA_ROOT))
     env["ATELIER_PROGRESS_INTERVAL"] = str(settings.ATELIER_PROGRESS_INTERVAL)
+    env["ATELIER_LORA_DIR"] = str(settings.ATELIER_LORA_DIR)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -69,10 +69,10 @@ def load_plugins(registry: Registry) -> None:
 
 @cache
 def registry() -> Registry:
-    from workflows.nodes import image_nodes, latent_nodes, loader_nodes, sampler_nodes
+    from workflows.nodes import image_nodes, latent_nodes, loader_nodes, lora_nodes, sampler_nodes
 
     found = Registry()
-    for module in (loader_nodes, sampler_nodes, latent_nodes, image_nodes):
+    for module in (loader_nodes, lora_nodes, sampler_nodes, latent_nodes, image_nodes):
         found.add(module.NODE_CLASS_MAPPINGS, module.NODE_DISPLAY_NAME_MAPPINGS, "nodes")
     load_plugins(found)
     return found

@@ -80,6 +80,10 @@ class Runtime(Protocol):
 
     def load_input(self, name: str) -> Any: ...
 
+    def lora_patch(self, name: str, strength: float, part: str) -> Patch:
+        """A LoRA file on a model's denoiser (part ``model``) or text encoders (``clip``)."""
+        ...
+
     def save_images(
         self, images: list[Any], *, prefix: str, kind: str, prompt: Any = None, extra_pnginfo: Any = None
     ) -> list[dict[str, str]]: ...

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Scope:
     checkpoints: tuple[str, ...] = ()
+    loras: tuple[str, ...] = ()  # the LoRA folder's files (generations.loras)
     # Input files by the name LoadImage takes (the upload's name) -> (width, height).
     input_files: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Per checkpoint: (min_side, max_side, max_batch, max_steps) of one sampling node.

@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 from accounts.models import User
 from billing.credits import account_for, effective_plan
 from core.errors import ApiError
+from generations.loras import available_loras
 from generations.models import ACTIVE_STATUSES, Generation, Upload
 from generations.registry import default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER
@@ -61,6 +62,7 @@ def scope_for(user: User | None) -> scope.Scope:
     batch = settings.ATELIER_WORKFLOW_MAX_BATCH
     return scope.Scope(
         checkpoints=tuple(spec.name for spec in models),
+        loras=tuple(available_loras()),
         input_files=files,
         limits={s.name: (s.min_side, s.max_side, batch, s.max_steps) for s in models},
         max_nodes=settings.ATELIER_WORKFLOW_MAX_NODES,
