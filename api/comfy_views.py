@@ -341,7 +341,8 @@ def node_plugins() -> dict[str, Any]:
 @require_GET
 @with_key
 def models(request: HttpRequest, user: User, folder: str | None = None) -> HttpResponse:
-    available = {"checkpoints": list(scope_for(user).checkpoints)}
+    found = scope_for(user)
+    available = {"checkpoints": list(found.checkpoints), "loras": list(found.loras)}
     if folder is None:
         return JsonResponse(list(available), safe=False)
     if folder not in available:

@@ -304,7 +304,7 @@ def test_the_small_routes_answer_as_comfyui_does(alice: tuple[Client, User]) -> 
     client, _ = alice
     stats = client.get("/system_stats").json()
     assert {"os", "python_version", "comfyui_version"} <= set(stats["system"]) and stats["devices"]
-    assert client.get("/models").json() == ["checkpoints"]
+    assert client.get("/models").json() == ["checkpoints", "loras"]
     assert MODEL in client.get("/models/checkpoints").json()
     assert client.get("/models/nope").status_code == 404
     assert client.get("/embeddings").json() == []

@@ -206,6 +206,7 @@ def test_the_loras_are_listed_for_rest_and_comfyui_clients(lora_dir: pathlib.Pat
     api = api_client()
     expected = ["kohya-style.safetensors", "styles/diffusers-style.safetensors"]
     assert api.get("/api/v1/models").json()["loras"] == expected
+    assert api.get("/models/loras").json() == expected  # ComfyUI's folder listing
     info = api.get("/object_info/LoraLoader").json()["LoraLoader"]
     assert info["input"]["required"]["lora_name"][0] == expected
     assert info["output"] == ["MODEL", "CLIP"] and info["category"] == "loaders"
@@ -274,3 +275,31 @@ def test_a_rest_generation_renders_with_its_lora_on_a_real_worker(alice: ApiUser
         path.unlink()
     assert np.array_equal(plain, at_zero)
     assert np.abs(at_one - plain).mean() > 5.0
+
+
+@pytest.mark.live
+def test_a_lora_loader_runs_through_prompt_on_a_real_worker(alice: ApiUser, demo: LoadedModel) -> None:
+    name = f"live-{uuid.uuid4().hex[:8]}.safetensors"
+    path = pathlib.Path(settings.ATELIER_LORA_DIR) / name
+    make_lora(demo, path, "kohya", seed=6)
+
+    def image(graph: dict[str, Any]) -> np.ndarray:
+        response = alice.post("/prompt", json={"prompt": graph})
+        assert response.status_code == 200, response.text
+        prompt_id = response.json()["prompt_id"]
+        assert alice.wait_until_done(prompt_id)["status"] == "succeeded"
+        saved = alice.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"]["9"]["images"][0]
+        return pixels(Image.open(io.BytesIO(alice.get("/view", params=saved).content)))
+
+    plain = txt2img(MODEL, **{"5.width": 128, "5.height": 128})
+    patched = txt2img(MODEL, **{"5.width": 128, "5.height": 128, "3.model": ["10", 0]})
+    patched["10"] = {
+        "class_type": "LoraLoaderModelOnly",
+        "inputs": {"model": ["4", 0], "lora_name": name, "strength_model": 1.0},
+    }
+    try:
+        assert name in alice.get("/models/loras").json()
+        before, after = image(plain), image(patched)
+    finally:
+        path.unlink()
+    assert before.shape == (128, 128, 3) and np.abs(after - before).mean() > 5.0
