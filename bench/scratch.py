@@ -3,8 +3,12 @@ and the Redis started on `redis_port`."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 
 def scratch_env(work: Path, redis_port: int, **settings: str) -> dict[str, str]:
@@ -20,3 +24,22 @@ def scratch_env(work: Path, redis_port: int, **settings: str) -> dict[str, str]:
         **settings,
     )
     return env
+
+
+def build_model(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    """The benchmark's model in `model_dir`: the random tiny one, the shipped demo model, or SD 1.5."""
+    started = time.perf_counter()
+    counts: dict[str, int] = {}
+    if args.model == "demo":
+        from demo_model.manifest import WEIGHTS
+
+        shutil.copytree(WEIGHTS, model_dir)
+    elif args.model == "tiny":
+        from gpu_worker.tiny_model import build_tiny_model
+
+        build_tiny_model(model_dir)
+    else:
+        from bench.sd15 import build_sd15
+
+        counts = build_sd15(model_dir, device=args.device)
+    return {"seconds": round(time.perf_counter() - started, 2), "parameters": counts}

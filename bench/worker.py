@@ -31,7 +31,7 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench.scratch import scratch_env  # noqa: E402
+from bench.scratch import build_model, scratch_env  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
 PROMPTS = ["a lighthouse at dusk", "a red fox in snow", "an old city street at night", "a bowl of fruit"]
@@ -96,27 +96,6 @@ def models_setting(model_dir: Path, *, max_batch: int) -> str:
         "max_batch": max_batch,
     }
     return json.dumps([spec])
-
-
-def build_model(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    if args.model == "tiny":
-        from gpu_worker.tiny_model import build_tiny_model
-
-        build_tiny_model(model_dir)
-        counts: dict[str, int] = {}
-    elif args.model == "demo":
-        import shutil
-
-        from demo_model.manifest import WEIGHTS
-
-        shutil.copytree(WEIGHTS, model_dir)
-        counts = {}
-    else:
-        from bench.sd15 import build_sd15
-
-        counts = build_sd15(model_dir, device=args.device)
-    return {"seconds": round(time.perf_counter() - started, 2), "parameters": counts}
 
 
 def dtype_for(device: str) -> Any:

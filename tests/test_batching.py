@@ -30,14 +30,19 @@ from gpu_worker.pipeline import render, render_batch
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.samplers import UnsupportedSampler, make_scheduler
 from gpu_worker.tiny_families import build_family
+from gpu_worker.tiny_model import ensure_tiny_model
 from tests.factories import private_pool_model, queued_generation
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
-def model() -> LoadedModel:
-    return ModelCache().get(default_model().path)
+def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    # The random-weight tiny SD 1.5 (DPM++ 2M Karras, epsilon): these tests are about the worker's
+    # batching and samplers, whose expectations were measured on it, not about the demo model.
+    path = tmp_path_factory.mktemp("models") / "tiny-sd"
+    ensure_tiny_model(path)
+    return ModelCache().get(str(path))
 
 
 @pytest.fixture
@@ -407,8 +412,9 @@ def recording_events(runner: GenerationRunner) -> dict[str, list[tuple[str, dict
 
 @pytest.mark.parametrize("kind", ["img2img", "inpaint"])
 def test_a_worker_batches_image_to_image_jobs_each_with_its_own_source(
-    runner: GenerationRunner, model: LoadedModel, kind: str
+    runner: GenerationRunner, kind: str
 ) -> None:
+    model = ModelCache().get(default_model().path)  # what the runner renders these jobs with
     user = User.objects.create(username=f"editor-{kind}")
     head = edit_job(user, kind, 0)
     mates = [edit_job(user, kind, 1), edit_job(user, kind, 2)]

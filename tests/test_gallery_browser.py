@@ -1,8 +1,9 @@
 """The gallery in a real Chromium: create -> upscale -> vary -> publish, then a second member finds
 the image in Explore, likes it and uses its prompt; inpainting with a mask drawn on the canvas.
 
-Screenshots of Create, My images and Explore go to docs/screenshots/ when ATELIER_SCREENSHOTS=1
-(that is how the README's pictures are made), else to a temporary folder."""
+Screenshots of My images and Explore go to docs/screenshots/ when ATELIER_SCREENSHOTS=1 (that is
+how the README's pictures are made; Create's is taken by test_demo_model_browser.py), else to a
+temporary folder."""
 
 from __future__ import annotations
 
@@ -72,7 +73,6 @@ def test_create_upscale_vary_publish_then_another_member_likes_and_reuses_it(
     carol, dave = pages
     sign_up(carol, "carol")
     first = create_small(carol, "a lighthouse at dusk, oil painting")
-    carol.screenshot(path=str(shots / "create.png"), full_page=True)
 
     carol.goto(first)
     upscaled = run_action(carol, "button[data-action=upscale]")
