@@ -203,7 +203,7 @@ def test_a_sampler_is_stored_shown_and_listed_per_model(api: Client, settings: A
     assert models["atelier-demo"]["samplers"] == list(SAMPLERS)
 
 
-def test_sides_follow_the_models_size_step(api: Client) -> None:
+def test_sides_follow_the_models_size_step(api: Client, settings: Any) -> None:
     flow = private_pool_model(settings, name="sd3-like", family="sd3", size_step=16)
     response = post_generation(api, model=flow.name, width=520)
     assert response.status_code == 400

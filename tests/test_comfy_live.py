@@ -8,6 +8,7 @@ import io
 import json
 import struct
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
@@ -306,7 +307,9 @@ def test_a_published_comfyui_client_library_works_unmodified(alice: ApiUser) -> 
     workflow = ComfyWorkflowWrapper(graph)
     workflow.set_node_param("Positive", "text", "two green squares")
     workflow.set_node_param("Sampler", "seed", 77)
-    images = api.queue_and_wait_images(workflow, "Save Image")
+    # The client calls asyncio.run(); Playwright's session-wide browser keeps a loop in this thread.
+    with ThreadPoolExecutor(1) as pool:
+        images = pool.submit(api.queue_and_wait_images, workflow, "Save Image").result(timeout=300)
     assert len(images) == 1
     picture = Image.open(io.BytesIO(next(iter(images.values()))))
     assert picture.size == (64, 64)

@@ -17,6 +17,7 @@ from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from generations.models import Generation
 from generations.queues import request_cancel
 from gpu_worker.runner import GenerationRunner
+from tests.factories import private_pool_model
 
 pytestmark = pytest.mark.django_db
 
@@ -79,9 +80,10 @@ def test_free_gets_a_new_grant_in_a_new_month_and_unused_credits_expire() -> Non
     assert entries(user, EntryKind.EXPIRE) == [3_00]
 
 
-def test_the_quote_says_what_it_costs_and_creates_nothing() -> None:
+def test_the_quote_says_what_it_costs_and_creates_nothing(settings: Any) -> None:
+    large = private_pool_model(settings, name="large", max_side=1024)  # the built-in stops at 512
     api = api_client(User.objects.create_user("q"))
-    body = {"prompt": "a kite", "width": 768, "height": 512, "steps": 30, "n": 2}
+    body = {"prompt": "a kite", "model": large.name, "width": 768, "height": 512, "steps": 30, "n": 2}
     quote = api.post("/api/v1/generations/quote", body, content_type="application/json").json()
     assert quote == {
         "object": "quote",
@@ -104,9 +106,10 @@ def test_submitting_holds_the_credits() -> None:
     assert entries(user, EntryKind.HOLD) == [3_00]
 
 
-def test_not_enough_credits_is_a_402_and_nothing_is_queued() -> None:
+def test_not_enough_credits_is_a_402_and_nothing_is_queued(settings: Any) -> None:
+    large = private_pool_model(settings, name="large", max_side=1024)
     user = User.objects.create_user("poor")
-    response = submit(api_client(user), width=768, height=768, steps=150, n=4)
+    response = submit(api_client(user), model=large.name, width=768, height=768, steps=150, n=4)
     assert response.status_code == 402
     error = response.json()["error"]
     assert error["code"] == "insufficient_credits"

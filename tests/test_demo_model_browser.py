@@ -35,6 +35,9 @@ def render_example(page: Any, prompt: str) -> Image.Image:
     card = page.locator(".gen-card").first
     card.locator(".gen-images img").first.wait_for()
     generation = Generation.objects.filter(prompt=prompt).get()
+    card_of = f"document.querySelector(\".gen-card[data-id='{generation.id}']\")"
+    wait_until(page, f"{card_of}.dataset.status === 'succeeded'")
+    generation.refresh_from_db()
     assert (generation.width, generation.height, generation.model_name) == (256, 256, "atelier-demo")
     return Image.open(io.BytesIO(open_content(generation.images.get().original))).convert("RGB")
 
