@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,12 +33,14 @@ def render_example(page: Any, prompt: str) -> Image.Image:
     page.locator(".example-prompt", has_text=prompt).click()
     assert page.input_value("#prompt") == prompt
     page.click("#submit")
-    card = page.locator(".gen-card").first
-    card.locator(".gen-images img").first.wait_for()
-    generation = Generation.objects.filter(prompt=prompt).get()
+    # The card appears as soon as the page sends the request; wait for the row and its finish.
+    deadline = time.monotonic() + 120
+    while not Generation.objects.filter(prompt=prompt, status="succeeded").exists():
+        assert time.monotonic() < deadline, f"{prompt!r} did not finish"
+        time.sleep(0.2)
+    generation = Generation.objects.get(prompt=prompt)
     card_of = f"document.querySelector(\".gen-card[data-id='{generation.id}']\")"
-    wait_until(page, f"{card_of}.dataset.status === 'succeeded'")
-    generation.refresh_from_db()
+    wait_until(page, f"{card_of} && {card_of}.dataset.status === 'succeeded'")
     assert (generation.width, generation.height, generation.model_name) == (256, 256, "atelier-demo")
     return Image.open(io.BytesIO(open_content(generation.images.get().original))).convert("RGB")
 
