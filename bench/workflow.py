@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/, whose queue.py would shadow the standard library's queue
 
+from bench.scratch import scratch_env  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
 
@@ -156,16 +157,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="atelier-bench-"))
     redis_port = free_port()
     redis = start_redis(redis_port, work / "redis", persist=False)
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        MEDIA_ROOT=str(work / "media"),
-        DJANGO_SETTINGS_MODULE="config.settings",
-    )
+    env = scratch_env(work, redis_port)
     os.environ.update(env)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "make_tiny_model"], cwd=ROOT, env=env, check=True)
 
     import django
 
