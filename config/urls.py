@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 
 from api import comfy_urls
+from core import docs
 from core.errors import error_body
 from generations.admin_views import workers_view
 from ops import health, metrics
@@ -12,6 +13,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("docs/<slug:topic>/", docs.page, name="docs"),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/", admin.site.urls),

@@ -32,7 +32,10 @@ def page(browser: Any, servers: Servers, transactional_db: None) -> Iterator[Any
 def render_example(page: Any, prompt: str) -> Image.Image:
     page.locator(".example-prompt", has_text=prompt).click()
     assert page.input_value("#prompt") == prompt
-    page.click("#submit")
+    submitted = "/api/v1/generations"
+    with page.expect_response(lambda r: r.url.endswith(submitted) and r.request.method == "POST") as posted:
+        page.click("#submit")
+    assert posted.value.status == 202, posted.value.text()
     # The card appears as soon as the page sends the request; wait for the row and its finish.
     deadline = time.monotonic() + 120
     while not Generation.objects.filter(prompt=prompt, status="succeeded").exists():
@@ -57,3 +60,7 @@ def test_the_example_prompts_render_what_they_say(page: Any) -> None:
     folder = ROOT / "docs" / "screenshots" if os.environ.get("ATELIER_SCREENSHOTS") == "1" else None
     if folder is not None:
         page.screenshot(path=str(folder / "create.png"), full_page=True)
+    # The note's link opens the README's section on adding real models.
+    page.locator(".demo-model-note a").click()
+    page.wait_for_url("**/docs/adding-models/")
+    assert "ATELIER_MODELS" in page.locator("article.docs").inner_text()
