@@ -279,6 +279,10 @@ ATELIER_STYLE_PRESETS = "gallery.selectors.active_styles"
 
 # Webhook receivers on private or loopback addresses (and plain http) only while developing.
 ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+# Seconds one delivery may take in all (connect, TLS, request, status and headers), and how many
+# run at once beside the dispatcher's loop (webhooks/sender.py).
+ATELIER_WEBHOOK_DEADLINE = env_float("ATELIER_WEBHOOK_DEADLINE", 10)
+ATELIER_WEBHOOK_CONCURRENCY = env_int("ATELIER_WEBHOOK_CONCURRENCY", 8)
 
 # The API's version, sent as `API-Version`; /api/v1/ stays compatible within it.
 ATELIER_API_VERSION = "1.0"

@@ -16,7 +16,7 @@ from generations import lifecycle, queues
 from generations.models import Generation, GenerationStatus
 from generations.scheduling import age_queued, release_all_pending, release_relax
 from generations.workers import is_running
-from webhooks.services import deliver_due
+from webhooks.sender import deliver_due
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,6 @@ def delivery_resource(delivery: WebhookDelivery) -> dict[str, Any]:
             {
                 "at": iso(a.at),
                 "status_code": a.status_code,
-                "response": a.response_excerpt,
                 "error": a.error,
                 "duration_ms": a.duration_ms,
             }
@@ -97,7 +96,6 @@ class EndpointOutSerializer(serializers.Serializer[Any]):
 class AttemptOutSerializer(serializers.Serializer[Any]):
     at = serializers.DateTimeField()
     status_code = serializers.IntegerField(allow_null=True)
-    response = serializers.CharField(allow_blank=True)
     error = serializers.CharField(allow_blank=True)
     duration_ms = serializers.IntegerField()
 
