@@ -9,7 +9,16 @@ import dj_database_url
 import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
-from core.env import env_bool, env_float, env_int, env_list, env_pairs, env_secret, env_str
+from core.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_pairs,
+    env_secret,
+    env_str,
+    installation_secret,
+)
 from core.model_catalog import parse_models
 from generations.queue_names import queue_name
 
@@ -21,7 +30,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("ATELIER_DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and the built-in model live here
 DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
+# Signs sessions and image URLs. A laptop without one gets its own, made once and kept in the data
+# folder (as the admin password is); production must set it, and every web process the same.
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = installation_secret(DATA_DIR / "secret-key.txt")
 if not SECRET_KEY:
     raise ValueError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
@@ -277,8 +290,9 @@ ATELIER_WORKFLOW_PREVIEWS = env_bool("ATELIER_WORKFLOW_PREVIEWS", False)
 ATELIER_SUBMISSION_CHECKS = ["gallery.moderation.check_submission"]
 ATELIER_STYLE_PRESETS = "gallery.selectors.active_styles"
 
-# Webhook receivers on private or loopback addresses (and plain http) only while developing.
-ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+# Webhook receivers on private or loopback addresses (and plain http): only when set, also in
+# debug (a laptop on an office network has neighbours worth protecting).
+ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", False)
 # Seconds one delivery may take in all (connect, TLS, request, status and headers), and how many
 # run at once beside the dispatcher's loop (webhooks/sender.py).
 ATELIER_WEBHOOK_DEADLINE = env_float("ATELIER_WEBHOOK_DEADLINE", 10)

@@ -24,7 +24,7 @@ from tests.factories import queued_generation
 from tests.webhook_support import Receiver
 from webhooks.models import WebhookAttempt, WebhookDelivery
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_targets_allowed")]
 
 
 class Dripper:

@@ -18,7 +18,7 @@ from generations.events import record_webhooks
 from tests.webhook_support import Receiver
 from webhooks.models import WebhookDelivery
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_targets_allowed")]
 PUBLIC = "93.184.216.34"
 
 

@@ -18,7 +18,7 @@ from tests.webhook_support import Receiver
 from webhooks import sender
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_targets_allowed")]
 
 
 def api_for(name: str) -> tuple[User, Client]:

@@ -41,3 +41,9 @@ def receiver() -> Iterator[Receiver]:
     yield instance
     instance.server.shutdown()
     instance.server.server_close()
+
+
+@pytest.fixture
+def private_targets_allowed(settings: Any) -> None:
+    """The receivers of these tests listen on loopback, which takes an explicit setting."""
+    settings.ATELIER_WEBHOOK_ALLOW_PRIVATE = True
