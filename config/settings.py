@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ops.requests.RequestLogMiddleware",
+    "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
     "django.middleware.security.SecurityMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -261,6 +262,9 @@ ATELIER_UPLOAD_MAX_BYTES = env_int("ATELIER_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
 ATELIER_UPLOAD_MAX_PIXELS = env_int("ATELIER_UPLOAD_MAX_PIXELS", 4096 * 4096)
 ATELIER_UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
+# A request body past this is refused before it is read (ops/body_limit.py): room for an image
+# and a mask (/v1/images/edits) and the form fields around them.
+ATELIER_REQUEST_MAX_BYTES = env_int("ATELIER_REQUEST_MAX_BYTES", 2 * ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 

@@ -40,6 +40,7 @@ from gallery.services import (
 from generations import schema
 from generations.models import Image
 from generations.selectors import generation_resource, prefill, viewable_image
+from generations.uploads import read_upload
 
 
 def no_such_image() -> ApiError:
@@ -141,7 +142,7 @@ class InpaintApi(APIView):
         generation = inpaint_image(
             user=current_user(request),
             image=image,
-            mask=data["mask"].read(),
+            mask=read_upload(data["mask"], "mask"),
             prompt=data["prompt"],
             negative_prompt=data.get("negative_prompt"),
         )
