@@ -301,6 +301,8 @@ ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", False)
 # run at once beside the dispatcher's loop (webhooks/sender.py).
 ATELIER_WEBHOOK_DEADLINE = env_float("ATELIER_WEBHOOK_DEADLINE", 10)
 ATELIER_WEBHOOK_CONCURRENCY = env_int("ATELIER_WEBHOOK_CONCURRENCY", 8)
+# Days a finished delivery (and its attempts) stays in the log; the dispatcher deletes older ones.
+ATELIER_WEBHOOK_RETENTION_DAYS = env_int("ATELIER_WEBHOOK_RETENTION_DAYS", 30)
 
 # The API's version, sent as `API-Version`; /api/v1/ stays compatible within it.
 ATELIER_API_VERSION = "1.0"

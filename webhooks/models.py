@@ -54,7 +54,10 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["status", "created_at"]),  # retention (services.delete_old_deliveries)
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.event_type} {self.status}"

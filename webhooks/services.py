@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid
+from datetime import timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core import sql
 from webhooks import signing
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_MS = 500  # at most two progress events a second per generation and endpoint
+CLEANUP_INTERVAL_SECONDS = 600
 
 
 def message_id() -> str:
@@ -50,12 +54,14 @@ def record_deliveries(
             endpoints.append(endpoint)
     if not endpoints:
         return 0
+    # A progress preview (a data: URL of some KB) is for live sockets; the table keeps no copies.
+    stored = {key: value for key, value in event.items() if key != "preview"}
     rows = []
     for endpoint in endpoints:
         if event["type"] == "generation.progress" and not progress_due(endpoint, event):
             continue
         rows.append(
-            WebhookDelivery(id=message_id(), endpoint=endpoint, event_type=event["type"], payload=event)
+            WebhookDelivery(id=message_id(), endpoint=endpoint, event_type=event["type"], payload=stored)
         )
     WebhookDelivery.objects.bulk_create(rows)
     return len(rows)
@@ -125,3 +131,28 @@ def create_endpoint(*, user: Any, url: str, events: list[str], description: str 
     return WebhookEndpoint.objects.create(
         user=user, url=url, events=events, description=description, secret=signing.new_secret()
     )
+
+
+def delete_old_deliveries() -> int:
+    """Delete finished deliveries (and their attempts) older than ATELIER_WEBHOOK_RETENTION_DAYS,
+    a thousand at a time; pending ones stay until they finish. The number deleted."""
+    cutoff = timezone.now() - timedelta(days=settings.ATELIER_WEBHOOK_RETENTION_DAYS)
+    finished = WebhookDelivery.objects.filter(
+        status__in=[DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED], created_at__lt=cutoff
+    )
+    deleted = 0
+    while ids := list(finished.values_list("pk", flat=True)[:1000]):
+        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[1].get("webhooks.WebhookDelivery", 0)
+    return deleted
+
+
+_next_cleanup = 0.0
+
+
+def delete_old_deliveries_now_and_then() -> int:
+    """``delete_old_deliveries`` at most every CLEANUP_INTERVAL_SECONDS (the dispatcher ticks often)."""
+    global _next_cleanup
+    if time.monotonic() < _next_cleanup:
+        return 0
+    _next_cleanup = time.monotonic() + CLEANUP_INTERVAL_SECONDS
+    return delete_old_deliveries()
