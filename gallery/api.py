@@ -163,7 +163,7 @@ class PublishApi(APIView):
 
     @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
-        image = set_published(image=mine(request, image_id), public=self.public)
+        image = set_published(image=mine(request, image_id), public=self.public, user=current_user(request))
         return Response(gallery_image_resource(image, viewer=current_user(request)))
 
 

@@ -11,8 +11,10 @@ from django.db.models import F
 from PIL import Image as PILImage
 
 from accounts.models import User
+from billing.credits import account_for, effective_plan
 from core.errors import ApiError
 from gallery.models import Like, Report, ReportStatus
+from gallery.moderation import is_suspended
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER, samplers_for
@@ -152,7 +154,21 @@ def inpaint_image(
     return submit_generation(user=user, spec=spec)
 
 
-def set_published(*, image: Image, public: bool) -> Image:
+def refuse_if_suspended(user: User) -> None:
+    if is_suspended(user):
+        raise ApiError("account_suspended", "Your account is suspended: it cannot publish, like or report.")
+
+
+def set_published(*, image: Image, public: bool, user: User | None = None) -> Image:
+    """Publish or unpublish. ``user``, the member asking (None: staff, scripts), must not be
+    suspended to publish, and needs a plan with private mode to take an image private."""
+    if user is not None and public:
+        refuse_if_suspended(user)
+    if user is not None and not public:
+        plan = effective_plan(account_for(user))
+        if not plan.private_allowed:
+            message = f"Your plan ({plan.name}) does not include private mode: its images stay published."
+            raise ApiError("private_not_allowed", message)
     Image.objects.filter(pk=image.pk).update(is_public=public)
     image.is_public = public
     sync_visibility([image])
@@ -160,6 +176,7 @@ def set_published(*, image: Image, public: bool) -> Image:
 
 
 def like_image(*, user: User, image: Image) -> Image:
+    refuse_if_suspended(user)
     with transaction.atomic():
         locked = Image.objects.select_for_update().get(pk=image.pk)
         try:
@@ -187,6 +204,7 @@ def _count_likes(image: Image, change: int) -> Image:
 
 def report_image(*, user: User, image: Image, reason: str, details: str = "") -> Report:
     """One open report per member and image: reporting again updates it."""
+    refuse_if_suspended(user)
     report, _ = Report.objects.update_or_create(
         reporter=user,
         image=image,

@@ -1,0 +1,43 @@
+"""The gallery's gates hold for every action, not only for submissions (issue 17, Low 10 and 12):
+a suspended member cannot publish, like or report; a Free member cannot make an image private."""
+
+from __future__ import annotations
+
+import pytest
+
+from gallery.models import Like, Report
+from gallery.moderation import suspend_user
+from tests.api_support import Api
+from tests.gallery_support import make_image
+from tests.test_gallery_api import code, on_plan
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_suspended_member_cannot_publish_like_or_report(owner: Api, other: Api) -> None:
+    assert owner.user is not None and other.user is not None
+    mine = make_image(owner.user, public=False)
+    theirs = make_image(other.user, public=True)
+    suspend_user(user=owner.user, reason="spam")
+    published = owner.post(f"/api/v1/images/{mine.id}/publish")
+    assert published.status_code == 403 and code(published) == "account_suspended"
+    mine.refresh_from_db()
+    assert mine.is_public is False
+    assert code(owner.post(f"/api/v1/images/{theirs.id}/like")) == "account_suspended"
+    report = owner.post(f"/api/v1/images/{theirs.id}/report", {"reason": "spam"})
+    assert report.status_code == 403 and code(report) == "account_suspended"
+    assert not Like.objects.exists() and not Report.objects.exists()
+    # taking one's own image down stays possible
+    assert owner.post(f"/api/v1/images/{mine.id}/unpublish").status_code == 200
+
+
+def test_a_free_member_cannot_make_an_image_private_by_unpublishing(owner: Api) -> None:
+    assert owner.user is not None
+    on_plan(owner.user, "free")
+    image = make_image(owner.user, public=True)
+    refused = owner.post(f"/api/v1/images/{image.id}/unpublish")
+    assert refused.status_code == 403 and code(refused) == "private_not_allowed"
+    image.refresh_from_db()
+    assert image.is_public is True
+    on_plan(owner.user, "pro")
+    assert owner.post(f"/api/v1/images/{image.id}/unpublish").json()["is_public"] is False
