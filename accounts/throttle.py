@@ -8,12 +8,14 @@ burst of parallel tries gets no more than the limit; a try that signs in gives i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from redis.exceptions import RedisError
 
 from core.client import client_ip
@@ -70,3 +72,33 @@ def signed_in(keys: list[str]) -> None:
         pipe.execute()
     except RedisError:
         pass
+
+
+def signup_key(request: HttpRequest) -> str:
+    return f"atelier:rl:signup:ip:{client_ip(request)}"
+
+
+def claim_signup(request: HttpRequest) -> bool:
+    """Take one of the address's sign-ups of this hour (ATELIER_SIGNUPS_PER_HOUR): every account
+    comes with free credits, which must not be farmed. True when one was free (or Redis is away)."""
+    try:
+        pipe = redis_client().pipeline(transaction=True)
+        pipe.set(signup_key(request), 0, ex=3600, nx=True)  # the hour starts at the first sign-up
+        pipe.incr(signup_key(request))
+        count = int(pipe.execute()[1])
+    except RedisError:
+        return True
+    return count <= settings.ATELIER_SIGNUPS_PER_HOUR
+
+
+def give_back_signup(request: HttpRequest) -> None:
+    """The form was refused: the try made no account."""
+    with contextlib.suppress(RedisError):
+        redis_client().decr(signup_key(request))
+
+
+def too_many_signups(request: HttpRequest, form: Any) -> HttpResponse:
+    form.add_error(None, "Too many accounts were made from your address this hour. Try again later.")
+    response = render(request, "accounts/signup.html", {"form": form}, status=429)
+    response["Retry-After"] = "3600"
+    return response

@@ -67,3 +67,22 @@ def test_metrics_allowlist_counts_the_client_not_the_local_proxy(settings: Any) 
     settings.ATELIER_METRICS_ALLOW = ["127.0.0.1"]
     outsider = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
     assert outsider.get("/metrics").status_code == 403
+
+
+@pytest.mark.django_db
+def test_sign_ups_from_one_address_are_limited_per_hour(settings: Any) -> None:
+    """Each account comes with free credits: one address cannot farm them by the hundred."""
+    settings.ATELIER_TRUSTED_PROXIES = 1
+    settings.ATELIER_SIGNUPS_PER_HOUR = 3
+    password = "a long enough password 17"
+
+    def sign_up(client: Client, name: str) -> Any:
+        fields = {"username": name, "email": "", "password1": password, "password2": password}
+        return client.post("/accounts/signup/", fields)
+
+    for number in range(3):
+        assert sign_up(behind_proxy("203.0.113.50"), f"farm{number}").status_code == 302
+    refused = sign_up(behind_proxy("203.0.113.50"), "farm3")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert not User.objects.filter(username="farm3").exists()
+    assert sign_up(behind_proxy("198.51.100.8"), "neighbour").status_code == 302
