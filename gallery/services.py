@@ -76,7 +76,15 @@ def steps_for(strength: float, steps: int) -> int:
     return max(steps, math.ceil(2 / strength))
 
 
+def refuse_if_hidden(image: Image) -> None:
+    """Staff hid it: no near-copy of it may be made (one could come back published)."""
+    if image.hidden:
+        message = "This image was hidden by moderation: it cannot be upscaled, varied or inpainted."
+        raise ApiError("permission_denied", message)
+
+
 def upscale_image(*, user: User, image: Image) -> Generation:
+    refuse_if_hidden(image)
     model = get_model(image.generation.model_name)
     width, height = image.width * UPSCALE_FACTOR, image.height * UPSCALE_FACTOR
     if model is not None and max(width, height) > model.max_side:
@@ -101,6 +109,7 @@ def upscale_image(*, user: User, image: Image) -> Generation:
 
 
 def vary_image(*, user: User, image: Image, strength: str) -> Generation:
+    refuse_if_hidden(image)
     value = VARY_STRENGTHS[strength]
     action = GenerationAction.VARY_SUBTLE if strength == "subtle" else GenerationAction.VARY_STRONG
     spec = spec_from(
@@ -141,6 +150,7 @@ def mask_upload(*, user: User, image: Image, data: bytes) -> Upload:
 def inpaint_image(
     *, user: User, image: Image, mask: bytes, prompt: str, negative_prompt: str | None = None
 ) -> Generation:
+    refuse_if_hidden(image)
     mask_input = mask_upload(user=user, image=image, data=mask)
     spec = spec_from(
         image,

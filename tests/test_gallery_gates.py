@@ -3,12 +3,15 @@ a suspended member cannot publish, like or report; a Free member cannot make an 
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from gallery.models import Like, Report
 from gallery.moderation import suspend_user
+from generations.models import Generation, Upload
 from tests.api_support import Api
-from tests.gallery_support import make_image
+from tests.gallery_support import make_image, png_bytes
 from tests.test_gallery_api import code, on_plan
 
 pytestmark = pytest.mark.django_db
@@ -41,3 +44,19 @@ def test_a_free_member_cannot_make_an_image_private_by_unpublishing(owner: Api) 
     assert image.is_public is True
     on_plan(owner.user, "pro")
     assert owner.post(f"/api/v1/images/{image.id}/unpublish").json()["is_public"] is False
+
+
+def test_a_hidden_image_cannot_be_upscaled_varied_or_inpainted(owner: Api) -> None:
+    """Staff hid it: a near-copy of it must not come back published (a Free plan's default)."""
+    assert owner.user is not None
+    image = make_image(owner.user, hidden=True)
+    responses = [
+        owner.post(f"/api/v1/images/{image.id}/upscale"),
+        owner.post(f"/api/v1/images/{image.id}/vary", {"strength": "subtle"}),
+        owner.upload(
+            f"/api/v1/images/{image.id}/inpaint", {"prompt": "a hat", "mask": io.BytesIO(png_bytes(64, 64))}
+        ),
+    ]
+    assert [r.status_code for r in responses] == [403, 403, 403]
+    assert {code(r) for r in responses} == {"permission_denied"}
+    assert Generation.objects.count() == 1 and Upload.objects.count() == 0  # the parent's only
