@@ -60,3 +60,20 @@ def test_a_hidden_image_cannot_be_upscaled_varied_or_inpainted(owner: Api) -> No
     assert [r.status_code for r in responses] == [403, 403, 403]
     assert {code(r) for r in responses} == {"permission_denied"}
     assert Generation.objects.count() == 1 and Upload.objects.count() == 0  # the parent's only
+
+
+def test_lineage_shows_strangers_only_what_they_may_see(owner: Api, other: Api) -> None:
+    assert owner.user is not None
+    secret = make_image(owner.user, "a secret plan", public=False)
+    shown = make_image(owner.user, "a harmless boat", public=True)
+    Generation.objects.filter(pk=shown.generation_id).update(parent=secret)
+    draft = make_image(owner.user, "a private draft", public=False)
+    Generation.objects.filter(pk=draft.generation_id).update(parent=shown)
+    stranger = other.get(f"/api/v1/images/{shown.id}").json()
+    assert stranger["parent"] is None
+    assert all(step["image"] is None and step["prompt"] is None for step in stranger["lineage"])
+    assert "a secret plan" not in str(stranger) and str(secret.id) not in str(stranger)
+    assert stranger["children"] == []  # the owner's private draft
+    mine = owner.get(f"/api/v1/images/{shown.id}").json()
+    assert mine["lineage"][0]["prompt"] == "a secret plan" and mine["parent"] == str(secret.id)
+    assert [child["generation"] for child in mine["children"]] == [str(draft.generation_id)]
