@@ -358,6 +358,8 @@ LOGGING = {
 # Sign-in throttling: this many failures per address or account lock sign-in for this long.
 ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
+# Seconds between an open event socket's checks that its key or user still grants access.
+ATELIER_WS_RECHECK_SECONDS = env_float("ATELIER_WS_RECHECK_SECONDS", 10)
 # Accounts one client address may make per hour (each comes with the default plan's credits).
 ATELIER_SIGNUPS_PER_HOUR = env_int("ATELIER_SIGNUPS_PER_HOUR", 5)
 
