@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -60,3 +61,17 @@ def still_authorized(scope: dict[str, Any]) -> bool:
         return api_key_user(token) is not None
     user = scope.get("user")
     return user is not None and User.objects.filter(pk=user.pk, is_active=True).exists()
+
+
+class RecheckedAccess:
+    """For a consumer: whether its socket's access still holds, asked again at most every
+    ATELIER_WS_RECHECK_SECONDS (call ``still_allowed`` before sending or answering)."""
+
+    scope: dict[str, Any]
+    checked_at = 0.0
+
+    async def still_allowed(self) -> bool:
+        if time.monotonic() - self.checked_at < settings.ATELIER_WS_RECHECK_SECONDS:
+            return True
+        self.checked_at = time.monotonic()
+        return bool(await database_sync_to_async(still_authorized)(self.scope))

@@ -8,11 +8,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.ws_auth import still_authorized
+from accounts.ws_auth import RecheckedAccess
 from core.errors import ApiError, error_body
 from core.events import iso
 from generations.events import user_group
@@ -45,16 +44,8 @@ def handle_request(user: User, kind: str, generation_id: Any) -> dict[str, Any]:
     return {"type": "generation", "request": kind, "generation": generation_resource(generation)}
 
 
-class EventsConsumer(AsyncJsonWebsocketConsumer):
+class EventsConsumer(RecheckedAccess, AsyncJsonWebsocketConsumer):
     group: str | None = None
-    checked_at = 0.0
-
-    async def still_allowed(self) -> bool:
-        """Whether access still holds, asked again every ATELIER_WS_RECHECK_SECONDS."""
-        if time.monotonic() - self.checked_at < settings.ATELIER_WS_RECHECK_SECONDS:
-            return True
-        self.checked_at = time.monotonic()
-        return bool(await database_sync_to_async(still_authorized)(self.scope))
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -78,3 +78,24 @@ def test_a_session_socket_closes_once_its_user_is_deactivated(settings: Any) -> 
         await socket.wait()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_comfyui_socket_closes_once_its_key_is_revoked(settings: Any) -> None:
+    from config.asgi import application
+
+    settings.ATELIER_WS_RECHECK_SECONDS = 0
+    user = User.objects.create_user("comfy_socket")
+    api_key, key = api_key_create(user=user)
+
+    async def scenario() -> None:
+        headers = [(b"authorization", f"Bearer {key}".encode())]
+        socket = WebsocketCommunicator(application, "/ws?clientId=c1", headers=headers)
+        assert (await socket.connect())[0]
+        assert (await socket.receive_json_from())["type"] == "status"
+        await database_sync_to_async(api_key_revoke)(user=user, key_id=api_key.pk)
+        await push(user.pk)
+        assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+        await socket.wait()
+
+    asyncio.run(scenario())
