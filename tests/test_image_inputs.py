@@ -112,3 +112,15 @@ def test_a_body_declared_larger_than_the_cap_is_refused_before_it_is_read(api: C
     assert response.json()["error"]["code"] == "request_too_large"
     assert body.read_bytes == 0
     assert Upload.objects.count() == 0
+
+
+def test_someone_elses_upload_cannot_be_used_as_an_input(api: Client) -> None:
+    stranger_key = api_key_create(user=User.objects.create_user("uploader_x"))[1]
+    stranger = Client(HTTP_AUTHORIZATION=f"Bearer {stranger_key}")
+    picture = io.BytesIO(encoded(Image.new("RGB", (64, 64), (9, 9, 9)), "PNG"))
+    picture.name = "theirs.png"
+    upload_id = stranger.post("/api/v1/uploads", {"file": picture}).json()["id"]
+    body = {"prompt": "a copy", "width": 64, "height": 64, "steps": 2, "input_image": upload_id}
+    response = api.post("/api/v1/generations", body, content_type="application/json")
+    assert response.status_code == 400 and "input_image" in response.json()["error"]["details"]
+    assert Generation.objects.count() == 0

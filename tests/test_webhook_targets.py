@@ -213,3 +213,16 @@ def test_https_goes_to_the_checked_address_with_the_names_host_sni_and_certifica
     else:
         assert attempt.status_code is None and "certificate" in attempt.error.lower()
         assert receiver.received == []
+
+
+def test_a_stranger_cannot_change_or_delete_someone_elses_endpoint() -> None:
+    _, owner = api_for("endpoint_owner")
+    _, stranger = api_for("endpoint_stranger")
+    created = register(owner, f"https://{PUBLIC}/hooks").json()
+    path = f"/api/v1/webhooks/{created['id']}"
+    patched = stranger.patch(path, {"url": f"https://{PUBLIC}/mine"}, content_type="application/json")
+    assert patched.status_code == 404 and patched.json()["error"]["code"] == "not_found"
+    assert stranger.delete(path).status_code == 404
+    assert stranger.post(f"{path}/test").status_code == 404
+    assert stranger.get(f"{path}/deliveries").status_code == 404
+    assert owner.get(path).json()["url"] == created["url"]
