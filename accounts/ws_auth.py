@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -12,6 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 from accounts.authentication import bearer_token
+from accounts.models import User
 from accounts.services import api_key_user
 
 
@@ -30,7 +32,8 @@ class ApiKeyMiddleware(BaseMiddleware):
         if raw is not None:
             token = bearer_token(raw)
             user = await database_sync_to_async(api_key_user)(token) if token else None
-            scope = dict(scope, user=user or AnonymousUser())
+            # the key is kept: an open socket checks now and then that it still works
+            scope = dict(scope, user=user or AnonymousUser(), api_key=token if user else None)
         return await super().__call__(scope, receive, send)
 
 
@@ -48,3 +51,27 @@ class OriginMiddleware(BaseMiddleware):
                 await send({"type": "websocket.close", "code": 4403})
                 return None
         return await super().__call__(scope, receive, send)
+
+
+def still_authorized(scope: dict[str, Any]) -> bool:
+    """Whether the socket's key (or, without one, its user) still grants access: a key revoked or
+    a user deactivated since the socket opened ends it."""
+    token = scope.get("api_key")
+    if token:
+        return api_key_user(token) is not None
+    user = scope.get("user")
+    return user is not None and User.objects.filter(pk=user.pk, is_active=True).exists()
+
+
+class RecheckedAccess:
+    """For a consumer: whether its socket's access still holds, asked again at most every
+    ATELIER_WS_RECHECK_SECONDS (call ``still_allowed`` before sending or answering)."""
+
+    scope: dict[str, Any]
+    checked_at = 0.0
+
+    async def still_allowed(self) -> bool:
+        if time.monotonic() - self.checked_at < settings.ATELIER_WS_RECHECK_SECONDS:
+            return True
+        self.checked_at = time.monotonic()
+        return bool(await database_sync_to_async(still_authorized)(self.scope))

@@ -31,6 +31,7 @@ from core.errors import ApiError
 from generations.models import GenerationStatus
 from generations.services import cancel_generation
 from generations.storage import open_content
+from generations.uploads import read_upload
 from generations.workers import all_heartbeats
 from workflows import scope
 from workflows.registry import plugin_report
@@ -217,9 +218,9 @@ def uploaded(request: HttpRequest, user: User, *, mask: bool) -> HttpResponse:
         if mask:
             reference = json.loads(request.POST.get("original_ref") or "{}")
             original = reference.get("filename", "") if isinstance(reference, dict) else ""
-            upload = upload_mask(user=user, data=file.read(), original=original)
+            upload = upload_mask(user=user, data=read_upload(file, "image"), original=original)
         else:
-            upload = upload_input(user=user, data=file.read())
+            upload = upload_input(user=user, data=read_upload(file, "image"))
     except ValueError:
         return comfy_error(400, "invalid_request", "original_ref must be JSON.")
     except ApiError as exc:

@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.models import User
+from accounts.ws_auth import RecheckedAccess
 from generations.models import Generation, GenerationKind
 from generations.publisher import user_group, workflow_group
 from workflows.selectors import queue_remaining
@@ -46,7 +47,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ComfyConsumer(AsyncWebsocketConsumer):
+class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
 
     async def connect(self) -> None:
@@ -59,6 +60,7 @@ class ComfyConsumer(AsyncWebsocketConsumer):
         self.groups_joined = (user_group(user.id), workflow_group(user.id))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        self.checked_at = time.monotonic()
         await self.accept()
         await self.send_status(sid=True)
 
@@ -89,12 +91,18 @@ class ComfyConsumer(AsyncWebsocketConsumer):
         """A node-level message from the worker, for the socket that submitted the prompt."""
         if message.get("client_id") != self.client_id:
             return
+        if not await self.still_allowed():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         if "bytes" in message:
             await self.send(bytes_data=message["bytes"])
         else:
             await self.send_message(message["kind"], message["data"])
 
     async def generation_event(self, message: dict[str, Any]) -> None:
+        if not await self.still_allowed():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         event = message["event"]
         kind = event.get("type", "")
         if kind in ("generation.queued", "generation.canceled", "generation.succeeded", "generation.failed"):

@@ -19,6 +19,10 @@ from core.redis import redis_client
 log = logging.getLogger(__name__)
 TTL_SECONDS = 24 * 3600
 IN_PROGRESS = "in_progress"
+# How long a claim holds while its request runs: longer than any request may take (/v1/images/*
+# waits up to 120 s for its images, `Prefer: wait` up to 60 s), or a retry after the marker
+# lapsed would run the job a second time. A request that dies leaves its key busy this long.
+IN_PROGRESS_SECONDS = 600
 
 
 def fingerprint(request: HttpRequest) -> str:
@@ -44,7 +48,7 @@ class IdempotencyMiddleware:
         print_ = fingerprint(request)
         try:
             claimed = redis_client().set(
-                slot, json.dumps({"state": IN_PROGRESS, "fp": print_}), nx=True, ex=60
+                slot, json.dumps({"state": IN_PROGRESS, "fp": print_}), nx=True, ex=IN_PROGRESS_SECONDS
             )
             if not claimed:
                 return self.replay(slot, print_)

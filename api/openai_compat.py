@@ -16,7 +16,6 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from PIL import Image as PILImage
 
 from accounts.models import User
 from api.authentication import key_user
@@ -27,6 +26,7 @@ from generations.serializers import GenerationCreateSerializer
 from generations.services import submit_generation, upload_create
 from generations.signing import signed_image_url
 from generations.storage import open_content
+from generations.uploads import checked_image, read_upload
 from generations.waiting import wait_for_terminal
 
 SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -105,13 +105,14 @@ def images_edits(request: HttpRequest) -> JsonResponse:
     if image_file is None:
         return openai_error(400, "An image file is required.", code="invalid_value", param="image")
     mask_file = request.FILES.get("mask")
-    try:
-        image_bytes = image_file.read()
+    try:  # both checked before either is stored
+        image_bytes = read_upload(image_file, "image")
+        mask_png = edit_mask(image_bytes, read_upload(mask_file, "mask") if mask_file else None)
         source = upload_create(user=user, data=image_bytes)
-        mask_png = edit_mask(image_bytes, mask_file.read() if mask_file else None)
         mask = upload_create(user=user, data=mask_png)
     except ApiError as exc:
-        return openai_error(400, exc.message, code="invalid_image", param="mask" if mask_file else "image")
+        param = "mask" if "mask" in exc.details else "image"
+        return openai_error(400, exc.message, code="invalid_image", param=param)
     response_format = request.POST.get("response_format") or "url"
     if response_format not in ("url", "b64_json"):
         message = "response_format must be url or b64_json."
@@ -144,15 +145,18 @@ def model_step(name: str | None) -> int:
 
 
 def edit_mask(image_bytes: bytes, mask_bytes: bytes | None) -> bytes:
-    """A black-and-white PNG mask, white where the picture is to be repainted."""
-    with PILImage.open(io.BytesIO(mask_bytes or image_bytes)) as picture:
+    """A black-and-white PNG mask, white where the picture is to be repainted. Both inputs pass
+    the checks of every upload before any pixel is decoded."""
+    picture = checked_image(image_bytes, "image")
+    if mask_bytes is not None:
+        picture = checked_image(mask_bytes, "mask")
+    with picture:
         if "A" in picture.getbands():
             alpha = picture.getchannel("A")
             repaint = alpha.point(lambda value: 255 if value == 0 else 0)
         elif mask_bytes is None:
-            raise ApiError(
-                "validation_error", "Without a mask, the image needs transparent pixels to repaint."
-            )
+            message = "Without a mask, the image needs transparent pixels to repaint."
+            raise ApiError("validation_error", message, {"image": [message]})
         else:
             repaint = picture.convert("L").point(lambda value: 255 if value >= 128 else 0)
     out = io.BytesIO()

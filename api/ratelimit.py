@@ -20,7 +20,8 @@ from redis.exceptions import RedisError
 from accounts.models import User
 from api.authentication import key_caller
 from api.middleware import API_PREFIXES, is_comfy_path
-from billing.ratelimit import client_ip, hit, plan_rate, rate_of
+from billing.ratelimit import hit, plan_rate, rate_of
+from core.client import client_ip
 from core.errors import error_body
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.conf import settings
-from django.http import HttpRequest
-
 from accounts.models import User
 from core import sql
 from core.redis import redis_client
@@ -51,20 +48,6 @@ def hit(buckets: list[tuple[str, int]], now: float | None = None) -> list[RateRe
         RateResult(limit=limit, remaining=limit - int(count), reset=reset)
         for (_, limit), count in zip(buckets, counts, strict=True)
     ]
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The address of the hop just before our trusted proxies; X-Forwarded-For entries added by
-    the client itself are ignored, so rotating them changes nothing."""
-    remote = str(request.META.get("REMOTE_ADDR", ""))
-    proxies = settings.ATELIER_TRUSTED_PROXIES
-    if proxies <= 0:
-        return remote
-    header = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
-    forwarded = [part.strip() for part in header.split(",") if part.strip()]
-    # The last `proxies` addresses (counting REMOTE_ADDR) were written by our proxies.
-    chain = [*forwarded, remote]
-    return chain[-(proxies + 1)] if len(chain) > proxies else chain[0]
 
 
 @cache

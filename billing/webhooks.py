@@ -1,7 +1,9 @@
 """Stripe events: each processed exactly once, converging on Stripe's current state.
 
 The event only says *that* something changed; the subscription is re-fetched, so events that
-arrive late or out of order still leave the account as Stripe has it now.
+arrive late or out of order still leave the account as Stripe has it now. It is fetched before
+the transaction that locks the account's row (`StripeView`): a slow Stripe must not hold that
+lock, which every submission of the user takes.
 """
 
 from __future__ import annotations
@@ -21,14 +23,55 @@ log = logging.getLogger(__name__)
 ENDED = (SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED)
 
 
+class StripeView:
+    """The subscriptions an event's handler consults, as Stripe has them now, asked for before
+    the account is locked."""
+
+    def __init__(self, subscription_ids: set[str]) -> None:
+        self.subscriptions = {
+            sid: stripe_gateway.retrieve_subscription(sid) for sid in sorted(subscription_ids)
+        }
+
+    def subscription(self, subscription_id: str) -> dict[str, Any] | None:
+        if subscription_id not in self.subscriptions:
+            # The account changed subscription between the look-ahead and the lock (a racing
+            # event): ask now, under the lock, rather than act on a guess.
+            log.warning("subscription %s was not fetched ahead", subscription_id)
+            self.subscriptions[subscription_id] = stripe_gateway.retrieve_subscription(subscription_id)
+        return self.subscriptions[subscription_id]
+
+
+def subscriptions_to_fetch(event: dict[str, Any]) -> set[str]:
+    """The subscription the event names and the account's current one, read without a lock."""
+    obj, kind = event["data"]["object"], event["type"]
+    if kind not in HANDLERS:
+        return set()
+    if kind == "checkout.session.completed":
+        named = obj.get("subscription")
+        user_id = str(obj.get("client_reference_id") or (obj.get("metadata") or {}).get("user_id") or "")
+        accounts = BillingAccount.objects.filter(user_id=int(user_id)) if user_id.isdigit() else None
+    else:
+        named = obj["id"] if kind.startswith("customer.subscription.") else None
+        named = named or obj.get("subscription") or nested_subscription(obj)
+        customer = obj.get("customer")
+        accounts = BillingAccount.objects.filter(stripe_customer_id=customer) if customer else None
+    current = (
+        accounts.values_list("stripe_subscription_id", flat=True).first() if accounts is not None else None
+    )
+    return {sid for sid in (named, current) if sid}
+
+
 def process_event(event: dict[str, Any]) -> bool:
     """Apply an event once. False when this event id was already processed."""
+    if StripeEvent.objects.filter(event_id=event["id"]).exists():
+        return False
+    stripe_view = StripeView(subscriptions_to_fetch(event))
     try:
         with transaction.atomic():
             StripeEvent.objects.create(event_id=event["id"], type=event["type"], payload=event)
             handler = HANDLERS.get(event["type"])
             if handler is not None:
-                handler(event["data"]["object"])
+                handler(event["data"]["object"], stripe_view)
     except IntegrityError:
         if StripeEvent.objects.filter(event_id=event["id"]).exists():
             return False
@@ -42,7 +85,7 @@ def account_by_customer(customer_id: str | None) -> BillingAccount | None:
     return BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
 
 
-def on_checkout_completed(session: dict[str, Any]) -> None:
+def on_checkout_completed(session: dict[str, Any], stripe_view: StripeView) -> None:
     user_id = str(session.get("client_reference_id") or (session.get("metadata") or {}).get("user_id") or "")
     if not user_id.isdigit():
         log.warning("checkout without a user reference: %s", session.get("id"))
@@ -55,21 +98,21 @@ def on_checkout_completed(session: dict[str, Any]) -> None:
     account.stripe_subscription_id = session.get("subscription") or account.stripe_subscription_id
     account.save(update_fields=["stripe_customer_id", "stripe_subscription_id", "updated_at"])
     if account.stripe_subscription_id:
-        sync_subscription(account, account.stripe_subscription_id)
+        sync_subscription(account, account.stripe_subscription_id, stripe_view)
 
 
-def on_subscription_changed(subscription: dict[str, Any]) -> None:
+def on_subscription_changed(subscription: dict[str, Any], stripe_view: StripeView) -> None:
     account = account_by_customer(subscription.get("customer"))
     if account is None:
         return
     if account.stripe_subscription_id and account.stripe_subscription_id != subscription["id"]:
-        current = stripe_gateway.retrieve_subscription(account.stripe_subscription_id)
+        current = stripe_view.subscription(account.stripe_subscription_id)
         if current is not None and current.get("status") not in ENDED:
             return  # an event about an older subscription of this customer
-    sync_subscription(account, subscription["id"])
+    sync_subscription(account, subscription["id"], stripe_view)
 
 
-def on_invoice_paid(invoice: dict[str, Any]) -> None:
+def on_invoice_paid(invoice: dict[str, Any], stripe_view: StripeView) -> None:
     account = account_by_customer(invoice.get("customer"))
     subscription_id = invoice.get("subscription") or nested_subscription(invoice)
     if account is None or not subscription_id:
@@ -77,7 +120,7 @@ def on_invoice_paid(invoice: dict[str, Any]) -> None:
     if not account.stripe_subscription_id:
         account.stripe_subscription_id = subscription_id
         account.save(update_fields=["stripe_subscription_id", "updated_at"])
-    sync_subscription(account, subscription_id)
+    sync_subscription(account, subscription_id, stripe_view)
     plan = plan_for_subscription_invoice(invoice) or account.plan
     reason = invoice.get("billing_reason", "")
     if reason == "subscription_update":
@@ -90,10 +133,10 @@ def on_invoice_paid(invoice: dict[str, Any]) -> None:
         )
 
 
-def on_payment_failed(invoice: dict[str, Any]) -> None:
+def on_payment_failed(invoice: dict[str, Any], stripe_view: StripeView) -> None:
     account = account_by_customer(invoice.get("customer"))
     if account is not None and account.stripe_subscription_id:
-        sync_subscription(account, account.stripe_subscription_id)
+        sync_subscription(account, account.stripe_subscription_id, stripe_view)
 
 
 HANDLERS = {
@@ -138,10 +181,10 @@ def period_end(subscription: dict[str, Any]) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC) if value else None
 
 
-def sync_subscription(account: BillingAccount, subscription_id: str) -> None:
+def sync_subscription(account: BillingAccount, subscription_id: str, stripe_view: StripeView) -> None:
     """Make the account match Stripe's subscription: upgrades now, downgrades at period end."""
     apply_due_changes(account)
-    subscription = stripe_gateway.retrieve_subscription(subscription_id)
+    subscription = stripe_view.subscription(subscription_id)
     status = (subscription or {}).get("status", SubscriptionStatus.CANCELED)
     if subscription is None or status in ENDED:
         account.plan = free_plan()

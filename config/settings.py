@@ -9,7 +9,16 @@ import dj_database_url
 import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
-from core.env import env_bool, env_float, env_int, env_list, env_pairs, env_secret, env_str
+from core.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_pairs,
+    env_secret,
+    env_str,
+    installation_secret,
+)
 from core.model_catalog import parse_models
 from generations.queue_names import queue_name
 
@@ -21,7 +30,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("ATELIER_DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and the built-in model live here
 DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
+# Signs sessions and image URLs. A laptop without one gets its own, made once and kept in the data
+# folder (as the admin password is); production must set it, and every web process the same.
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = installation_secret(DATA_DIR / "secret-key.txt")
 if not SECRET_KEY:
     raise ValueError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
@@ -54,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ops.requests.RequestLogMiddleware",
+    "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
     "django.middleware.security.SecurityMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -248,6 +262,9 @@ ATELIER_UPLOAD_MAX_BYTES = env_int("ATELIER_UPLOAD_MAX_BYTES", 10 * 1024 * 1024)
 ATELIER_UPLOAD_MAX_PIXELS = env_int("ATELIER_UPLOAD_MAX_PIXELS", 4096 * 4096)
 ATELIER_UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
 ATELIER_PROMPT_MAX_CHARS = env_int("ATELIER_PROMPT_MAX_CHARS", 2000)
+# A request body past this is refused before it is read (ops/body_limit.py): room for an image
+# and a mask (/v1/images/edits) and the form fields around them.
+ATELIER_REQUEST_MAX_BYTES = env_int("ATELIER_REQUEST_MAX_BYTES", 2 * ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ATELIER_UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
@@ -277,8 +294,15 @@ ATELIER_WORKFLOW_PREVIEWS = env_bool("ATELIER_WORKFLOW_PREVIEWS", False)
 ATELIER_SUBMISSION_CHECKS = ["gallery.moderation.check_submission"]
 ATELIER_STYLE_PRESETS = "gallery.selectors.active_styles"
 
-# Webhook receivers on private or loopback addresses (and plain http) only while developing.
-ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+# Webhook receivers on private or loopback addresses (and plain http): only when set, also in
+# debug (a laptop on an office network has neighbours worth protecting).
+ATELIER_WEBHOOK_ALLOW_PRIVATE = env_bool("ATELIER_WEBHOOK_ALLOW_PRIVATE", False)
+# Seconds one delivery may take in all (connect, TLS, request, status and headers), and how many
+# run at once beside the dispatcher's loop (webhooks/sender.py).
+ATELIER_WEBHOOK_DEADLINE = env_float("ATELIER_WEBHOOK_DEADLINE", 10)
+ATELIER_WEBHOOK_CONCURRENCY = env_int("ATELIER_WEBHOOK_CONCURRENCY", 8)
+# Days a finished delivery (and its attempts) stays in the log; the dispatcher deletes older ones.
+ATELIER_WEBHOOK_RETENTION_DAYS = env_int("ATELIER_WEBHOOK_RETENTION_DAYS", 30)
 
 # The API's version, sent as `API-Version`; /api/v1/ stays compatible within it.
 ATELIER_API_VERSION = "1.0"
@@ -334,6 +358,10 @@ LOGGING = {
 # Sign-in throttling: this many failures per address or account lock sign-in for this long.
 ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
+# Seconds between an open event socket's checks that its key or user still grants access.
+ATELIER_WS_RECHECK_SECONDS = env_float("ATELIER_WS_RECHECK_SECONDS", 10)
+# Accounts one client address may make per hour (each comes with the default plan's credits).
+ATELIER_SIGNUPS_PER_HOUR = env_int("ATELIER_SIGNUPS_PER_HOUR", 5)
 
 # /metrics: a Bearer token, or else only these client addresses.
 ATELIER_METRICS_TOKEN = env_str("ATELIER_METRICS_TOKEN", "")

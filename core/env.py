@@ -7,6 +7,8 @@ Free of Django imports: ``config/settings.py`` reads it before Django is set up.
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -81,3 +83,21 @@ def env_secret(name: str, default: str) -> str:
     if path:
         return Path(path).read_text().strip()
     return os.environ.get(name, default)
+
+
+def installation_secret(path: Path) -> str:
+    """A random secret made on first use and kept in ``path`` (mode 0600), like the admin password:
+    each installation has its own, and every process of it reads the same one."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process may have made it a moment ago and be writing it
+            kept = path.read_text().strip()
+            if kept:
+                return kept
+            time.sleep(0.1)
+        raise ValueError(f"{path} is empty: delete it to make a new secret") from None
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret + "\n")
+    return secret

@@ -25,6 +25,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "generation_finished": (409, "The generation has already finished."),
     "idempotency_key_reused": (409, "This Idempotency-Key was used with a different request."),
     "idempotency_key_in_use": (409, "A request with this Idempotency-Key is still being processed."),
+    "request_too_large": (413, "The request body is larger than this server accepts."),
     "unsupported_media_type": (415, "This content type is not supported."),
     "rate_limited": (429, "Too many requests."),
     "queue_full": (429, "You have as many jobs waiting as your plan allows."),

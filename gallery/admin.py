@@ -24,8 +24,8 @@ class ReportAdmin(admin.ModelAdmin[Report]):
 
     @admin.action(description="Hide the reported images from Explore")
     def hide_images(self, request: HttpRequest, queryset: QuerySet[Report]) -> None:
-        images = Image.objects.filter(pk__in=queryset.values("image_id"))
-        hidden = images.update(hidden=True)
+        images = list(Image.objects.filter(pk__in=queryset.values("image_id")))  # listed before the update
+        hidden = Image.objects.filter(pk__in=[image.pk for image in images]).update(hidden=True)
         sync_visibility(images)
         self.resolve(request, queryset, ReportStatus.ACTIONED)
         self.message_user(request, f"Hid {hidden} image(s).", messages.SUCCESS)

@@ -40,6 +40,7 @@ from gallery.services import (
 from generations import schema
 from generations.models import Image
 from generations.selectors import generation_resource, prefill, viewable_image
+from generations.uploads import read_upload
 
 
 def no_such_image() -> ApiError:
@@ -141,7 +142,7 @@ class InpaintApi(APIView):
         generation = inpaint_image(
             user=current_user(request),
             image=image,
-            mask=data["mask"].read(),
+            mask=read_upload(data["mask"], "mask"),
             prompt=data["prompt"],
             negative_prompt=data.get("negative_prompt"),
         )
@@ -162,7 +163,7 @@ class PublishApi(APIView):
 
     @extend_schema(request=None, responses={200: gallery_schema.GalleryImageSerializer, **errors(401, 404)})
     def post(self, request: Request, image_id: str) -> Response:
-        image = set_published(image=mine(request, image_id), public=self.public)
+        image = set_published(image=mine(request, image_id), public=self.public, user=current_user(request))
         return Response(gallery_image_resource(image, viewer=current_user(request)))
 
 

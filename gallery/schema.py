@@ -12,9 +12,9 @@ from gallery.selectors import SORTS, TOP_WINDOWS
 
 
 class LineageSerializer(serializers.Serializer[Any]):
-    image = serializers.UUIDField()
+    image = serializers.UUIDField(allow_null=True, help_text="null: a parent you may not see")
     action = serializers.CharField()
-    prompt = serializers.CharField()
+    prompt = serializers.CharField(allow_null=True)
 
 
 class ChildSerializer(serializers.Serializer[Any]):

@@ -13,7 +13,7 @@ from accounts.models import User
 from core.events import iso
 from gallery.models import Like, StylePreset
 from generations.filters import search_prompts
-from generations.models import EXPLORE_VISIBLE, Image
+from generations.models import EXPLORE_VISIBLE, Generation, Image
 from generations.selectors import _one_or_none
 
 SORTS = ("new", "top", "trending")
@@ -34,7 +34,8 @@ def active_styles() -> list[StylePreset]:
 
 def visible_images() -> QuerySet[Image]:
     """Images anyone may see: published and not hidden by staff."""
-    return Image.objects.filter(EXPLORE_VISIBLE).select_related("generation", "generation__user")
+    related = ("generation", "generation__user", "generation__parent")  # the parent: for `sees`
+    return Image.objects.filter(EXPLORE_VISIBLE).select_related(*related)
 
 
 def visible_image(image_id: Any) -> Image | None:
@@ -67,17 +68,39 @@ def liked_ids(user: User | None, images: list[Image]) -> set[Any]:
     )
 
 
-def lineage(image: Image, *, limit: int = 10) -> list[dict[str, Any]]:
-    """The chain of parents from this image's generation back to the first prompt."""
+def sees(viewer: User | None, image: Image) -> bool:
+    """Whether ``viewer`` may see ``image``: published and not hidden, or their own."""
+    if viewer is not None and image.generation.user_id == viewer.pk:
+        return True
+    return image.is_public and not image.hidden
+
+
+def lineage(image: Image, *, viewer: User | None, limit: int = 10) -> list[dict[str, Any]]:
+    """The chain of parents from this image's generation back to the first prompt; a parent the
+    viewer may not see keeps its place and action, not its id or prompt."""
     chain: list[dict[str, Any]] = []
     parent = image.generation.parent
     while parent is not None and len(chain) < limit:
         generation = parent.generation
+        shown = sees(viewer, parent)
         chain.append(
-            {"image": str(parent.id), "action": generation.action or "new", "prompt": generation.prompt}
+            {
+                "image": str(parent.id) if shown else None,
+                "action": generation.action or "new",
+                "prompt": generation.prompt if shown else None,
+            }
         )
         parent = generation.parent
     return chain
+
+
+def children_seen_by(viewer: User | None, image: Image) -> QuerySet[Generation]:
+    """The generations made from ``image``: all of them for its owner, the published ones (with
+    an image anyone may see) for everyone else."""
+    children = image.children.order_by("created_at")
+    if viewer is not None and image.generation.user_id == viewer.pk:
+        return children
+    return children.filter(is_public=True, images__is_public=True, images__hidden=False).distinct()
 
 
 def gallery_image_resource(
@@ -85,6 +108,7 @@ def gallery_image_resource(
 ) -> dict[str, Any]:
     generation = image.generation
     owner = generation.user
+    parent = generation.parent if generation.parent_id else None
     body: dict[str, Any] = {
         "id": str(image.id),
         "object": "image",
@@ -99,7 +123,7 @@ def gallery_image_resource(
         "negative_prompt": generation.negative_prompt,
         "model": generation.model_name,
         "action": generation.action or "new",
-        "parent": str(generation.parent_id) if generation.parent_id else None,
+        "parent": str(generation.parent_id) if parent is not None and sees(viewer, parent) else None,
         "owner": owner.username,
         "is_public": image.is_public,
         "hidden": image.hidden,
@@ -110,9 +134,9 @@ def gallery_image_resource(
         "created_at": iso(image.created_at),
     }
     if with_lineage:
-        body["lineage"] = lineage(image)
+        body["lineage"] = lineage(image, viewer=viewer)
         body["children"] = [
             {"generation": str(g.id), "action": g.action, "status": g.status}
-            for g in image.children.order_by("created_at")[:20]
+            for g in children_seen_by(viewer, image)[:20]
         ]
     return body

@@ -11,8 +11,10 @@ from django.db.models import F
 from PIL import Image as PILImage
 
 from accounts.models import User
+from billing.credits import account_for, effective_plan
 from core.errors import ApiError
 from gallery.models import Like, Report, ReportStatus
+from gallery.moderation import is_suspended
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
 from generations.samplers import DEFAULT_SAMPLER, samplers_for
@@ -74,7 +76,15 @@ def steps_for(strength: float, steps: int) -> int:
     return max(steps, math.ceil(2 / strength))
 
 
+def refuse_if_hidden(image: Image) -> None:
+    """Staff hid it: no near-copy of it may be made (one could come back published)."""
+    if image.hidden:
+        message = "This image was hidden by moderation: it cannot be upscaled, varied or inpainted."
+        raise ApiError("permission_denied", message)
+
+
 def upscale_image(*, user: User, image: Image) -> Generation:
+    refuse_if_hidden(image)
     model = get_model(image.generation.model_name)
     width, height = image.width * UPSCALE_FACTOR, image.height * UPSCALE_FACTOR
     if model is not None and max(width, height) > model.max_side:
@@ -99,6 +109,7 @@ def upscale_image(*, user: User, image: Image) -> Generation:
 
 
 def vary_image(*, user: User, image: Image, strength: str) -> Generation:
+    refuse_if_hidden(image)
     value = VARY_STRENGTHS[strength]
     action = GenerationAction.VARY_SUBTLE if strength == "subtle" else GenerationAction.VARY_STRONG
     spec = spec_from(
@@ -139,6 +150,7 @@ def mask_upload(*, user: User, image: Image, data: bytes) -> Upload:
 def inpaint_image(
     *, user: User, image: Image, mask: bytes, prompt: str, negative_prompt: str | None = None
 ) -> Generation:
+    refuse_if_hidden(image)
     mask_input = mask_upload(user=user, image=image, data=mask)
     spec = spec_from(
         image,
@@ -152,7 +164,21 @@ def inpaint_image(
     return submit_generation(user=user, spec=spec)
 
 
-def set_published(*, image: Image, public: bool) -> Image:
+def refuse_if_suspended(user: User) -> None:
+    if is_suspended(user):
+        raise ApiError("account_suspended", "Your account is suspended: it cannot publish, like or report.")
+
+
+def set_published(*, image: Image, public: bool, user: User | None = None) -> Image:
+    """Publish or unpublish. ``user``, the member asking (None: staff, scripts), must not be
+    suspended to publish, and needs a plan with private mode to take an image private."""
+    if user is not None and public:
+        refuse_if_suspended(user)
+    if user is not None and not public:
+        plan = effective_plan(account_for(user))
+        if not plan.private_allowed:
+            message = f"Your plan ({plan.name}) does not include private mode: its images stay published."
+            raise ApiError("private_not_allowed", message)
     Image.objects.filter(pk=image.pk).update(is_public=public)
     image.is_public = public
     sync_visibility([image])
@@ -160,6 +186,7 @@ def set_published(*, image: Image, public: bool) -> Image:
 
 
 def like_image(*, user: User, image: Image) -> Image:
+    refuse_if_suspended(user)
     with transaction.atomic():
         locked = Image.objects.select_for_update().get(pk=image.pk)
         try:
@@ -187,6 +214,7 @@ def _count_likes(image: Image, change: int) -> Image:
 
 def report_image(*, user: User, image: Image, reason: str, details: str = "") -> Report:
     """One open report per member and image: reporting again updates it."""
+    refuse_if_suspended(user)
     report, _ = Report.objects.update_or_create(
         reporter=user,
         image=image,

@@ -85,13 +85,11 @@ class ImageAdmin(admin.ModelAdmin[Image]):
 
     @admin.action(description="Hide from Explore")
     def hide(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
-        queryset.update(hidden=True)
-        sync_visibility(queryset)
+        set_hidden(queryset, hidden=True)
 
     @admin.action(description="Show in Explore again")
     def unhide(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
-        queryset.update(hidden=False)
-        sync_visibility(queryset)
+        set_hidden(queryset, hidden=False)
 
     @admin.action(description="Rate mature (blurred in Explore unless opted in)")
     def rate_mature(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
@@ -105,3 +103,11 @@ class ImageAdmin(admin.ModelAdmin[Image]):
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin[Upload]):
     list_display = ["id", "user", "width", "height", "created_at"]
+
+
+def set_hidden(queryset: QuerySet[Image], *, hidden: bool) -> None:
+    """The selected images, listed before the update: under a changelist filter on `hidden` the
+    queryset would select none of them afterwards, and their objects would keep their old ACL."""
+    images = list(queryset)
+    Image.objects.filter(pk__in=[image.pk for image in images]).update(hidden=hidden)
+    sync_visibility(images)

@@ -44,6 +44,7 @@ from generations.services import (
 )
 from generations.signing import signed_image_id
 from generations.storage import is_remote, open_content, presigned_url, public_url
+from generations.uploads import read_upload
 from generations.waiting import preferred_wait, wait_for_terminal
 from webhooks.services import endpoint_for_generation
 from webhooks.targets import UnsafeUrl
@@ -168,7 +169,7 @@ class UploadApi(APIView):
         file = request.FILES.get("file")
         if file is None:
             raise ApiError("validation_error", "Invalid field(s): file.", {"file": ["No file was sent."]})
-        upload = upload_create(user=current_user(request), data=file.read())
+        upload = upload_create(user=current_user(request), data=read_upload(file))
         body = {"id": str(upload.id), "object": "upload", "width": upload.width, "height": upload.height}
         return Response(body, status=201)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -10,6 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.ws_auth import RecheckedAccess
 from core.errors import ApiError, error_body
 from core.events import iso
 from generations.events import user_group
@@ -42,7 +44,7 @@ def handle_request(user: User, kind: str, generation_id: Any) -> dict[str, Any]:
     return {"type": "generation", "request": kind, "generation": generation_resource(generation)}
 
 
-class EventsConsumer(AsyncJsonWebsocketConsumer):
+class EventsConsumer(RecheckedAccess, AsyncJsonWebsocketConsumer):
     group: str | None = None
 
     async def connect(self) -> None:
@@ -50,6 +52,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.checked_at = time.monotonic()
         self.group = user_group(user.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -68,6 +71,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             return None  # answered as a malformed request, instead of dropping the connection
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not await self.still_allowed():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         kind = content.get("type") if isinstance(content, dict) else None
         if kind not in ("generation.get", "generation.cancel"):
             await self.send_json(
@@ -77,4 +83,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(await handle_request(self.scope["user"], kind, content.get("id")))
 
     async def generation_event(self, message: dict[str, Any]) -> None:
+        if not await self.still_allowed():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         await self.send_json(message["event"])

@@ -16,7 +16,8 @@ from generations import lifecycle, queues
 from generations.models import Generation, GenerationStatus
 from generations.scheduling import age_queued, release_all_pending, release_relax
 from generations.workers import is_running
-from webhooks.services import deliver_due
+from webhooks.sender import deliver_due
+from webhooks.services import delete_old_deliveries_now_and_then
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class TickResult:
     relax_released: int = 0
     aged: int = 0
     webhooks_sent: int = 0
+    webhooks_deleted: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -43,6 +45,7 @@ def tick() -> TickResult:
     result.relax_released = release_relax()
     result.aged = age_queued()
     result.webhooks_sent = deliver_due()
+    result.webhooks_deleted = delete_old_deliveries_now_and_then()
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -16,6 +17,8 @@ from webhooks.services import GenerationWebhook, is_uuid, record_deliveries
 
 __all__ = ["channel_message", "user_group"]
 log = logging.getLogger(__name__)
+# push(user_id, event): sends a built event to the user's sockets.
+Push = Callable[[int, dict[str, Any]], None]
 
 
 def build_event(generation: Generation, event_type: str, **extra: Any) -> dict[str, Any]:
@@ -70,11 +73,16 @@ def generation_webhook(event: dict[str, Any], generation: Generation | None) -> 
     return GenerationWebhook(row[0], row[1] or []) if row else None
 
 
-def publish_on_commit(generation: Generation, event_type: str, **extra: Any) -> None:
-    """Publish after the surrounding transaction commits: the DB row is the truth, the push a hint."""
+def announce(generation: Generation, event_type: str, push: Push | None = None, **extra: Any) -> None:
+    """Write the event's webhook deliveries now, in the caller's transaction (an outbox: they
+    commit or roll back with the state change it tells of), and push it to the owner's sockets
+    once that commits: the DB row is the truth, the push a hint. ``push`` sends a built event (the
+    worker passes its own publisher's, so its events leave in order with its progress events)."""
     if event_type == "generation.queued" and "queue_position" not in extra:
         position = queue_position(generation)
         extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))
     event = build_event(generation, event_type, **extra)
+    record_deliveries(generation.user_id, event, generation_webhook=generation_webhook(event, generation))
+    send = push or shared_publisher().publish
     user_id = generation.user_id
-    transaction.on_commit(lambda: send_now(user_id, event, generation))
+    transaction.on_commit(lambda: send(user_id, event))

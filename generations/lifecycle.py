@@ -3,8 +3,9 @@
 A transition is one function: a conditional UPDATE that names the status it leaves, so that a job
 delivered twice, a second click or a lost worker's late finish changes nothing; the credit
 settlement that goes with it, in the same transaction; and its event, sent once that transaction
-commits (the row is the truth, the push a hint). tests/test_single_writer.py fails when any other
-module writes ``Generation.status``.
+commits (the row is the truth, the push a hint); its webhook deliveries are written in that
+transaction, an outbox that commits or rolls back with the state. tests/test_single_writer.py
+fails when any other module writes ``Generation.status``.
 
     pending  -- release ----------> queued     a cap frees up (a job ended, the dispatcher's sweep)
     queued   -- claim ------------> running    the worker (a job, or the mates of its batch)
@@ -20,15 +21,15 @@ module writes ``Generation.status``.
 
 Creating the row (status pending or queued, chosen by `caps.admission`) is the submission's,
 not a change of status. The worker passes its own ``publish`` so that its events leave in order
-with its progress events; every other caller's events go through `events.publish_on_commit`.
+with its progress events; every other caller's go through the process's shared publisher
+(`events.announce`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -44,16 +45,16 @@ from generations.positions import eta_seconds, queue_position, seconds_per_posit
 from generations.selectors import image_resource
 from generations.storage import sync_visibility
 
-# publish(generation, event_type, **extra): a worker's own publisher (see the module docstring).
-Publish = Callable[..., None]
+log = logging.getLogger(__name__)
+
+# publish(user_id, event): a worker's own publisher (see the module docstring).
+Publish = events.Push
 
 
 def announce(generation: Generation, event_type: str, publish: Publish | None = None, **extra: Any) -> None:
-    """Send the event once the surrounding transaction commits (at once outside of one)."""
-    if publish is None:
-        events.publish_on_commit(generation, event_type, **extra)
-    else:
-        transaction.on_commit(partial(publish, generation, event_type, **extra))
+    """Write the event's webhook deliveries in the surrounding transaction; push it to sockets
+    once that commits."""
+    events.announce(generation, event_type, publish, **extra)
 
 
 def settle(generation: Generation, *, finished_images: int = 0) -> None:
@@ -111,14 +112,15 @@ def release_pending(user_id: int, now: datetime | None = None) -> int:
 def claim(generation: Generation, *, worker_name: str, publish: Publish | None = None) -> bool:
     """queued -> running for this worker; False when someone else has it or it was canceled."""
     now = timezone.now()
-    claimed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED).update(
-        status=GenerationStatus.RUNNING, started_at=now, worker_name=worker_name, step=0
-    )
-    if claimed != 1:
-        return False
-    generation.status, generation.started_at = GenerationStatus.RUNNING, now
-    generation.worker_name, generation.step = worker_name, 0
-    announce(generation, "generation.started", publish)
+    with transaction.atomic():
+        claimed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED).update(
+            status=GenerationStatus.RUNNING, started_at=now, worker_name=worker_name, step=0
+        )
+        if claimed != 1:
+            return False
+        generation.status, generation.started_at = GenerationStatus.RUNNING, now
+        generation.worker_name, generation.step = worker_name, 0
+        announce(generation, "generation.started", publish)
     return True
 
 
@@ -173,8 +175,11 @@ def succeed(
         if not changed:
             return False
         Image.objects.bulk_create(images)
-    sync_visibility(images)  # published from the start (a Free plan's images): public objects on S3
-    announce(generation, "generation.succeeded", publish, images=[image_resource(i) for i in images])
+        announce(generation, "generation.succeeded", publish, images=[image_resource(i) for i in images])
+    try:
+        sync_visibility(images)  # published from the start (a Free plan's images): public objects on S3
+    except Exception:  # the job is done and told; its objects stay private until the next sync
+        log.exception("could not make the images of %s public", generation.id)
     return True
 
 
@@ -182,21 +187,27 @@ def fail(
     generation: Generation, code: str, message: str, *, worker_name: str, publish: Publish | None = None
 ) -> bool:
     """running -> failed with an error code; its credits released."""
-    if not finish(
-        generation, GenerationStatus.FAILED, worker_name=worker_name, error_code=code, error_message=message
-    ):
-        return False
-    announce(generation, "generation.failed", publish, error={"code": code, "message": message})
+    with transaction.atomic():
+        if not finish(
+            generation,
+            GenerationStatus.FAILED,
+            worker_name=worker_name,
+            error_code=code,
+            error_message=message,
+        ):
+            return False
+        announce(generation, "generation.failed", publish, error={"code": code, "message": message})
     return True
 
 
 def cancel_running(generation: Generation, *, worker_name: str, publish: Publish | None = None) -> bool:
     """running -> canceled, by the worker that saw the user's cancel flag; its credits released."""
-    if not finish(
-        generation, GenerationStatus.CANCELED, worker_name=worker_name, error_code="", error_message=""
-    ):
-        return False
-    announce(generation, "generation.canceled", publish)
+    with transaction.atomic():
+        if not finish(
+            generation, GenerationStatus.CANCELED, worker_name=worker_name, error_code="", error_message=""
+        ):
+            return False
+        announce(generation, "generation.canceled", publish)
     return True
 
 

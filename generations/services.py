@@ -182,7 +182,7 @@ def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
         except InsufficientCredits as exc:
             details = {"required": format_credits(exc.required), "available": format_credits(exc.available)}
             raise ApiError("insufficient_credits", f"{exc}.", details) from exc
-        events.publish_on_commit(generation, "generation.queued")
+        events.announce(generation, "generation.queued")
         if status == GenerationStatus.QUEUED:
             queues.enqueue_after_commit([generation])
     return generation

@@ -58,11 +58,20 @@ def public_url(path: str) -> str:
 
 
 def sync_visibility(images: Iterable[Any]) -> None:
-    """After images were published, unpublished, hidden or shown: their objects follow (S3 only)."""
+    """After images were published, unpublished, hidden or shown (and saved): their objects
+    follow (S3 only). Objects are content-addressed, so one may serve several images, of several
+    owners: it is public while any image that uses it may be seen, whichever changed."""
     if not is_remote():
         return
-    for image in images:
-        set_public([image.original, image.thumbnail], image.is_public and not image.hidden)
+    from django.db.models import Q
+
+    from generations.models import EXPLORE_VISIBLE, Image
+
+    paths = {path for image in images for path in (image.original, image.thumbnail) if path}
+    uses = Image.objects.filter(EXPLORE_VISIBLE).filter(Q(original__in=paths) | Q(thumbnail__in=paths))
+    shown = {path for pair in uses.values_list("original", "thumbnail") for path in pair}
+    for path in sorted(paths):
+        set_public([path], path in shown)
 
 
 def set_public(paths: list[str], public: bool) -> None:

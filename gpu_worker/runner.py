@@ -89,6 +89,10 @@ class GenerationRunner:
     def speed_options(self, spec: ModelSpec) -> SpeedOptions:
         return SpeedOptions.of(spec, compile_backend=settings.ATELIER_COMPILE_BACKEND)
 
+    def push(self, user_id: int, event: dict[str, Any]) -> None:
+        """A transition's event (lifecycle writes its webhooks), in order with the progress events."""
+        self.publisher.publish(user_id, event)
+
     def publish(self, generation: Generation, event_type: str, **extra: Any) -> None:
         event = build_event(generation, event_type, **extra)
         self.publisher.publish(generation.user_id, event)
@@ -97,14 +101,14 @@ class GenerationRunner:
     def run_one(self, generation_id: str) -> str:
         """Run this generation, and compatible queued ones with it as one batch."""
         head = Generation.objects.filter(pk=generation_id).first()
-        if head is None or not lifecycle.claim(head, worker_name=self.name, publish=self.publish):
+        if head is None or not lifecycle.claim(head, worker_name=self.name, publish=self.push):
             # Canceled while queued, or delivered twice: the row says someone else owns it.
             return "skipped"
         spec = get_model(head.model_name)
         jobs = [head]
         workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
         if spec is not None and spec.max_batch > 1 and not workflow:
-            jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.publish)
+            jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.push)
         for job in jobs:
             log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
         with self.in_flight_lock:
@@ -303,7 +307,7 @@ class GenerationRunner:
             timings=timings,
             batch_size=batch_size,
             memory_mode=memory_mode,
-            publish=self.publish,
+            publish=self.push,
         ):
             return
         with contextlib.suppress(RedisError):  # metrics are best effort; the record has the timings
@@ -312,16 +316,16 @@ class GenerationRunner:
 
     def retry_later(self, generation: Generation, exc: Exception) -> None:
         """Back to pending with a backoff; the dispatcher releases it when it is due."""
-        status = lifecycle.retry_later(generation, exc, worker_name=self.name, publish=self.publish)
+        status = lifecycle.retry_later(generation, exc, worker_name=self.name, publish=self.push)
         if status == "failed":
             log_phase(generation, status, worker=self.name, code="retries_exhausted")
 
     def fail(self, generation: Generation, code: str, message: str) -> None:
-        if lifecycle.fail(generation, code, message, worker_name=self.name, publish=self.publish):
+        if lifecycle.fail(generation, code, message, worker_name=self.name, publish=self.push):
             log_phase(generation, "failed", worker=self.name, code=code)
 
     def cancel(self, generation: Generation) -> None:
-        if lifecycle.cancel_running(generation, worker_name=self.name, publish=self.publish):
+        if lifecycle.cancel_running(generation, worker_name=self.name, publish=self.push):
             log_phase(generation, "canceled", worker=self.name, code=None)
 
 

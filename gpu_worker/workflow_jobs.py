@@ -237,7 +237,7 @@ def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
             timings=timings,
             batch_size=1,
             memory_mode="normal",
-            publish=runner.publish,
+            publish=runner.push,
             finished_images=1,
             workflow=recorded,
         ):

@@ -15,6 +15,7 @@ from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 
 from billing.models import BillingAccount
+from core.client import client_ip
 from core.redis import redis_client
 from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
@@ -29,7 +30,7 @@ def allowed(request: HttpRequest) -> bool:
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         return hmac.compare_digest(given.encode(), token.encode())
-    return request.META.get("REMOTE_ADDR", "") in settings.ATELIER_METRICS_ALLOW
+    return client_ip(request) in settings.ATELIER_METRICS_ALLOW
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

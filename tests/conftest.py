@@ -25,8 +25,9 @@ from scripts.private_redis import free_port
 from tests.api_support import Api
 from tests.browser_support import browser
 from tests.s3_support import s3_server
+from tests.webhook_support import private_targets_allowed, receiver
 
-__all__ = ["browser", "s3_server"]
+__all__ = ["browser", "private_targets_allowed", "receiver", "s3_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,8 +32,8 @@ def held_job(username: str, **fields: Any) -> Generation:
 def recorder() -> tuple[list[str], lifecycle.Publish]:
     sent: list[str] = []
 
-    def publish(generation: Generation, event_type: str, **extra: Any) -> None:
-        sent.append(event_type)
+    def publish(user_id: int, event: dict[str, Any]) -> None:
+        sent.append(event["type"])
 
     return sent, publish
 

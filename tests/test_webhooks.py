@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,42 +14,11 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import api_key_create
 from generations.events import record_webhooks
-from webhooks import services
+from tests.webhook_support import Receiver
+from webhooks import sender
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
-pytestmark = pytest.mark.django_db
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers.items()), body))
-                status = 500 if len(receiver.received) <= receiver.fail_first else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    instance = Receiver()
-    yield instance
-    instance.server.shutdown()
-    instance.server.server_close()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_targets_allowed")]
 
 
 def api_for(name: str) -> tuple[User, Client]:
@@ -70,8 +36,12 @@ def event(kind: str = "generation.succeeded", generation: str = "g-1") -> dict[s
 
 
 def deliver_all() -> None:
+    """Every pending delivery attempted once, as if its and its endpoint's back-off had passed."""
     WebhookDelivery.objects.filter(status="pending").update(next_attempt_at=timezone.now())
-    services.deliver_due()
+    WebhookEndpoint.objects.update(retry_after=None)
+    sender.deliver_due()
+    assert sender.sender().wait_idle(10)
+    sender.record_finished()
 
 
 def test_deliveries_are_signed_by_the_standard_webhooks_scheme(receiver: Receiver) -> None:
@@ -116,14 +86,12 @@ def test_a_failing_delivery_backs_off_and_gives_up_after_a_day(receiver: Receive
         deliver_all()
         delivery.refresh_from_db()
     assert delivery.status == "failed"
-    assert waits == sorted(waits) and sum(services.BACKOFF) >= 24 * 3600
-    assert delivery.attempts == len(services.BACKOFF) + 1
+    assert waits == sorted(waits) and sum(sender.BACKOFF) >= 24 * 3600
+    assert delivery.attempts == len(sender.BACKOFF) + 1
 
 
-def test_a_receiver_that_times_out_counts_as_a_failure(
-    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(services, "TIMEOUT_SECONDS", 0.2)
+def test_a_receiver_that_times_out_counts_as_a_failure(receiver: Receiver, settings: Any) -> None:
+    settings.ATELIER_WEBHOOK_DEADLINE = 0.2
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
@@ -134,7 +102,7 @@ def test_a_receiver_that_times_out_counts_as_a_failure(
         deliver_all()
         delivery = WebhookDelivery.objects.get()
         attempt = delivery.attempt_log.get()
-        assert delivery.status == "pending" and "Timeout" in attempt.error
+        assert delivery.status == "pending" and "deadline" in attempt.error
     finally:
         silent.close()
 

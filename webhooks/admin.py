@@ -13,7 +13,7 @@ class AttemptInline(admin.TabularInline[WebhookAttempt, WebhookDelivery]):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ["at", "status_code", "response_excerpt", "error", "duration_ms"]
+    readonly_fields = ["at", "status_code", "error", "duration_ms"]
 
 
 @admin.register(WebhookDelivery)

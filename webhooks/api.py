@@ -14,6 +14,7 @@ from accounts.models import User
 from core.errors import ApiError
 from core.events import EVENT_TYPES, iso
 from core.openapi import errors
+from core.pagination import paginated
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import create_endpoint, is_uuid, send_test_event
 from webhooks.targets import UnsafeUrl, check_url
@@ -52,7 +53,6 @@ def delivery_resource(delivery: WebhookDelivery) -> dict[str, Any]:
             {
                 "at": iso(a.at),
                 "status_code": a.status_code,
-                "response": a.response_excerpt,
                 "error": a.error,
                 "duration_ms": a.duration_ms,
             }
@@ -97,7 +97,6 @@ class EndpointOutSerializer(serializers.Serializer[Any]):
 class AttemptOutSerializer(serializers.Serializer[Any]):
     at = serializers.DateTimeField()
     status_code = serializers.IntegerField(allow_null=True)
-    response = serializers.CharField(allow_blank=True)
     error = serializers.CharField(allow_blank=True)
     duration_ms = serializers.IntegerField()
 
@@ -112,7 +111,14 @@ class DeliveryOutSerializer(serializers.Serializer[Any]):
 
 
 ENDPOINT_LIST = inline_serializer("WebhookEndpointList", fields={"data": EndpointOutSerializer(many=True)})
-DELIVERY_LIST = inline_serializer("WebhookDeliveryList", fields={"data": DeliveryOutSerializer(many=True)})
+DELIVERY_LIST = inline_serializer(
+    "WebhookDeliveryPage",
+    fields={
+        "data": DeliveryOutSerializer(many=True),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+    },
+)
 ENDPOINT_EXAMPLE = OpenApiExample(
     "Succeeded and failed generations only",
     value={
@@ -189,5 +195,11 @@ class WebhookDeliveriesApi(APIView):
     @extend_schema(responses={200: DELIVERY_LIST, **errors(401, 404)})
     def get(self, request: Request, endpoint_id: str) -> Response:
         endpoint = endpoint_of(request, endpoint_id)
-        deliveries = endpoint.deliveries.prefetch_related("attempt_log")[:100]
-        return Response({"data": [delivery_resource(d) for d in deliveries]})
+        return paginated(
+            request,
+            self,
+            endpoint.deliveries.prefetch_related("attempt_log"),
+            ordering="-created_at",
+            page_size=20,
+            render=lambda page: [delivery_resource(d) for d in page],
+        )

@@ -18,6 +18,9 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(max_length=200, blank=True)
     # Made by a generation's `webhook_url`: hears only the generations that name it.
     per_generation = models.BooleanField(default=False)
+    # Back-off of the endpoint as a whole: after failures in a row, no delivery before retry_after.
+    failures_in_a_row = models.PositiveIntegerField(default=0)
+    retry_after = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -51,17 +54,22 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["status", "created_at"]),  # retention (services.delete_old_deliveries)
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.event_type} {self.status}"
 
 
 class WebhookAttempt(models.Model):
+    """Status and timing only: what a receiver answers is never kept (it could be anything the
+    receiver can reach, and the log is shown to the user)."""
+
     delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
     at = models.DateTimeField(default=timezone.now)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_excerpt = models.CharField(max_length=500, blank=True)
     error = models.CharField(max_length=300, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
 

@@ -1,8 +1,7 @@
-"""Recording deliveries for events, and sending due deliveries with retries and backoff."""
+"""Endpoints, and recording deliveries for events (webhooks/sender.py sends them)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -11,23 +10,20 @@ from datetime import timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-import requests
-from django.db import connection, transaction
-from django.db.models import Q
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core import sql
 from webhooks import signing
-from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from webhooks.targets import UnsafeUrl, check_url
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
 
-# Seconds before each retry: about 27 hours in all, so a receiver may be down for a day.
-BACKOFF = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200]
 PROGRESS_INTERVAL_MS = 500  # at most two progress events a second per generation and endpoint
-TIMEOUT_SECONDS = 5
+CLEANUP_INTERVAL_SECONDS = 600
 
 
 def message_id() -> str:
@@ -58,12 +54,14 @@ def record_deliveries(
             endpoints.append(endpoint)
     if not endpoints:
         return 0
+    # A progress preview (a data: URL of some KB) is for live sockets; the table keeps no copies.
+    stored = {key: value for key, value in event.items() if key != "preview"}
     rows = []
     for endpoint in endpoints:
         if event["type"] == "generation.progress" and not progress_due(endpoint, event):
             continue
         rows.append(
-            WebhookDelivery(id=message_id(), endpoint=endpoint, event_type=event["type"], payload=event)
+            WebhookDelivery(id=message_id(), endpoint=endpoint, event_type=event["type"], payload=stored)
         )
     WebhookDelivery.objects.bulk_create(rows)
     return len(rows)
@@ -128,62 +126,33 @@ def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
     )
 
 
-def deliver_due(limit: int = 50) -> int:
-    """Send the deliveries that are due; the dispatcher calls this every tick."""
-    now = timezone.now()
-    due = WebhookDelivery.objects.filter(
-        Q(status=DeliveryStatus.PENDING) & Q(next_attempt_at__lte=now)
-    ).select_related("endpoint")[:limit]
-    sent = 0
-    for delivery in list(due):
-        # Claim by moving the next attempt ahead; another dispatcher then skips it.
-        claimed = WebhookDelivery.objects.filter(
-            pk=delivery.pk, status=DeliveryStatus.PENDING, next_attempt_at=delivery.next_attempt_at
-        ).update(next_attempt_at=now + timedelta(seconds=TIMEOUT_SECONDS * 4))
-        if claimed:
-            attempt(delivery)
-            sent += 1
-    return sent
-
-
-def attempt(delivery: WebhookDelivery) -> None:
-    endpoint = delivery.endpoint
-    body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-    started = time.monotonic()
-    status_code, excerpt, error = None, "", ""
-    try:
-        check_url(endpoint.url)
-        headers = signing.headers(endpoint.secret, delivery.id, int(time.time()), body)
-        response = requests.post(
-            endpoint.url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False
-        )
-        status_code, excerpt = response.status_code, response.text[:500]
-    except UnsafeUrl as exc:
-        error = f"refused: {exc}"
-    except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:300]
-    elapsed = int((time.monotonic() - started) * 1000)
-    succeeded = status_code is not None and 200 <= status_code < 300
-    with transaction.atomic():
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            status_code=status_code,
-            response_excerpt=excerpt,
-            error=error,
-            duration_ms=elapsed,
-        )
-        attempts = delivery.attempts + 1
-        if succeeded:
-            fields: dict[str, Any] = {"status": DeliveryStatus.SUCCEEDED, "delivered_at": timezone.now()}
-        elif attempts > len(BACKOFF):
-            fields = {"status": DeliveryStatus.FAILED}
-        else:
-            fields = {"next_attempt_at": timezone.now() + timedelta(seconds=BACKOFF[attempts - 1])}
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=attempts, **fields)
-
-
 def create_endpoint(*, user: Any, url: str, events: list[str], description: str = "") -> WebhookEndpoint:
     check_url(url)
     return WebhookEndpoint.objects.create(
         user=user, url=url, events=events, description=description, secret=signing.new_secret()
     )
+
+
+def delete_old_deliveries() -> int:
+    """Delete finished deliveries (and their attempts) older than ATELIER_WEBHOOK_RETENTION_DAYS,
+    a thousand at a time; pending ones stay until they finish. The number deleted."""
+    cutoff = timezone.now() - timedelta(days=settings.ATELIER_WEBHOOK_RETENTION_DAYS)
+    finished = WebhookDelivery.objects.filter(
+        status__in=[DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED], created_at__lt=cutoff
+    )
+    deleted = 0
+    while ids := list(finished.values_list("pk", flat=True)[:1000]):
+        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[1].get("webhooks.WebhookDelivery", 0)
+    return deleted
+
+
+_next_cleanup = 0.0
+
+
+def delete_old_deliveries_now_and_then() -> int:
+    """``delete_old_deliveries`` at most every CLEANUP_INTERVAL_SECONDS (the dispatcher ticks often)."""
+    global _next_cleanup
+    if time.monotonic() < _next_cleanup:
+        return 0
+    _next_cleanup = time.monotonic() + CLEANUP_INTERVAL_SECONDS
+    return delete_old_deliveries()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from core.events import EVENT_TYPES
-from webhooks.models import WebhookEndpoint
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import create_endpoint, send_test_event
 from webhooks.targets import UnsafeUrl
+
+PAGE_DELIVERIES = 20  # per endpoint; the API pages through all of them
 
 
 @login_required
@@ -27,7 +30,11 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
             messages.error(request, f"That URL cannot receive webhooks: {exc}")
     assert isinstance(request.user, User)
     mine = WebhookEndpoint.objects.filter(user=request.user)
-    endpoints = mine.prefetch_related("deliveries__attempt_log")
+    # The latest deliveries of each endpoint only (a window per endpoint), with their attempts.
+    latest = WebhookDelivery.objects.prefetch_related("attempt_log").order_by("-created_at")
+    endpoints = mine.prefetch_related(
+        Prefetch("deliveries", queryset=latest[:PAGE_DELIVERIES], to_attr="latest_deliveries")
+    )
     context = {"endpoints": endpoints, "event_types": EVENT_TYPES, "new_secret": new_secret}
     return render(request, "webhooks/webhooks.html", context)
 

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from generations.dispatcher import tick
+from webhooks.sender import record_finished, sender
 
 
 class Command(BaseCommand):
@@ -36,5 +37,8 @@ class Command(BaseCommand):
                 if result:
                     self.stdout.write(str(result))
             if options["once"]:
-                return
+                break
             time.sleep(settings.ATELIER_DISPATCH_INTERVAL)
+        # Webhooks in flight end within their deadline; record them rather than send them again.
+        sender().wait_idle(settings.ATELIER_WEBHOOK_DEADLINE + 1)
+        record_finished()
