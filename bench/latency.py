@@ -327,6 +327,20 @@ def verdicts(results: dict[str, dict[Any, Any]], reference: dict[Any, Any]) -> l
     return found
 
 
+def targets(args: argparse.Namespace, work: Path) -> Iterator[tuple[Any, list[subprocess.Popen[bytes]]]]:
+    """ComfyUI when it is set up, then each layout whose servers are there, each with its helpers."""
+    found = comfyui_paths(args.comfyui, args.comfyui_python)
+    if found is None:
+        print("ComfyUI not found (--comfyui / COMFYUI_DIR): measuring Atelier alone")
+    else:
+        yield ComfyUI(found[0], found[1], work / "comfyui", free_port()), []
+    for layout in args.layouts.split(","):
+        if layout == "embedded":
+            yield embedded(work / layout)
+        elif (target := production(work / layout)) is not None:
+            yield target, []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100, help="timed round trips per size")
@@ -336,30 +350,11 @@ def main() -> None:
     parser.add_argument("--comfyui", default=None, help="ComfyUI checkout (default $COMFYUI_DIR)")
     parser.add_argument("--comfyui-python", default=None)
     args = parser.parse_args()
-    layouts = args.layouts.split(",")
     work = Path(tempfile.mkdtemp(prefix="atelier-latency-"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()}")
     print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     results: dict[str, dict[Any, Any]] = {}
-    found = comfyui_paths(args.comfyui, args.comfyui_python)
-    if found is None:
-        print("ComfyUI not found (--comfyui / COMFYUI_DIR): measuring Atelier alone")
-    else:
-        comfy = ComfyUI(found[0], found[1], work / "comfyui", free_port())
-        try:
-            comfy.wait_ready()
-            results[comfy.name] = measure(comfy, args)
-        finally:
-            comfy.stop()
-    for layout in layouts:
-        helpers: list[subprocess.Popen[bytes]] = []
-        if layout == "embedded":
-            target, helpers = embedded(work / layout)
-        else:
-            found_target = production(work / layout)
-            if found_target is None:
-                continue
-            target = found_target
+    for target, helpers in targets(args, work):
         try:
             target.start()
             results[target.name] = measure(target, args)

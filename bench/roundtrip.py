@@ -106,7 +106,8 @@ class ComfyUI:
             stderr=open(work / "comfyui.log", "wb"),  # noqa: SIM115 - the child keeps it
         )
 
-    def wait_ready(self) -> None:
+    def start(self) -> None:
+        """Wait until the server answers (the process starts with this object)."""
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
