@@ -239,7 +239,8 @@ ATELIER_MAX_ATTEMPTS = env_int("ATELIER_MAX_ATTEMPTS", 3)
 ATELIER_DISPATCH_INTERVAL = env_float("ATELIER_DISPATCH_INTERVAL", 2)
 # Seconds between progress events of one generation (the last step is always sent).
 ATELIER_PROGRESS_INTERVAL = env_float("ATELIER_PROGRESS_INTERVAL", 0.2)
-# Dynamic batching: how long a worker that took a job waits for compatible ones to join it.
+# Dynamic batching: how long a worker that took a job waits for compatible ones to join it (only
+# while other jobs are queued: a lone job runs at once).
 ATELIER_BATCH_WAIT = env_float("ATELIER_BATCH_WAIT", 0.02)
 # Model affinity (gpu_worker/affinity.py): a queued job is left this long to an idle worker that
 # holds its model before any worker takes it; 0 = plain queue order. A worker leaving jobs to others

@@ -3,8 +3,10 @@
 Compatible means the same model, kind (txt2img, img2img, inpaint), size, steps, guidance, sampler,
 strength and set of LoRAs (with their weights); prompts, negative prompts, seeds, source images and
 masks may differ. Mates are taken from the head job's own queue, in queue order, up to the model's
-`max_batch` images, for at most `ATELIER_BATCH_WAIT` seconds. A batch never delays a higher lane:
-while any higher lane of the pool has a job waiting, no mate is added and nobody waits.
+`max_batch` images, for at most `ATELIER_BATCH_WAIT` seconds while other jobs are queued behind the
+head (a burst is being submitted); with its queue empty the head runs at once, so a lone job never
+waits for mates that are not coming. A batch never delays a higher lane: while any higher lane of
+the pool has a job waiting, no mate is added and nobody waits.
 
 A mate is claimed in the database first (`lifecycle.claim`: queued -> running, conditional), then
 its RQ job is removed, so a worker that pops that job anyway finds it taken and skips it, and a
@@ -70,6 +72,8 @@ def take_mates(
     mates: list[Generation] = []
     while room > 0 and not higher_lanes_busy(head):
         job_ids = client.lrange(waiting, 0, SCAN_DEPTH - 1)
+        if not job_ids:
+            break  # nothing queued: no mate to wait for
         order = {gid: i for i, gid in enumerate(filter(None, map(generation_id_of, job_ids)))}
         candidates = Generation.objects.filter(
             pk__in=list(order),

@@ -21,7 +21,9 @@ def png_with_parameters(
     for name, value in (extra or {}).items():
         info.add_text(name, json.dumps(value))
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", pnginfo=info)
+    # zlib level 4 (ComfyUI's SaveImage uses it too): a detailed 512x512 image encodes in half the
+    # time of Pillow's default 6, for a file up to a tenth larger; still lossless.
+    image.save(buffer, "PNG", pnginfo=info, compress_level=4)
     return buffer.getvalue()
 
 
@@ -31,5 +33,6 @@ def webp_thumbnail(image: Image.Image, max_side: int = 256) -> bytes:
     if thumbnail.mode not in ("RGB", "RGBA"):
         thumbnail = thumbnail.convert("RGB")
     buffer = io.BytesIO()
-    thumbnail.save(buffer, "WEBP", quality=80)
+    # method 2 of 0-6: same quality setting, a little less search for a smaller file, a third faster.
+    thumbnail.save(buffer, "WEBP", quality=80, method=2)
     return buffer.getvalue()

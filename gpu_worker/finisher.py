@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import close_old_connections
+from gpu_worker.connections import replace_broken_connections
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +47,5 @@ class Finisher:
             except Exception:
                 log.exception("finishing a batch failed; the reconciler will re-run its jobs")
             finally:
-                close_old_connections()
+                replace_broken_connections()
                 self._queue.task_done()

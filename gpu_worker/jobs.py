@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import close_old_connections
-
+from gpu_worker.connections import replace_broken_connections
 from gpu_worker.runner import GenerationRunner
 
 _runner: GenerationRunner | None = None
@@ -22,9 +21,10 @@ def current_runner() -> GenerationRunner:
 
 
 def run_generation(generation_id: str) -> str:
-    # Like Django's request cycle: a connection broken or expired between jobs is replaced.
-    close_old_connections()
+    # Like Django's request cycle, a connection broken or expired between jobs is replaced (but kept
+    # otherwise: gpu_worker/connections.py).
+    replace_broken_connections()
     try:
         return current_runner().run_one(generation_id)
     finally:
-        close_old_connections()
+        replace_broken_connections()

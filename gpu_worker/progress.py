@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from core.sql import hint_transaction
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from gpu_worker.model import BatchStepCallback
@@ -40,9 +41,10 @@ def step_callback(
         if not running or (step < total and now - last_sent < interval):
             return stopped
         last_sent = now
-        Generation.objects.filter(
-            pk__in=[jobs[i].pk for i in running], status=GenerationStatus.RUNNING, worker_name=worker_name
-        ).update(step=step, total_steps=total)
+        with hint_transaction():  # the row's step is a hint: no wait for the disk
+            Generation.objects.filter(
+                pk__in=[jobs[i].pk for i in running], status=GenerationStatus.RUNNING, worker_name=worker_name
+            ).update(step=step, total_steps=total)
         for index in running:
             job = jobs[index]
             job.step, job.total_steps = step, total
