@@ -37,6 +37,8 @@ class Plan:
     whole_batch: int = 4
     pictures: int = 4000
     unet_steps: int = 3500
+    detail_steps: int = 0
+    zero_snr: bool = False
     unet_batch: int = 24
     lr: float = 1e-3
     checkpoint_seconds: float = 120.0
@@ -243,7 +245,7 @@ class Ema:
 def train_denoiser(
     plan: Plan, pictures: list[Picture], latents: torch.Tensor, scale: float
 ) -> tuple[Any, Any, Any]:
-    """Text encoder and UNet together, v-prediction with min-SNR weighting, 10 % empty captions."""
+    """Text encoder and UNet together, v-prediction, 10 % empty captions."""
     from demo_model.captions import caption
 
     tokenizer = tokenizer_for(plan.workdir)
@@ -265,12 +267,19 @@ def train_denoiser(
         optimizer.load_state_dict(state["optimizer"])
         ema_unet.shadow, ema_text.shadow = state["ema_unet"], state["ema_text"]
         step, rng = state["step"], state["rng"]
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).float().to(plan.device)
-    bar = progress(plan.unet_steps, step, "unet")
-    while step < plan.unet_steps:
+    # The very schedule the exported sampler uses (see architecture.build_scheduler).
+    scheduler: Any = architecture.build_scheduler(zero_snr=plan.zero_snr)
+    alphas_cumprod = scheduler.alphas_cumprod.float().to(plan.device)
+    total = plan.unet_steps + plan.detail_steps
+    bar = progress(total, step, "unet")
+    while step < total:
+        detail = step >= plan.unet_steps
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, plan.unet_steps, plan.lr, warmup=200)
+            group["lr"] = (
+                cosine_lr(step - plan.unet_steps, plan.detail_steps, plan.lr * 0.3, warmup=50)
+                if detail
+                else cosine_lr(step, plan.unet_steps, plan.lr, warmup=200)
+            )
         index = [rng.randrange(len(pictures)) for _ in range(plan.unet_batch)]
         texts = ["" if rng.random() < 0.1 else caption(pictures[i], rng) for i in index]
         tokens = tokenizer(
@@ -289,7 +298,11 @@ def train_denoiser(
         context = text_encoder(tokens.input_ids.to(plan.device))[0]
         prediction = unet(noisy, t, context).sample
         snr = ab.view(-1) / (1 - ab.view(-1))
-        weight = torch.clamp(snr, max=5.0) / (snr + 1)
+        # min-SNR weights (on the x0 scale min(SNR, 5)). With zero terminal SNR, + 1 outside the
+        # detail phase: never below plain v-loss where the layout and background are decided
+        # (min-SNR alone weighs those ~0); the detail phase drops it, objects form at middle SNR.
+        floor = 1 if plan.zero_snr and not detail else 0
+        weight = (torch.clamp(snr, max=5.0) + floor) / (snr + 1)
         loss = (weight * F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -309,7 +322,7 @@ def train_denoiser(
             "step": step,
             "rng": rng,
         }
-        checkpoint.save(state, force=step == plan.unet_steps)
+        checkpoint.save(state, force=step == total)
     bar.close()
     unet.load_state_dict(ema_unet.shadow)
     text_encoder.load_state_dict(ema_text.shadow)
@@ -328,7 +341,7 @@ def export(
         text_encoder=text_encoder.to("cpu"),
         tokenizer=tokenizer,
         unet=unet.to("cpu"),
-        scheduler=architecture.build_scheduler(),
+        scheduler=architecture.build_scheduler(zero_snr=plan.zero_snr),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -337,9 +350,18 @@ def export(
     pipe.save_pretrained(output, safe_serialization=True)
 
 
-def train(plan: Plan, output: Path) -> None:
+def load_vae(folder: Path) -> Any:
+    """A VAE from an earlier run's diffusers folder (full precision again)."""
+    from diffusers import AutoencoderKL
+
+    vae: Any = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    return vae.eval()
+
+
+def train(plan: Plan, output: Path, *, vae_from: Path | None = None) -> None:
     plan.workdir.mkdir(parents=True, exist_ok=True)
-    vae = finetune_vae(plan, train_vae(plan))
+    vae = load_vae(vae_from) if vae_from is not None else finetune_vae(plan, train_vae(plan))
+    vae = vae.to(plan.device)
     pictures, latents, scale = encode_pictures(plan, vae)
     tokenizer, text_encoder, unet = train_denoiser(plan, pictures, latents, scale)
     export(plan, output, vae, scale, tokenizer, text_encoder, unet)

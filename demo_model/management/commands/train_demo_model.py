@@ -30,6 +30,15 @@ class Command(BaseCommand):
         parser.add_argument("--pictures", type=int, default=4000)
         parser.add_argument("--unet-steps", type=int, default=3500)
         parser.add_argument("--unet-batch", type=int, default=24)
+        parser.add_argument("--detail-steps", type=int, default=0, help="more UNet steps weighted for detail")
+        parser.add_argument(
+            "--zero-snr", action="store_true", help="zero terminal SNR schedule (run 3, docs/benchmarks.md)"
+        )
+        parser.add_argument(
+            "--vae-from",
+            type=Path,
+            help="reuse the VAE of an earlier run's weights folder (skips the VAE phases; it is copied)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         import torch
@@ -46,13 +55,15 @@ class Command(BaseCommand):
             pictures=options["pictures"],
             unet_steps=options["unet_steps"],
             unet_batch=options["unet_batch"],
+            detail_steps=options["detail_steps"],
+            zero_snr=options["zero_snr"],
             log=self.stdout.write,
         )
         started = time.monotonic()
         self.stdout.write(
             f"Training in {plan.workdir} (resumes from its checkpoints), writing {options['output']}"
         )
-        train(plan, options["output"])
+        train(plan, options["output"], vae_from=options["vae_from"])
         manifest.write(
             options["output"],
             command=" ".join(["python manage.py train_demo_model", *map(shlex.quote, sys.argv[2:])]),
