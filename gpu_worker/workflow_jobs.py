@@ -63,6 +63,7 @@ class WorkflowRuntime:
         self.last_value = 0
         self.last_sent = 0.0
         self.cached_nodes: list[str] = []
+        self.node_states: dict[str, dict[str, Any]] = {}  # progress_state's nodes
         # Binary preview frames only when asked, as ComfyUI (whose default preview method is
         # none): clients such as comfy-api-simplified take every binary frame for an output.
         method = str(generation.workflow.get("extra_data", {}).get("preview_method") or "")
@@ -90,12 +91,41 @@ class WorkflowRuntime:
         if self.last_value:
             self.steps_before += self.last_value
             self.last_value = 0
+        self.finish_node()
         self.node_id = node_id
         self.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
+        self.node_state(node_id, "running", 0, 1)
 
     def executed(self, node_id: str, ui: dict[str, Any]) -> None:
         data = {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id}
         self.send("executed", data)
+
+    def finish_node(self) -> None:
+        """The running node is done (the next one starts, or the prompt ends)."""
+        state = self.node_states.get(self.node_id or "")
+        if state is not None and state["state"] == "running":
+            self.node_state(state["node_id"], "finished", state["max"], state["max"])
+
+    def end_nodes(self, *, failed: bool) -> None:
+        state = self.node_states.get(self.node_id or "")
+        if failed and state is not None and state["state"] == "running":
+            self.node_state(state["node_id"], "error", state["value"], state["max"])
+        else:
+            self.finish_node()
+
+    def node_state(self, node_id: str, state: str, value: float, maximum: float) -> None:
+        """ComfyUI's ``progress_state``: every node met so far, with its state and progress."""
+        self.node_states[node_id] = {
+            "value": value,
+            "max": maximum,
+            "state": state,
+            "node_id": node_id,
+            "prompt_id": self.prompt_id,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+        }
+        self.send("progress_state", {"prompt_id": self.prompt_id, "nodes": self.node_states})
 
     # The nodes' runtime.
 
@@ -191,6 +221,8 @@ class WorkflowRuntime:
         self.send(
             "progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.node_id}
         )
+        if self.node_id is not None:
+            self.node_state(self.node_id, "running", value, total)
         if preview is not None and self.previews:
             jpeg = base64.b64decode(preview.partition(",")[2])
             self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg)
@@ -226,6 +258,7 @@ def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
         worker=worker,
         extra_data=workflow.get("extra_data", {}),
     )
+    worker.end_nodes(failed=outcome.status != "success")
     earlier = {k: v for k, v in workflow.items() if k != "error"}  # a retried attempt's error
     recorded = {**earlier, "outputs": outcome.outputs, "files": worker.files, "cached": outcome.cached}
     if outcome.status == "success":

@@ -105,6 +105,13 @@ def test_the_websockets_api_example_runs_with_a_key_in_the_base_url(alice: ApiUs
     assert executing[-1] is None and {"3", "8", "9"} <= set(executing)
     progress = [m["data"] for m in texts if m["type"] == "progress"]
     assert progress and progress[-1]["value"] == progress[-1]["max"] == 4 and progress[-1]["node"] == "3"
+    # progress_state (newer ComfyUI): the sampler seen running, then every node finished.
+    states = [m["data"] for m in texts if m["type"] == "progress_state"]
+    assert all(s["prompt_id"] == prompt_id for s in states)
+    assert any(s["nodes"].get("3", {}).get("state") == "running" for s in states)
+    last = states[-1]["nodes"]
+    assert {"3", "8", "9"} <= set(last) and {n["state"] for n in last.values()} == {"finished"}
+    assert last["3"]["value"] == last["3"]["max"] == 4
     executed = [m["data"] for m in texts if m["type"] == "executed"]
     assert [e["node"] for e in executed] == ["9"] and len(executed[0]["output"]["images"]) == 2
     assert frames and all(struct.unpack(">II", f[:8]) == (1, 1) and f[8:10] == b"\xff\xd8" for f in frames)
