@@ -39,6 +39,7 @@ class Plan:
     unet_steps: int = 3500
     detail_steps: int = 0
     zero_snr: bool = False
+    snr_floor: float = 1.0  # with zero_snr, outside the detail phase
     unet_batch: int = 24
     lr: float = 1e-3
     checkpoint_seconds: float = 120.0
@@ -301,7 +302,7 @@ def train_denoiser(
         # min-SNR weights (on the x0 scale min(SNR, 5)). With zero terminal SNR, + 1 outside the
         # detail phase: never below plain v-loss where the layout and background are decided
         # (min-SNR alone weighs those ~0); the detail phase drops it, objects form at middle SNR.
-        floor = 1 if plan.zero_snr and not detail else 0
+        floor = plan.snr_floor if plan.zero_snr and not detail else 0.0
         weight = (torch.clamp(snr, max=5.0) + floor) / (snr + 1)
         loss = (weight * F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))).mean()
         optimizer.zero_grad(set_to_none=True)

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--zero-snr", action="store_true", help="zero terminal SNR schedule (run 3, docs/benchmarks.md)"
         )
+        parser.add_argument("--snr-floor", type=float, default=1.0, help="with --zero-snr: v-loss floor")
         parser.add_argument(
             "--vae-from",
             type=Path,
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             unet_batch=options["unet_batch"],
             detail_steps=options["detail_steps"],
             zero_snr=options["zero_snr"],
+            snr_floor=options["snr_floor"],
             log=self.stdout.write,
         )
         started = time.monotonic()
