@@ -125,10 +125,10 @@ def test_a_dripping_receiver_is_cut_at_the_deadline_and_the_dispatcher_goes_on(
     with django_capture_on_commit_callbacks(execute=True):
         result: TickResult = tick()
     took = time.monotonic() - started
-    assert took < 1.0, f"one tick took {took:.1f} s"  # the dripper is not waited for
+    assert took < 1.4, f"one tick took {took:.1f} s"  # under the deadline: the dripper is not waited for
     assert result.requeued == 1  # lost-job recovery ran in the same tick
     assert Generation.objects.get(pk=lost.pk).status == "queued"
-    tick_until(lambda: len(receiver.received) == 1, 5.0)  # bob's webhook went out meanwhile
+    tick_until(lambda: len(receiver.received) == 1, 8.0)  # bob's webhook went out meanwhile
 
     slow = WebhookDelivery.objects.get(endpoint__user=mallory)
     tick_until(lambda: slow.attempt_log.exists(), 3.0)
@@ -136,7 +136,7 @@ def test_a_dripping_receiver_is_cut_at_the_deadline_and_the_dispatcher_goes_on(
     assert attempt.status_code is None and "deadline" in attempt.error
     # cut at 1.5 s, although no single read waited more than half a second
     assert 1400 <= attempt.duration_ms < 2500, attempt.duration_ms
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # the dripper would have gone on for 12 s
 
 
 def test_an_endpoint_that_failed_waits_while_other_endpoints_go_on(
