@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -72,3 +74,10 @@ def sign_up(page: Any, username: str) -> None:
     page.fill("#id_password2", "a long enough passphrase 42")
     page.click("button[type=submit]")
     page.wait_for_url("**/create/")
+
+
+def off_the_browser_loop(call: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    """``call(*args)`` in a thread of its own: once a browser test has run, Playwright's session-wide
+    browser keeps an event loop running in the test thread, where asyncio.run() refuses to start."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call, *args).result(timeout=timeout)

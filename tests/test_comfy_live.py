@@ -8,7 +8,6 @@ import io
 import json
 import struct
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ import websocket  # websocket-client, as ComfyUI's script_examples use it
 from django.conf import settings
 from PIL import Image
 
+from tests.browser_support import off_the_browser_loop
 from tests.comfy_support import txt2img
 from tests.conftest import ApiUser
 
@@ -314,9 +314,8 @@ def test_a_published_comfyui_client_library_works_unmodified(alice: ApiUser) -> 
     workflow = ComfyWorkflowWrapper(graph)
     workflow.set_node_param("Positive", "text", "two green squares")
     workflow.set_node_param("Sampler", "seed", 77)
-    # The client calls asyncio.run(); Playwright's session-wide browser keeps a loop in this thread.
-    with ThreadPoolExecutor(1) as pool:
-        images = pool.submit(api.queue_and_wait_images, workflow, "Save Image").result(timeout=300)
+    # The client calls asyncio.run().
+    images = off_the_browser_loop(api.queue_and_wait_images, workflow, "Save Image", timeout=300)
     assert len(images) == 1
     picture = Image.open(io.BytesIO(next(iter(images.values()))))
     assert picture.size == (64, 64)

@@ -4,8 +4,6 @@ The real ASGI application (origin check, session and key middleware, the consume
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,13 +14,7 @@ from channels.testing import WebsocketCommunicator
 from accounts.models import User
 from accounts.services import api_key_create, api_key_revoke
 from generations.events import channel_message, user_group
-
-
-def run_apart(scenario: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run() in a thread of its own: Playwright's session-wide browser keeps an event loop
-    running in the test thread once a browser test has run."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, scenario).result()
+from tests.browser_support import off_the_browser_loop
 
 
 async def opened(key: str) -> WebsocketCommunicator:
@@ -62,7 +54,7 @@ def test_an_open_socket_closes_once_its_access_ends(how: str, settings: Any) -> 
         assert closed == {"type": "websocket.close", "code": 4401}
         await socket.wait()
 
-    run_apart(scenario())
+    off_the_browser_loop(asyncio.run, scenario())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -86,7 +78,7 @@ def test_a_session_socket_closes_once_its_user_is_deactivated(settings: Any) -> 
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
         await socket.wait()
 
-    run_apart(scenario())
+    off_the_browser_loop(asyncio.run, scenario())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -107,4 +99,4 @@ def test_a_comfyui_socket_closes_once_its_key_is_revoked(settings: Any) -> None:
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
         await socket.wait()
 
-    run_apart(scenario())
+    off_the_browser_loop(asyncio.run, scenario())
