@@ -31,6 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, default=manifest.WEIGHTS)
     parser.add_argument("--cases", type=int, default=320)
+    parser.add_argument(
+        "--guidance", type=float, default=3.0, help="the built-in model's default (model_catalog)"
+    )
     parser.add_argument("--guidance-cases", type=int, default=60, help="prompts scored at guidance 1 and 7")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--write-manifest", action="store_true")
@@ -38,7 +41,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = evaluation_set(args.cases)
-    scores = score(pipeline_generator(args.model), cases)
+    scores = score(pipeline_generator(args.model, guidance=args.guidance), cases)
     subset = evaluation_set(args.guidance_cases)
     guidance = {
         "guidance_1": score(pipeline_generator(args.model, guidance=1.0), subset),
@@ -47,12 +50,13 @@ def main() -> None:
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "guidance": args.guidance,
         "scores": scores,
         **guidance,
     }
     print(json.dumps(result, indent=2))
     if args.write_manifest:
-        manifest.write(args.model, scores=scores, guidance_scores=guidance)
+        manifest.write(args.model, scores=scores, guidance_scores=guidance, scores_guidance=args.guidance)
 
 
 if __name__ == "__main__":

@@ -90,11 +90,15 @@ def score(generate: Generate, cases: list[Case]) -> dict[str, Any]:
     return result
 
 
-def pipeline_generator(model: Path, *, guidance: float = 7.0, steps: int = 20, side: int = 256) -> Generate:
+def pipeline_generator(
+    model: Path, *, guidance: float = 7.0, steps: int = 20, side: int = 256, device: str = "cpu"
+) -> Generate:
+    """Seeds draw the starting noise on the CPU, so a GPU renders the same cases as the CPU."""
     import torch
     from diffusers import StableDiffusionPipeline
 
     pipe: Any = StableDiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32, safety_checker=None)
+    pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
 
     def generate(prompt: str, seed: int) -> Image.Image:
