@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "atelier.conf"
 PLACEHOLDER = re.compile(r"\$\{(ATELIER_[A-Z_]+)\}")
-INSTALL_HINT = "nginx is not installed: apt-get install nginx (Debian's package)"
+INSTALL_HINT = "nginx is not installed: apt-get install nginx (`make test` installs it when run as root)"
 
 
 class NginxMissing(RuntimeError):
@@ -117,7 +117,9 @@ daemon off;
 pid {folder / "nginx.pid"};
 error_log stderr warn;
 worker_processes 2;
-events {{ worker_connections 1024; }}
+# A proxied WebSocket holds two connections (client and daphne): room for thousands of clients.
+worker_rlimit_nofile 20000;
+events {{ worker_connections 8192; }}
 http {{
     {f"include {mime_types};" if mime_types.exists() else ""}
     default_type application/octet-stream;
