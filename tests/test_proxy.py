@@ -38,6 +38,8 @@ class Stack:
     https: str
     certificate: Path
     static_root: Path
+    web_port: int
+    env: dict[str, str]
 
     @property
     def https_port(self) -> int:
@@ -97,6 +99,8 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
             https=f"https://127.0.0.1:{https_port}",
             certificate=folder / "nginx" / "tls" / "localhost.crt",
             static_root=folder / "static",
+            web_port=web_port,
+            env=env,
         )
         wait_for(lambda: live.get("/healthz").status_code == 200, 120, "gunicorn behind nginx")
         wait_for(lambda: live.get("/ws/v1/events/").status_code in {400, 404, 426}, 60, "daphne behind nginx")
@@ -241,3 +245,14 @@ def test_bodies_over_the_limit_are_refused_by_the_proxy(stack: Stack, transactio
     chunked = stack.post("/api/v1/generations", data=chunks(), headers=bearer(key))
     assert chunked.status_code == 413
     assert chunked.json()["error"]["details"]["limit"] == BODY_LIMIT
+
+
+def test_the_containers_health_check_passes_on_production_settings(
+    stack: Stack, transactional_db: None
+) -> None:
+    """docker-compose's check (scripts/readyz.py) on gunicorn itself, with no proxy before it."""
+    check = [sys.executable, "scripts/readyz.py"]
+    ready = subprocess.run([*check, str(stack.web_port)], cwd=ROOT, env=stack.env, capture_output=True)
+    assert ready.returncode == 0, ready.stderr
+    down = subprocess.run([*check, str(free_port())], cwd=ROOT, env=stack.env, capture_output=True, text=True)
+    assert down.returncode == 1 and "not ready" in down.stderr
