@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.nginx_proxy import ProxySite, start_nginx, write_config  # noqa: E402
+from scripts.nginx_proxy import NginxMissing, ProxySite, find_nginx, start_nginx, write_config  # noqa: E402
 from scripts.run import interrupt, private_redis_unless_configured, stop  # noqa: E402
 
 WEB_PROCESSES = 2
@@ -73,6 +73,11 @@ def proxy_site(env: dict[str, str], web_ports: list[int], ws_ports: list[int]) -
 
 
 def main() -> int:
+    try:
+        nginx = find_nginx()
+    except NginxMissing as missing:
+        print(missing, file=sys.stderr)
+        return 1
     data_dir = Path(os.environ.get("ATELIER_DATA_DIR", ROOT / "var"))
     data_dir.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("PORT", "8000"))
@@ -114,7 +119,7 @@ def main() -> int:
             ]
             children.append(start(worker, env, niceness=10))
         children.append(start([python, "manage.py", "dispatcher"], env))
-        proxy = start_nginx(write_config(site, data_dir / "nginx"))
+        proxy = start_nginx(write_config(site, data_dir / "nginx"), binary=nginx)
         children.append(proxy)
         state = {
             "web_pids": [web.pid for web in webs],

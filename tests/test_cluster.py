@@ -58,7 +58,11 @@ def cluster(s3_server: str, transactional_db: None, tmp_path: Path) -> Iterator[
         webs = [f"127.0.0.1:{p}" for p in web_ports]
         sockets = [f"127.0.0.1:{p}" for p in ws_ports]
         pids = [state["web_pids"][0], state["ws_pids"][0]]
-        yield {"proxy": proxy, "webs": webs, "sockets": sockets, "first_pids": pids, "s3": s3_server}
+        tls = {
+            "https": f"https://127.0.0.1:{https_port}",
+            "certificate": tmp_path / "nginx/tls/localhost.crt",
+        }
+        yield {"proxy": proxy, "webs": webs, "sockets": sockets, "first_pids": pids, "s3": s3_server, **tls}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -108,6 +112,10 @@ def test_the_cluster_shares_events_work_and_media_and_survives_a_lost_web_proces
     assert generation.worker_name in WORKERS
     s3 = boto3.client("s3", endpoint_url=cluster["s3"], **lowercase(CREDENTIALS))
     assert s3.head_object(Bucket=BUCKET, Key=generation.images.get().original)["ContentLength"] > 0
+
+    # The same site over TLS, with the cluster's own certificate for localhost.
+    over_tls = requests.get(f"{cluster['https']}/healthz", verify=str(cluster["certificate"]), timeout=10)
+    assert over_tls.status_code == 200
 
     # A gunicorn and a daphne die; clients come back through nginx and are served by the others.
     for pid in cluster["first_pids"]:
