@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "atelier.conf"
@@ -132,7 +133,9 @@ http {{
     return folder / "nginx.conf"
 
 
-def start_nginx(config: Path, *, binary: str | None = None) -> subprocess.Popen[bytes]:
+def start_nginx(
+    config: Path, *, binary: str | None = None, access_log: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
     """nginx in the foreground with ``config``; it stops on SIGTERM (fast) or SIGQUIT (graceful).
     A configuration nginx refuses fails here, with nginx's own message."""
     nginx = binary or find_nginx()
@@ -142,4 +145,5 @@ def start_nginx(config: Path, *, binary: str | None = None) -> subprocess.Popen[
     )
     if checked.returncode != 0:
         raise RuntimeError(f"nginx refused {config}:\n{checked.stderr}")
-    return subprocess.Popen([nginx, "-e", "stderr", "-p", prefix, "-c", str(config)])
+    # The access log goes to nginx's standard output (the terminal, or ``access_log``).
+    return subprocess.Popen([nginx, "-e", "stderr", "-p", prefix, "-c", str(config)], stdout=access_log)

@@ -40,6 +40,7 @@ class Stack:
     static_root: Path
     web_port: int
     env: dict[str, str]
+    access_log: Path
 
     @property
     def https_port(self) -> int:
@@ -93,7 +94,10 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
         subprocess.Popen(daphne, cwd=ROOT, env=env),
     ]
     try:
-        processes.append(start_nginx(write_config(site, folder / "nginx"), binary=nginx))
+        with (folder / "access.log").open("wb") as access_log:  # nginx holds its own copy
+            processes.append(
+                start_nginx(write_config(site, folder / "nginx"), binary=nginx, access_log=access_log)
+            )
         live = Stack(
             http=f"http://127.0.0.1:{http_port}",
             https=f"https://127.0.0.1:{https_port}",
@@ -101,6 +105,7 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
             static_root=folder / "static",
             web_port=web_port,
             env=env,
+            access_log=folder / "access.log",
         )
         wait_for(lambda: live.get("/healthz").status_code == 200, 120, "gunicorn behind nginx")
         wait_for(lambda: live.get("/ws/v1/events/").status_code in {400, 404, 426}, 60, "daphne behind nginx")
@@ -256,3 +261,13 @@ def test_the_containers_health_check_passes_on_production_settings(
     assert ready.returncode == 0, ready.stderr
     down = subprocess.run([*check, str(free_port())], cwd=ROOT, env=stack.env, capture_output=True, text=True)
     assert down.returncode == 1 and "not ready" in down.stderr
+
+
+def test_the_access_log_keeps_no_api_key(stack: Stack, transactional_db: None) -> None:
+    key = api_key("proxy-logged")
+    assert stack.get(f"/comfy/{key}/history").status_code == 200
+    assert stack.get(f"/history?token={key}").status_code == 200
+    wait_for(lambda: "/comfy/[redacted]/history" in stack.access_log.read_text(), 10, "the access log")
+    logged = stack.access_log.read_text()
+    assert key.split(".")[0] not in logged and key not in logged
+    assert '"GET /history"' in logged
