@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/load.py [--clients 2000] [--users 100] [--seconds 30] [--rate 10]
 
-Starts `scripts/cluster.py` (two web processes behind the proxy, three gpu_workers, a dispatcher)
-on PostgreSQL and Redis (DATABASE_URL / REDIS_URL; defaults: this machine's servers, database
-`atelier_load`, Redis db 12). Opens `--clients` WebSocket connections through the proxy, spread
+Starts `scripts/cluster.py` (nginx in front of two gunicorns and two daphnes, three gpu_workers, a
+dispatcher) on PostgreSQL and Redis (DATABASE_URL / REDIS_URL; defaults: this machine's servers,
+database `atelier_load`, Redis db 12). Opens `--clients` WebSocket connections through the proxy, spread
 over `--users` accounts, then submits `--rate` small generations per second for `--seconds`
 through the proxy. Every client of a user receives that user's events (queued, started, progress
 with previews, succeeded). Prints requests/s and request latency p50/p99, events delivered and the
@@ -59,6 +59,8 @@ def main() -> None:
         MEDIA_ROOT=str(work / "media"),
         PORT=str(proxy_port),
         ATELIER_WEB_PORTS=f"{free_port()},{free_port()}",
+        ATELIER_WS_PORTS=f"{free_port()},{free_port()}",
+        ATELIER_HTTPS_PORT=str(free_port()),
         DATABASE_POOL_MAX="8",
         LOG_LEVEL="WARNING",
     )
@@ -194,7 +196,7 @@ def report(args: argparse.Namespace, result: dict[str, object]) -> None:
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {machine}")
-    print("cluster: 2 web (daphne) behind scripts/proxy.py, 3 gpu_workers, dispatcher, PostgreSQL, Redis")
+    print("cluster: nginx, 2 gunicorn + 2 daphne, 3 gpu_workers, dispatcher, PostgreSQL, Redis")
     print(f"WebSocket clients held: {result['held']} of {args.clients} ({args.users} users)")
     rate = len(latencies) / args.seconds
     print(f"submissions: {len(latencies)} in {args.seconds:.0f} s = {rate:.1f} req/s, {result['statuses']}")

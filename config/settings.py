@@ -149,7 +149,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -182,7 +182,14 @@ STORAGES = {
     "default": s3_storage(ATELIER_S3_BUCKET)
     if ATELIER_S3_BUCKET
     else {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed names (app.3f9a1c2b4d5e.css) once `collectstatic` has run: the reverse proxy can then
+    # let browsers keep them for a year (deploy/nginx/atelier.conf). Off by default: without a
+    # collected manifest, pages could not name their files.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        if env_bool("ATELIER_HASHED_STATIC", False)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
 }
 
 # Redis: the machine's when REDIS_URL is set, else the private one that `make run` starts.

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+PACKAGES = {"chromium": "/usr/bin/chromium", "nginx": "/usr/sbin/nginx"}
 
 
 def step(*args: str) -> None:
@@ -25,13 +25,15 @@ def step(*args: str) -> None:
     subprocess.run(args, cwd=ROOT, check=True)
 
 
-def ensure_chromium() -> None:
-    """The browser tests drive Debian's Chromium; install it when we are allowed to."""
-    if Path(CHROMIUM).exists() or os.environ.get("ATELIER_SKIP_APT"):
+def ensure_debian_packages() -> None:
+    """The browser tests drive Debian's Chromium and the proxy tests run Debian's nginx; install
+    what is missing when we are allowed to (without them those tests fail, saying what to install)."""
+    missing = [name for name, path in PACKAGES.items() if not Path(path).exists()]
+    if not missing or os.environ.get("ATELIER_SKIP_APT"):
         return
     if shutil.which("apt-get") and os.geteuid() == 0:
         step("apt-get", "update", "-qq")
-        step("apt-get", "install", "-y", "-qq", "chromium")
+        step("apt-get", "install", "-y", "-qq", *missing)
 
 
 def main(pytest_args: list[str]) -> int:
@@ -43,7 +45,7 @@ def main(pytest_args: list[str]) -> int:
     except subprocess.CalledProcessError as exc:
         print(f"lint/type check failed: {exc}", file=sys.stderr)
         return 1
-    ensure_chromium()
+    ensure_debian_packages()
     env = dict(os.environ)
     env.setdefault("MEDIA_ROOT", str(ROOT / "var" / "test-media"))
     env.setdefault("ATELIER_PROGRESS_INTERVAL", "0.05")

@@ -1,5 +1,6 @@
-"""`make cluster`: two web processes behind the proxy, three gpu_workers, a dispatcher, sharing the
-database, Redis and an S3 bucket, exactly as separate machines would."""
+"""`make cluster`: nginx with the shipped configuration in front of two gunicorns and two daphnes,
+three gpu_workers, a dispatcher, sharing the database, Redis and an S3 bucket, exactly as separate
+machines would."""
 
 from __future__ import annotations
 
@@ -32,27 +33,36 @@ WORKERS = [f"127.0.0.1-gpu-{n}" for n in (1, 2, 3)]
 
 @pytest.fixture
 def cluster(s3_server: str, transactional_db: None, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    proxy_port, web_ports, redis_port = free_port(), [free_port(), free_port()], free_port()
+    proxy_port, https_port, redis_port = free_port(), free_port(), free_port()
+    web_ports, ws_ports = [free_port(), free_port()], [free_port(), free_port()]
     # Its own Redis, as a separate deployment has: the session's live worker must not take its jobs.
     redis_server = start_redis(redis_port, tmp_path / "redis", persist=False)
     cluster_redis = redis.Redis(port=redis_port)
     env = {**child_env(), **s3_env(s3_server), "PORT": str(proxy_port), "ATELIER_DATA_DIR": str(tmp_path)}
     env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     env["ATELIER_WEB_PORTS"] = ",".join(map(str, web_ports))
+    env["ATELIER_WS_PORTS"] = ",".join(map(str, ws_ports))
+    env["ATELIER_HTTPS_PORT"] = str(https_port)
     process = subprocess.Popen(
         [sys.executable, "scripts/cluster.py"], cwd=ROOT, env=env, start_new_session=True
     )
     proxy = f"http://127.0.0.1:{proxy_port}"
     try:
         wait_for(lambda: requests.get(proxy + "/healthz", timeout=2).status_code == 200, 120, "the proxy")
-        for port in web_ports:
+        for port in web_ports + ws_ports:
             wait_for(lambda: port_open(f"127.0.0.1:{port}"), 60, "a web process")  # noqa: B023
         wait_for(
             lambda: all(cluster_redis.exists(heartbeat_key(n)) for n in WORKERS), 120, "three gpu_workers"
         )
         state = json.loads((tmp_path / "cluster.json").read_text())
         webs = [f"127.0.0.1:{p}" for p in web_ports]
-        yield {"proxy": proxy, "webs": webs, "pids": state["web_pids"], "s3": s3_server}
+        sockets = [f"127.0.0.1:{p}" for p in ws_ports]
+        pids = [state["web_pids"][0], state["ws_pids"][0]]
+        tls = {
+            "https": f"https://127.0.0.1:{https_port}",
+            "certificate": tmp_path / "nginx/tls/localhost.crt",
+        }
+        yield {"proxy": proxy, "webs": webs, "sockets": sockets, "first_pids": pids, "s3": s3_server, **tls}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -89,10 +99,11 @@ def test_the_cluster_shares_events_work_and_media_and_survives_a_lost_web_proces
     cluster: dict[str, Any],
 ) -> None:
     key = api_key()
-    web1, web2 = cluster["webs"]
+    web1, _ = cluster["webs"]
+    socket1, socket2 = cluster["sockets"]
 
-    # Listening on one web process, submitting through the other.
-    with events_from(web2, key) as stream:
+    # Listening on one daphne, submitting through one gunicorn: events cross machines via Redis.
+    with events_from(socket2, key) as stream:
         generation_id = submit(f"http://{web1}", key, "two machines, one job")
         seen = stream.until(generation_id, {"generation.succeeded", "generation.failed"}, timeout=120)
     assert next(e["type"] for e in seen if e["type"] != "generation.queued") == "generation.started"
@@ -102,11 +113,16 @@ def test_the_cluster_shares_events_work_and_media_and_survives_a_lost_web_proces
     s3 = boto3.client("s3", endpoint_url=cluster["s3"], **lowercase(CREDENTIALS))
     assert s3.head_object(Bucket=BUCKET, Key=generation.images.get().original)["ContentLength"] > 0
 
-    # One web process dies; clients come back through the proxy and are served by the other.
-    os.kill(cluster["pids"][0], signal.SIGKILL)
-    wait_for(lambda: not port_open(web1), 30, "web 1 to be gone")
+    # The same site over TLS, with the cluster's own certificate for localhost.
+    over_tls = requests.get(f"{cluster['https']}/healthz", verify=str(cluster["certificate"]), timeout=10)
+    assert over_tls.status_code == 200
+
+    # A gunicorn and a daphne die; clients come back through nginx and are served by the others.
+    for pid in cluster["first_pids"]:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not port_open(web1) and not port_open(socket1), 30, "web 1 and socket 1 to be gone")
     proxy_host = cluster["proxy"].removeprefix("http://")
-    for attempt in range(3):  # round robin: every new connection must land on the survivor
+    for attempt in range(3):  # round robin: every new connection must land on a survivor
         with events_from(proxy_host, key) as stream:
             generation_id = submit(cluster["proxy"], key, f"after the loss {attempt}")
             seen = stream.until(generation_id, {"generation.succeeded", "generation.failed"}, timeout=120)
