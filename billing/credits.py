@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import has_verified_email
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from billing.plans import seed_plans
 from core import sql
@@ -110,11 +111,14 @@ def period_key(now: datetime | None = None) -> str:
 
 
 def grant_unsubscribed_monthly(account: BillingAccount) -> None:
-    """Accounts without a paid subscription get their plan's grant once each calendar month."""
+    """Accounts without a paid subscription get their plan's grant once each calendar month, where
+    required once the owner has verified an email address (the next look at the account grants)."""
     if account.stripe_subscription_id and account.subscription_status:
         return
     month = period_key()
     if account.granted_month == month:
+        return
+    if settings.ATELIER_CREDITS_NEED_VERIFIED_EMAIL and not has_verified_email(user_id=account.user_id):
         return
     # The ledger's unique reference is what makes this exactly once; the field saves the lookup.
     start_period(account, account.plan.monthly_credits * 100, reference=f"monthly:{month}")

@@ -9,6 +9,7 @@ import dj_database_url
 import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
+from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
 from core.env import (
     env_bool,
     env_float,
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_rq",
     "channels",
+    "allauth",
+    "allauth.account",
     "accounts",
     "billing",
     "generations",
@@ -78,6 +81,7 @@ MIDDLEWARE = [
     *API_MIDDLEWARE,  # the API edge, in the order api/middleware.py explains
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -136,6 +140,10 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "create"
 LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",  # sign-in by email address too
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -205,6 +213,9 @@ STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
 STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
 BILLING_ENABLED = bool(STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET)
+# The monthly grant of accounts without a subscription waits for a verified email address, so
+# that throwaway sign-ups get nothing (on by default where billing is).
+ATELIER_CREDITS_NEED_VERIFIED_EMAIL = env_bool("ATELIER_CREDITS_NEED_VERIFIED_EMAIL", BILLING_ENABLED)
 ATELIER_DEFAULT_PLAN = env_str("ATELIER_DEFAULT_PLAN", "free" if BILLING_ENABLED else "pro")
 # Number of reverse proxies in front of the web tier whose X-Forwarded-For entries are trusted.
 ATELIER_TRUSTED_PROXIES = env_int("ATELIER_TRUSTED_PROXIES", 0)

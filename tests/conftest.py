@@ -16,6 +16,7 @@ import pytest
 import redis
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from websockets.sync.client import ClientConnection, connect
 
@@ -25,9 +26,10 @@ from scripts.private_redis import free_port
 from tests.api_support import Api
 from tests.browser_support import browser
 from tests.s3_support import s3_server
+from tests.smtp_support import mail_through_smtp, smtp_server
 from tests.webhook_support import private_targets_allowed, receiver
 
-__all__ = ["browser", "private_targets_allowed", "receiver", "s3_server"]
+__all__ = ["browser", "mail_through_smtp", "private_targets_allowed", "receiver", "s3_server", "smtp_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +47,7 @@ def fresh_rate_limits() -> None:
     keys = [*connection_.scan_iter("atelier:rl:*"), *connection_.scan_iter("atelier:login-fail:*")]
     if keys:
         connection_.delete(*keys)
+    cache.clear()  # allauth's counters (password reset mails ...) live in Django's cache
 
 
 @pytest.fixture(autouse=True)
