@@ -116,14 +116,20 @@ def grant_unsubscribed_monthly(account: BillingAccount) -> None:
     if account.stripe_subscription_id and account.subscription_status:
         return
     month = period_key()
-    if account.granted_month == month:
-        return
-    if settings.ATELIER_CREDITS_NEED_VERIFIED_EMAIL and not has_verified_email(user_id=account.user_id):
+    if account.granted_month == month or grant_waits_for_email(account):
         return
     # The ledger's unique reference is what makes this exactly once; the field saves the lookup.
     start_period(account, account.plan.monthly_credits * 100, reference=f"monthly:{month}")
     BillingAccount.objects.filter(pk=account.pk).update(granted_month=month)
     account.granted_month = month
+
+
+def grant_waits_for_email(account: BillingAccount) -> bool:
+    """This month's grant is due but held back until the owner verifies an email address."""
+    if not settings.ATELIER_CREDITS_NEED_VERIFIED_EMAIL or account.granted_month == period_key():
+        return False
+    subscribed = bool(account.stripe_subscription_id and account.subscription_status)
+    return not subscribed and not has_verified_email(user_id=account.user_id)
 
 
 def start_period(account: BillingAccount, credits: int, *, reference: str, note: str = "") -> bool:

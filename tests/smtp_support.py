@@ -33,15 +33,18 @@ class MailServer:
         )
         return [parser.parsebytes(path.read_bytes()) for path in files]
 
-    def sent_to(self, address: str) -> list[EmailMessage]:
-        return [message for message in self.messages() if address in str(message["To"])]
+    def sent_to(self, address: str, about: str = "") -> list[EmailMessage]:
+        """The messages to ``address`` whose subject contains ``about``, oldest first."""
+        return [m for m in self.messages() if address in str(m["To"]) and about in str(m["Subject"])]
 
-    def wait_for_mail(self, address: str, count: int = 1, timeout: float = 30) -> EmailMessage:
-        """The ``count``-th message to ``address``."""
+    def wait_for_mail(
+        self, address: str, about: str = "", count: int = 1, timeout: float = 30
+    ) -> EmailMessage:
+        """The ``count``-th message to ``address`` about ``about``, once it has arrived."""
         deadline = time.monotonic() + timeout
-        while len(received := self.sent_to(address)) < count:
+        while len(received := self.sent_to(address, about)) < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no mail number {count} to {address} after {timeout} s")
+                raise TimeoutError(f"no mail number {count} to {address} about {about!r} after {timeout} s")
             time.sleep(0.05)
         return received[count - 1]
 

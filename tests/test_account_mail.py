@@ -108,7 +108,7 @@ def test_reset_mails_to_one_address_are_rate_limited(client: Client, mail_throug
         client.post("/accounts/password/reset/", {"email": "jo@example.com"}).status_code for _ in range(6)
     ]
     assert statuses == [302] * 5 + [429]
-    mail_through_smtp.wait_for_mail("jo@example.com", count=5)
+    mail_through_smtp.wait_for_mail("jo@example.com", "Password Reset", count=5)
     assert len(mail_through_smtp.sent_to("jo@example.com")) == 5
 
 

@@ -32,6 +32,7 @@ def billing_site(servers: Servers) -> Iterator[tuple[str, StripeStub]]:
         STRIPE_SECRET_KEY="sk_test_atelier",
         STRIPE_WEBHOOK_SECRET=SECRET,
         STRIPE_API_BASE=stub.url,
+        ATELIER_CREDITS_NEED_VERIFIED_EMAIL="0",  # verifying: tests/test_accounts_browser.py
     )
     web = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],

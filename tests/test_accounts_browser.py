@@ -1,0 +1,87 @@
+"""In Chromium, against a web process whose mail goes out through a real SMTP server: sign up,
+follow the verification mail, get the free credits; forget the password, reset it by mail."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from scripts.private_redis import free_port
+from tests.browser_support import open_page, sign_up
+from tests.conftest import ROOT, child_env, stop, wait_for
+from tests.smtp_support import MailServer, link_in, smtp_env
+
+pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+NEW_PASSWORD = "a new and longer passphrase 99"
+
+
+@pytest.fixture(scope="module")
+def site(django_db_setup: None, smtp_server: MailServer) -> Iterator[str]:
+    """A web process on the free plan, its monthly credits waiting for a verified address."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(
+        child_env(),
+        **smtp_env(smtp_server),
+        ATELIER_DEFAULT_PLAN="free",
+        ATELIER_CREDITS_NEED_VERIFIED_EMAIL="1",
+    )
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_for(lambda: requests.get(url + "/accounts/login/", timeout=2).status_code == 200, 60, "web")
+        yield url
+    finally:
+        stop(web)
+
+
+def test_sign_up_verify_by_mail_then_reset_the_password_by_mail(
+    browser: Any, site: str, smtp_server: MailServer, transactional_db: None
+) -> None:
+    with open_page(browser, site) as page:
+        sign_up(page, "nora")
+        page.goto("/billing/")
+        assert page.inner_text("#balance") == "0.00"
+        assert "verify your email address" in page.inner_text("#verify-for-credits")
+
+        mail = smtp_server.wait_for_mail("nora@example.com", "Confirm")
+        page.goto(link_in(mail, "/accounts/confirm-email/"))
+        page.click("main button[type=submit]")
+        page.goto("/accounts/email/")
+        assert "Verified" in page.inner_text("main")
+        page.goto("/billing/")
+        assert page.inner_text("#balance") == "25.00"
+        assert page.locator("#verify-for-credits").count() == 0
+
+        page.click("text=Sign out (nora)")
+        page.goto("/accounts/login/")
+        page.click("text=Forgot your password?")
+        page.fill("#id_email", "nora@example.com")
+        page.click("main button[type=submit]")
+        assert "sent you an email" in page.inner_text("main")
+
+        mail = smtp_server.wait_for_mail("nora@example.com", "Password Reset")
+        page.goto(link_in(mail, "/accounts/password/reset/key/"))
+        page.fill("#id_password1", NEW_PASSWORD)
+        page.fill("#id_password2", "not the same")
+        page.click("main button[type=submit]")
+        assert "You must type the same password each time." in page.inner_text("main")
+        page.fill("#id_password1", NEW_PASSWORD)
+        page.fill("#id_password2", NEW_PASSWORD)
+        page.click("main button[type=submit]")
+        assert "Your password is now changed." in page.inner_text("main")
+
+        page.goto("/accounts/login/")
+        page.fill("#id_login", "nora@example.com")
+        page.fill("#id_password", NEW_PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url("**/create/")
