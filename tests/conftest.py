@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def web_process(env: dict[str, str], what: str = "web", port: int = 0) -> Iterator[str]:
+    """A daphne web process of its own with ``env`` (on ``port``, or a free one); its URL, once it
+    answers, while the block runs."""
+    port = port or free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(url + "/accounts/login/", timeout=2).status_code == 200, 60, what)
+        yield url
+    finally:
+        stop(web)
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,13 @@ follow the verification mail, get the free credits; forget the password, reset i
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
-from scripts.private_redis import free_port
 from tests.browser_support import open_page, sign_up
-from tests.conftest import ROOT, child_env, stop, wait_for
+from tests.conftest import child_env, web_process
 from tests.smtp_support import MailServer, link_in, smtp_env
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -24,24 +20,14 @@ NEW_PASSWORD = "a new and longer passphrase 99"
 @pytest.fixture(scope="module")
 def site(django_db_setup: None, smtp_server: MailServer) -> Iterator[str]:
     """A web process on the free plan, its monthly credits waiting for a verified address."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = dict(
         child_env(),
         **smtp_env(smtp_server),
         ATELIER_DEFAULT_PLAN="free",
         ATELIER_CREDITS_NEED_VERIFIED_EMAIL="1",
     )
-    web = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        wait_for(lambda: requests.get(url + "/accounts/login/", timeout=2).status_code == 200, 60, "web")
+    with web_process(env) as url:
         yield url
-    finally:
-        stop(web)
 
 
 def test_sign_up_verify_by_mail_then_reset_the_password_by_mail(
