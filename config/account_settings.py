@@ -1,4 +1,4 @@
-"""Accounts (django-allauth) and outgoing mail; config/settings.py takes every name from here.
+"""Accounts (django-allauth: sign-in, addresses, two factors) and outgoing mail; config/settings.py takes every name from here.
 
 Mail goes through Django's email backend: SMTP when EMAIL_HOST is set (production), else the
 console, so a laptop shows the verification and reset links in the server's output."""
@@ -31,6 +31,15 @@ ACCOUNT_EMAIL_VERIFICATION = "optional"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Atelier] "
 ACCOUNT_MAX_EMAIL_ADDRESSES = 5
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
-# Sign-in failures and sign-ups are counted in Redis by accounts/throttle.py, shared by every web
-# process and aware of our proxies; allauth's own counters (in Django's cache) keep the rest.
-ACCOUNT_RATE_LIMITS = {"login_failed": None, "signup": None}
+# Sign-ups are counted in Redis by accounts/throttle.py, with the sign-in lockout, shared by every
+# web process; allauth's own counters (in Django's cache) keep the rest, among them "login_failed",
+# which also bounds the guesses at a second factor (5 in 5 minutes per account).
+ACCOUNT_RATE_LIMITS = {"signup": None}
+
+# Two factors: an authenticator app (TOTP) with recovery codes. One period either side of now is
+# accepted (clocks drift); a code is taken once. Staff made by createsuperuser have no verified
+# address, yet ATELIER_STAFF_MFA needs them to set up an app.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Atelier"
+MFA_TOTP_TOLERANCE = 1
+MFA_ALLOW_UNVERIFIED_EMAIL = True

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "channels",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "accounts",
     "billing",
     "generations",
@@ -82,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.staff_mfa.StaffTwoFactorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -370,6 +372,8 @@ LOGGING = {
 # Sign-in throttling: this many failures per address or account lock sign-in for this long.
 ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
+# Staff reach the admin only with two factors set up (accounts/staff_mfa.py).
+ATELIER_STAFF_MFA = env_bool("ATELIER_STAFF_MFA", not DEBUG)
 # Seconds between an open event socket's checks that its key or user still grants access.
 ATELIER_WS_RECHECK_SECONDS = env_float("ATELIER_WS_RECHECK_SECONDS", 10)
 # Accounts one client address may make per hour (each comes with the default plan's credits).
