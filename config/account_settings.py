@@ -1,4 +1,5 @@
-"""Accounts (django-allauth: sign-in, addresses, two factors) and outgoing mail; config/settings.py takes every name from here.
+"""Accounts (django-allauth: sign-in, addresses, two factors) and outgoing mail; config/settings.py
+takes every name from here.
 
 Mail goes through Django's email backend: SMTP when EMAIL_HOST is set (production), else the
 console, so a laptop shows the verification and reset links in the server's output."""
