@@ -121,3 +121,50 @@ def test_an_unverified_member_gets_no_free_credits_until_verified(
     address.verified = True
     address.save()
     assert account_for(user).balance == 25 * 100
+
+
+def signed_in_member(name: str) -> tuple[User, Client]:
+    user = User.objects.create_user(name, f"{name}@example.com", PASSWORD)
+    EmailAddress.objects.create(user=user, email=f"{name}@example.com", verified=True, primary=True)
+    client = Client()
+    assert client.post("/accounts/login/", {"login": name, "password": PASSWORD}).status_code == 302
+    return user, client
+
+
+def test_a_member_adds_an_address_verifies_it_and_makes_it_primary(mail_through_smtp: MailServer) -> None:
+    user, client = signed_in_member("max")
+    malformed = client.post("/accounts/email/", {"email": "max-at-work", "action_add": ""})
+    assert "Enter a valid email address." in malformed.content.decode()
+    assert client.post("/accounts/email/", {"email": "max@work.example", "action_add": ""}).status_code == 302
+
+    mail = mail_through_smtp.wait_for_mail("max@work.example", "Confirm")
+    assert client.post(path_of(link_in(mail, "/accounts/confirm-email/"))).status_code == 302
+    client.post("/accounts/email/", {"email": "max@work.example", "action_primary": ""})
+    user.refresh_from_db()
+    assert user.email == "max@work.example"
+    assert set(EmailAddress.objects.filter(user=user).values_list("email", "verified", "primary")) == {
+        ("max@example.com", True, False),
+        ("max@work.example", True, True),
+    }
+
+
+def test_an_address_another_member_verified_never_becomes_anothers(mail_through_smtp: MailServer) -> None:
+    signed_in_member("ned")
+    user, client = signed_in_member("ora")
+    # Whether an address is taken is not told (that would list members' addresses), but the
+    # verification mailed to it cannot verify it for a second account.
+    client.post("/accounts/email/", {"email": "Ned@example.com", "action_add": ""})
+    mail = mail_through_smtp.wait_for_mail("ned@example.com", "Confirm")
+    client.post(path_of(link_in(mail, "/accounts/confirm-email/")))
+    assert not EmailAddress.objects.filter(user=user, email="ned@example.com", verified=True).exists()
+    assert EmailAddress.objects.get(email="ned@example.com", verified=True).user.username == "ned"
+
+
+def test_changing_the_password_needs_the_current_one() -> None:
+    _, client = signed_in_member("pat")
+    change = {"oldpassword": "not my password", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    refused = client.post("/accounts/password/change/", change)
+    assert "Please type your current password." in refused.content.decode()
+    assert client.post("/accounts/password/change/", {**change, "oldpassword": PASSWORD}).status_code == 302
+    assert Client().post("/accounts/login/", {"login": "pat", "password": PASSWORD}).status_code == 200
+    assert Client().post("/accounts/login/", {"login": "pat", "password": NEW_PASSWORD}).status_code == 302
