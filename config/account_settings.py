@@ -6,6 +6,8 @@ console, so a laptop shows the verification and reset links in the server's outp
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.env import env_bool, env_float, env_int, env_secret, env_str
 
 EMAIL_HOST = env_str("EMAIL_HOST", "")
@@ -44,3 +46,14 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Atelier"
 MFA_TOTP_TOLERANCE = 1
 MFA_ALLOW_UNVERIFIED_EMAIL = True
+
+
+def cache_in_redis(url: str) -> dict[str, Any]:
+    """Django's cache, where allauth counts and remembers (core/cache.py), shared by every process;
+    the "rl" prefix puts it among the rate-limit keys that the tests reset."""
+    return {
+        "BACKEND": "core.cache.LenientRedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "atelier:rl:cache",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }

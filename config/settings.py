@@ -10,6 +10,7 @@ import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
+from config.account_settings import cache_in_redis
 from core.env import (
     env_bool,
     env_float,
@@ -198,6 +199,7 @@ STORAGES = {
 # Redis: the machine's when REDIS_URL is set, else the private one that `make run` starts.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6380/0")
 
+CACHES = {"default": cache_in_redis(REDIS_URL)}  # allauth's counters and spent codes
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),

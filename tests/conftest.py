@@ -17,7 +17,6 @@ import pytest
 import redis
 import requests
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from websockets.sync.client import ClientConnection, connect
 
@@ -48,7 +47,6 @@ def fresh_rate_limits() -> None:
     keys = [*connection_.scan_iter("atelier:rl:*"), *connection_.scan_iter("atelier:login-fail:*")]
     if keys:
         connection_.delete(*keys)
-    cache.clear()  # allauth's counters (password reset mails ...) live in Django's cache
 
 
 @pytest.fixture(autouse=True)

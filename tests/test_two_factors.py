@@ -11,6 +11,8 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from config.account_settings import cache_in_redis
+from scripts.private_redis import free_port
 from tests.totp_support import totp_code
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +62,26 @@ def test_with_an_app_set_up_sign_in_asks_for_its_code(client: Client) -> None:
     assert wrong.status_code == 200 and "Incorrect code." in wrong.content.decode()
     assert halfway.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})["Location"] == "/create/"
     assert halfway.get("/create/").status_code == 200
+
+
+def test_an_app_code_signs_in_once() -> None:
+    User.objects.create_user("al", "al@example.com", PASSWORD)
+    secret, _ = activate_authenticator_app(signed_in("al"))
+    code = totp_code(secret)
+    assert password_step("al").post("/accounts/2fa/authenticate/", {"code": code})["Location"] == "/create/"
+    replay = password_step("al").post("/accounts/2fa/authenticate/", {"code": code})
+    assert "Incorrect code." in replay.content.decode()
+
+
+def test_sign_in_with_an_app_works_while_redis_is_away(settings: Any) -> None:
+    """allauth's counters and spent codes live in Redis (core/cache.py); an outage lets people in."""
+    settings.CACHES = {"default": cache_in_redis(f"redis://127.0.0.1:{free_port()}/0")}
+    User.objects.create_user("aly", "aly@example.com", PASSWORD)
+    secret, _ = activate_authenticator_app(signed_in("aly"))
+    assert (
+        password_step("aly").post("/accounts/2fa/authenticate/", {"code": totp_code(secret)}).status_code
+        == 302
+    )
 
 
 def test_a_recovery_code_signs_in_once() -> None:
