@@ -23,10 +23,10 @@ from core.redis import redis_client
 
 def failure_keys(request: HttpRequest) -> list[str]:
     address = client_ip(request)
-    username = str(request.POST.get("login", "")).strip().lower()  # a username or an email address
+    login = str(request.POST.get("login", "")).strip().lower()  # a username or an email address
     keys = [f"atelier:login-fail:ip:{address}"]
-    if username:
-        keys.append("atelier:login-fail:user:" + hashlib.sha256(username.encode()).hexdigest()[:32])
+    if login:
+        keys.append("atelier:login-fail:user:" + hashlib.sha256(login.encode()).hexdigest()[:32])
     return keys
 
 
