@@ -1,9 +1,13 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiKey, User
 
 admin.site.register(User, UserAdmin)
+# The admin signs in through our sign-in page, with its lockout and second factor
+# (accounts/staff_mfa.py), never through a password-only form of its own.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 
 @admin.register(ApiKey)

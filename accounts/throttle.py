@@ -12,10 +12,9 @@ import contextlib
 import hashlib
 from typing import Any
 
+from allauth.account.views import LoginView, SignupView
 from django.conf import settings
-from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from redis.exceptions import RedisError
 
 from core.client import client_ip
@@ -24,27 +23,22 @@ from core.redis import redis_client
 
 def failure_keys(request: HttpRequest) -> list[str]:
     address = client_ip(request)
-    username = str(request.POST.get("username", "")).strip().lower()
+    login = str(request.POST.get("login", "")).strip().lower()  # a username or an email address
     keys = [f"atelier:login-fail:ip:{address}"]
-    if username:
-        keys.append("atelier:login-fail:user:" + hashlib.sha256(username.encode()).hexdigest()[:32])
+    if login:
+        keys.append("atelier:login-fail:user:" + hashlib.sha256(login.encode()).hexdigest()[:32])
     return keys
 
 
-class ThrottledLoginView(auth_views.LoginView):
-    template_name = "accounts/login.html"
-
+class ThrottledLoginView(LoginView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         keys = failure_keys(request)
         counts = claim_try(keys)
         if counts and max(counts) > settings.ATELIER_LOGIN_MAX_FAILURES:
-            form = self.get_form()
             minutes = settings.ATELIER_LOGIN_LOCKOUT_SECONDS // 60
-            form.add_error(None, f"Too many failed sign-ins. Try again in {minutes} minutes.")
-            response = self.render_to_response(self.get_context_data(form=form), status=429)
-            response["Retry-After"] = str(settings.ATELIER_LOGIN_LOCKOUT_SECONDS)
-            return response
-        response = super().post(request, *args, **kwargs)
+            message = f"Too many failed sign-ins. Try again in {minutes} minutes."
+            return refusal(self, message, settings.ATELIER_LOGIN_LOCKOUT_SECONDS)
+        response: HttpResponse = super().post(request, *args, **kwargs)
         if response.status_code == 302 and counts:
             signed_in(keys)
         return response
@@ -92,13 +86,26 @@ def claim_signup(request: HttpRequest) -> bool:
 
 
 def give_back_signup(request: HttpRequest) -> None:
-    """The form was refused: the try made no account."""
     with contextlib.suppress(RedisError):
         redis_client().decr(signup_key(request))
 
 
-def too_many_signups(request: HttpRequest, form: Any) -> HttpResponse:
-    form.add_error(None, "Too many accounts were made from your address this hour. Try again later.")
-    response = render(request, "accounts/signup.html", {"form": form}, status=429)
-    response["Retry-After"] = "3600"
+class ThrottledSignupView(SignupView):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not claim_signup(request):
+            return refusal(
+                self, "Too many accounts were made from your address this hour. Try again later.", 3600
+            )
+        response: HttpResponse = super().post(request, *args, **kwargs)
+        if response.status_code != 302:
+            give_back_signup(request)  # the form was refused: the try made no account
+        return response
+
+
+def refusal(view: Any, message: str, retry_after: int) -> HttpResponse:
+    """The view's form again, with ``message``, as a 429 saying when to come back."""
+    form = view.get_form()
+    form.add_error(None, message)
+    response: HttpResponse = view.render_to_response(view.get_context_data(form=form), status=429)
+    response["Retry-After"] = str(retry_after)
     return response

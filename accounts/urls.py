@@ -1,13 +1,15 @@
-from django.contrib.auth import views as auth_views
-from django.urls import path
+from allauth.account.views import LogoutView
+from django.urls import include, path
 
 from accounts import views
-from accounts.throttle import ThrottledLoginView
+from accounts.throttle import ThrottledLoginView, ThrottledSignupView
 
 urlpatterns = [
-    path("signup/", views.signup, name="signup"),
+    # Before allauth's own routes, which reverse to these same paths (account_signup ...).
+    path("signup/", ThrottledSignupView.as_view(), name="signup"),
     path("login/", ThrottledLoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", LogoutView.as_view(), name="logout"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
+    path("", include("allauth.urls")),
 ]

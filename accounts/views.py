@@ -1,31 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.forms import SignupForm
 from accounts.models import User
 from accounts.services import api_key_create, api_key_revoke
-from accounts.throttle import claim_signup, give_back_signup, too_many_signups
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("create")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST":
-        if not claim_signup(request):
-            return too_many_signups(request, form)
-        if form.is_valid():
-            user = form.save()
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect("create")
-        give_back_signup(request)
-    return render(request, "accounts/signup.html", {"form": form})
 
 
 @login_required

@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import has_verified_email
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from billing.plans import seed_plans
 from core import sql
@@ -110,16 +111,25 @@ def period_key(now: datetime | None = None) -> str:
 
 
 def grant_unsubscribed_monthly(account: BillingAccount) -> None:
-    """Accounts without a paid subscription get their plan's grant once each calendar month."""
+    """Accounts without a paid subscription get their plan's grant once each calendar month, where
+    required once the owner has verified an email address (the next look at the account grants)."""
     if account.stripe_subscription_id and account.subscription_status:
         return
     month = period_key()
-    if account.granted_month == month:
+    if account.granted_month == month or grant_waits_for_email(account):
         return
     # The ledger's unique reference is what makes this exactly once; the field saves the lookup.
     start_period(account, account.plan.monthly_credits * 100, reference=f"monthly:{month}")
     BillingAccount.objects.filter(pk=account.pk).update(granted_month=month)
     account.granted_month = month
+
+
+def grant_waits_for_email(account: BillingAccount) -> bool:
+    """This month's grant is due but held back until the owner verifies an email address."""
+    if not settings.ATELIER_CREDITS_NEED_VERIFIED_EMAIL or account.granted_month == period_key():
+        return False
+    subscribed = bool(account.stripe_subscription_id and account.subscription_status)
+    return not subscribed and not has_verified_email(user_id=account.user_id)
 
 
 def start_period(account: BillingAccount, credits: int, *, reference: str, note: str = "") -> bool:

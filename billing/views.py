@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from billing import stripe_gateway
-from billing.credits import account_for, effective_plan
+from billing.credits import account_for, effective_plan, grant_waits_for_email
 from billing.models import Plan
 from billing.selectors import current_period_entries
 from billing.webhooks import process_event
@@ -40,6 +40,7 @@ def billing(request: HttpRequest) -> HttpResponse:
         "plan": effective_plan(account),
         "entries": current_period_entries(account),
         "billing_enabled": settings.BILLING_ENABLED,
+        "grant_waits_for_email": grant_waits_for_email(account),
     }
     return render(request, "billing/billing.html", context)
 

@@ -9,6 +9,8 @@ import dj_database_url
 import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
+from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
+from config.account_settings import cache_in_redis
 from core.env import (
     env_bool,
     env_float,
@@ -54,6 +56,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_rq",
     "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "accounts",
     "billing",
     "generations",
@@ -78,6 +83,8 @@ MIDDLEWARE = [
     *API_MIDDLEWARE,  # the API edge, in the order api/middleware.py explains
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "accounts.staff_mfa.StaffTwoFactorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -136,6 +143,10 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "create"
 LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",  # sign-in by email address too
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -195,6 +206,7 @@ STORAGES = {
 # Redis: the machine's when REDIS_URL is set, else the private one that `make run` starts.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6380/0")
 
+CACHES = {"default": cache_in_redis(REDIS_URL)}  # allauth's counters and spent codes
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
@@ -212,6 +224,9 @@ STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
 STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
 BILLING_ENABLED = bool(STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET)
+# The monthly grant of accounts without a subscription waits for a verified email address, so
+# that throwaway sign-ups get nothing (on by default where billing is).
+ATELIER_CREDITS_NEED_VERIFIED_EMAIL = env_bool("ATELIER_CREDITS_NEED_VERIFIED_EMAIL", BILLING_ENABLED)
 ATELIER_DEFAULT_PLAN = env_str("ATELIER_DEFAULT_PLAN", "free" if BILLING_ENABLED else "pro")
 # Number of reverse proxies in front of the web tier whose X-Forwarded-For entries are trusted.
 ATELIER_TRUSTED_PROXIES = env_int("ATELIER_TRUSTED_PROXIES", 0)
@@ -366,6 +381,8 @@ LOGGING = {
 # Sign-in throttling: this many failures per address or account lock sign-in for this long.
 ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
+# Staff reach the admin only with two factors set up (accounts/staff_mfa.py).
+ATELIER_STAFF_MFA = env_bool("ATELIER_STAFF_MFA", not DEBUG)
 # Seconds between an open event socket's checks that its key or user still grants access.
 ATELIER_WS_RECHECK_SECONDS = env_float("ATELIER_WS_RECHECK_SECONDS", 10)
 # Accounts one client address may make per hour (each comes with the default plan's credits).

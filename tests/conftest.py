@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,10 @@ from scripts.private_redis import free_port
 from tests.api_support import Api
 from tests.browser_support import browser
 from tests.s3_support import s3_server
+from tests.smtp_support import mail_through_smtp, smtp_server
 from tests.webhook_support import private_targets_allowed, receiver
 
-__all__ = ["browser", "private_targets_allowed", "receiver", "s3_server"]
+__all__ = ["browser", "mail_through_smtp", "private_targets_allowed", "receiver", "s3_server", "smtp_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,6 +157,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def web_process(env: dict[str, str], what: str = "web", port: int = 0) -> Iterator[str]:
+    """A daphne web process of its own with ``env`` (on ``port``, or a free one); its URL, once it
+    answers, while the block runs."""
+    port = port or free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(url + "/accounts/login/", timeout=2).status_code == 200, 60, what)
+        yield url
+    finally:
+        stop(web)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def test_it_signs_up_signs_in_and_out(client: Client) -> None:
     assert client.get("/create/").status_code == 200
     client.post("/accounts/logout/")
     assert client.get("/create/")["Location"].startswith("/accounts/login/")
-    response = client.post("/accounts/login/", {"username": "erin", "password": PASSWORD})
+    response = client.post("/accounts/login/", {"login": "erin", "password": PASSWORD})
     assert response.status_code == 302
     assert client.get("/create/").status_code == 200
 

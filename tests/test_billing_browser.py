@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from scripts.private_redis import free_port
 from tests.billing_support import SECRET, create_prices
 from tests.browser_support import open_page, sign_up
-from tests.conftest import ROOT, Servers, stop, wait_for
+from tests.conftest import Servers, web_process
 from tests.stripe_stub import StripeStub, start_localstripe, stop_localstripe
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -32,17 +29,12 @@ def billing_site(servers: Servers) -> Iterator[tuple[str, StripeStub]]:
         STRIPE_SECRET_KEY="sk_test_atelier",
         STRIPE_WEBHOOK_SECRET=SECRET,
         STRIPE_API_BASE=stub.url,
-    )
-    web = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=ROOT,
-        env=env,
+        ATELIER_CREDITS_NEED_VERIFIED_EMAIL="0",  # verifying: tests/test_accounts_browser.py
     )
     try:
-        wait_for(lambda: requests.get(url + "/pricing/", timeout=2).status_code == 200, 60, "billing web")
-        yield url, stub
+        with web_process(env, "billing web", port):
+            yield url, stub
     finally:
-        stop(web)
         stub.stop()
         stop_localstripe(process)
 

@@ -24,15 +24,15 @@ def test_one_clients_failures_behind_the_proxy_do_not_lock_everyone_out(settings
     settings.ATELIER_LOGIN_MAX_FAILURES = 3
     attacker = behind_proxy("203.0.113.5")
     for number in range(3):  # other accounts each time: only the address's count can lock
-        response = attacker.post("/accounts/login/", {"username": f"guess{number}", "password": "x"})
+        response = attacker.post("/accounts/login/", {"login": f"guess{number}", "password": "x"})
         assert response.status_code == 200
-    assert attacker.post("/accounts/login/", {"username": "guess9", "password": "x"}).status_code == 429
+    assert attacker.post("/accounts/login/", {"login": "guess9", "password": "x"}).status_code == 429
     # the attacker cannot step around it by writing an X-Forwarded-For of its own
     spoofing = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="198.51.100.99, 203.0.113.5")
-    assert spoofing.post("/accounts/login/", {"username": "guess8", "password": "x"}).status_code == 429
+    assert spoofing.post("/accounts/login/", {"login": "guess8", "password": "x"}).status_code == 429
     User.objects.create_user("bystander", password="another long password")
     ok = behind_proxy("198.51.100.7").post(
-        "/accounts/login/", {"username": "bystander", "password": "another long password"}
+        "/accounts/login/", {"login": "bystander", "password": "another long password"}
     )
     assert ok.status_code == 302
 
@@ -47,7 +47,7 @@ def test_a_parallel_burst_gets_no_more_tries_than_the_limit(settings: Any) -> No
     def guess(number: int) -> None:
         client = Client(REMOTE_ADDR="203.0.113.77")
         start.wait()
-        response = client.post("/accounts/login/", {"username": f"user{number}", "password": "guess"})
+        response = client.post("/accounts/login/", {"login": f"user{number}", "password": "guess"})
         statuses.append(response.status_code)
 
     threads = [threading.Thread(target=guess, args=(n,)) for n in range(burst)]
@@ -77,7 +77,12 @@ def test_sign_ups_from_one_address_are_limited_per_hour(settings: Any) -> None:
     password = "a long enough password 17"
 
     def sign_up(client: Client, name: str) -> Any:
-        fields = {"username": name, "email": "", "password1": password, "password2": password}
+        fields = {
+            "username": name,
+            "email": f"{name}@example.com",
+            "password1": password,
+            "password2": password,
+        }
         return client.post("/accounts/signup/", fields)
 
     for number in range(3):

@@ -53,17 +53,15 @@ def test_sign_in_is_throttled_after_repeated_failures(client: Client, settings: 
     settings.ATELIER_LOGIN_MAX_FAILURES = 3
     User.objects.create_user("victim", password="correct horse battery staple")
     for _ in range(3):
-        response = client.post("/accounts/login/", {"username": "victim", "password": "guess"})
+        response = client.post("/accounts/login/", {"login": "victim", "password": "guess"})
         assert response.status_code == 200  # the form again, with its error
-    locked = client.post(
-        "/accounts/login/", {"username": "victim", "password": "correct horse battery staple"}
-    )
+    locked = client.post("/accounts/login/", {"login": "victim", "password": "correct horse battery staple"})
     assert locked.status_code == 429 and int(locked["Retry-After"]) > 0
     assert "Too many failed sign-ins" in locked.content.decode()
     # Another address, another account: unaffected.
     other = Client(REMOTE_ADDR="198.51.100.7")
     User.objects.create_user("bystander", password="another long password")
-    ok = other.post("/accounts/login/", {"username": "bystander", "password": "another long password"})
+    ok = other.post("/accounts/login/", {"login": "bystander", "password": "another long password"})
     assert ok.status_code == 302
 
 
