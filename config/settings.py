@@ -378,9 +378,6 @@ LOGGING = {
     "loggers": {"atelier.request": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"}},
 }
 
-# Sign-in throttling: this many failures per address or account lock sign-in for this long.
-ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
-ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
 # Staff reach the admin only with two factors set up (accounts/staff_mfa.py).
 ATELIER_STAFF_MFA = env_bool("ATELIER_STAFF_MFA", not DEBUG)
 # Seconds between an open event socket's checks that its key or user still grants access.
