@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 
@@ -32,7 +32,8 @@ def access_token_owner(
     ``api_key_owner`` does. Tokens are kept as SHA-256 checksums only."""
     checksum = hashlib.sha256(raw_token.encode()).hexdigest()
     # Every request of a third-party app runs this: SQL rather than the ORM (core/sql.py).
-    row = sql.fetch_one(active_token_sql(also, joins), [checksum, timezone.now()])
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the column stores it
+    row = sql.fetch_one(active_token_sql(also, joins), [checksum, now])
     if row is None:
         return None
     user_end = 2 + sql.width(User)

@@ -10,7 +10,7 @@ import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
-from config.account_settings import cache_in_redis
+from config.account_settings import ACCOUNT_APPS, cache_in_redis
 from config.oauth_settings import oauth_provider
 from core.env import (
     env_bool,
@@ -57,10 +57,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_rq",
     "channels",
-    "allauth",
-    "allauth.account",
-    "allauth.mfa",
-    "oauth2_provider",
+    *ACCOUNT_APPS,  # allauth and the OAuth provider (config/account_settings.py)
     "accounts",
     "billing",
     "generations",
