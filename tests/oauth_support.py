@@ -1,19 +1,21 @@
-"""A third-party app registered with Atelier, and a member's side of authorizing it through a
-real HTTP session (sign in, read the consent page, press Authorize); the app's side is authlib's
-OAuth 2 client, unmodified."""
+"""Third-party apps registered with Atelier (and tokens made for them as the token endpoint
+would), and a member's side of authorizing one through a real HTTP session (sign in, read the
+consent page, press Authorize); the app's side is authlib's OAuth 2 client, unmodified."""
 
 from __future__ import annotations
 
 import html
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
-from oauth2_provider.models import Application
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application, RefreshToken, set_token_value
 
 from accounts.models import User
 
@@ -99,3 +101,25 @@ def consent(session: requests.Session, authorize_url: str, *, allow: bool = True
 
 def query_of(url: str) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(urlparse(url).query).items()}
+
+
+def app_token(user: User, scope: str, *, expires_in: int = 3600, name: str = "Pixel Pal") -> str:
+    """An access token (and its refresh token) of a third-party app, as the token endpoint makes them."""
+    app, _ = Application.objects.get_or_create(
+        name=name,
+        defaults={
+            "client_type": Application.CLIENT_PUBLIC,
+            "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
+            "redirect_uris": "https://app.example/callback",
+        },
+    )
+    raw = f"{name.replace(' ', '')}{user.pk}{AccessToken.objects.count()}token".ljust(30, "x")
+    token = AccessToken(
+        user=user, application=app, scope=scope, expires=timezone.now() + timedelta(seconds=expires_in)
+    )
+    set_token_value(token, raw)
+    token.save()
+    refresh = RefreshToken(user=user, application=app, access_token=token)
+    set_token_value(refresh, raw + "refresh")
+    refresh.save()
+    return raw

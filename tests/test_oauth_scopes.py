@@ -5,14 +5,11 @@ revokes the apps acting for them."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
-from django.utils import timezone
-from oauth2_provider.models import AccessToken, Application, RefreshToken, set_token_value
+from oauth2_provider.models import Application, RefreshToken
 
 from accounts.models import ApiKey, User
 from accounts.scopes import ALL_SCOPES, SCOPES
@@ -20,6 +17,7 @@ from accounts.services import api_key_create
 from api.scopes import ROUTE_SCOPES, needed_scopes
 from billing.credits import account_for
 from generations.models import Generation
+from tests.oauth_support import app_token
 from tests.test_route_authorization import ALL_ROUTES, ROUTES, Route, owned, path_of
 
 __all__ = ["owned"]
@@ -34,28 +32,6 @@ def bearer(token: str) -> Client:
 
 def keyed(user: User, scopes: set[str] | frozenset[str]) -> Client:
     return bearer(api_key_create(user=user, scopes=scopes)[1])
-
-
-def app_token(user: User, scope: str, *, expires_in: int = 3600, name: str = "Pixel Pal") -> str:
-    """An access token (and its refresh token) of a third-party app, as the token endpoint makes them."""
-    app, _ = Application.objects.get_or_create(
-        name=name,
-        defaults={
-            "client_type": Application.CLIENT_PUBLIC,
-            "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
-            "redirect_uris": "https://app.example/callback",
-        },
-    )
-    raw = f"{name.replace(' ', '')}{user.pk}{AccessToken.objects.count()}token".ljust(30, "x")
-    token = AccessToken(
-        user=user, application=app, scope=scope, expires=timezone.now() + timedelta(seconds=expires_in)
-    )
-    set_token_value(token, raw)
-    token.save()
-    refresh = RefreshToken(user=user, application=app, access_token=token)
-    set_token_value(refresh, raw + "refresh")
-    refresh.save()
-    return raw
 
 
 def test_every_api_route_names_the_scope_it_needs() -> None:
