@@ -42,6 +42,7 @@ ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
 
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAdapter"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 # Signed in at once; what waits for the verified address is the free credits (billing/credits.py).
