@@ -183,3 +183,27 @@ def test_openid_connect_signs_an_id_token_with_the_published_key(
         timeout=30,
     )
     assert info.json()["preferred_username"] == "mira"
+
+
+def test_a_refreshed_token_works_and_a_replayed_refresh_token_ends_the_grant(
+    servers: Servers, app: App, member: User
+) -> None:
+    client, first = authorized(app, member, "read")
+    second = client.refresh_token(servers.url + "/o/token/", refresh_token=first["refresh_token"])
+    assert second["access_token"] != first["access_token"] and second["scope"] == "read"
+    assert client.get(servers.url + "/api/v1/generations", timeout=30).status_code == 200
+
+    # Someone replays the first refresh token (stolen?): refused, and the grant's live tokens end.
+    replayed = requests.post(
+        servers.url + "/o/token/",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+        },
+        timeout=30,
+    )
+    assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"
+    headers = {"Authorization": f"Bearer {second['access_token']}"}
+    assert requests.get(servers.url + "/api/v1/generations", headers=headers, timeout=30).status_code == 401
