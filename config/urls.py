@@ -18,10 +18,12 @@ urlpatterns = [
     path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("o/", include("accounts.oauth_urls")),  # OAuth 2 / OpenID Connect for third-party apps
     path("accounts/", include("webhooks.page_urls")),
     path("api/v1/", include("generations.api_urls")),
     path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("gallery.api_urls")),
+    path("api/v1/", include("billing.api_urls")),
     path("v1/", include("api.openai_urls")),
     # ComfyUI's API, at its own paths and under /api/ (api/comfy_views.py)
     path("api/", include(comfy_urls.api_patterns)),
