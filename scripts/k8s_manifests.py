@@ -232,8 +232,9 @@ def service(
 
 
 def ingress(values: dict[str, Any]) -> Manifest:
-    """TLS ends here; /ws/ (the app's events socket) goes straight to daphne, the rest to the
-    proxy's TLS port (static files, image cache, body limit, ComfyUI's sockets on other paths)."""
+    """TLS ends here; /ws/ (the app's events socket) and ComfyUI's /ws and /api/ws go straight to
+    daphne, the rest to the proxy's TLS port (static files, image cache, body limit, and sockets
+    under /comfy/<key>/, which the proxy sends to daphne by their Upgrade header)."""
 
     def path(prefix: str, kind: str, target: str, port: int) -> dict[str, Any]:
         return {
@@ -266,6 +267,8 @@ def ingress(values: dict[str, Any]) -> Manifest:
                     "http": {
                         "paths": [
                             path("/ws/", "Prefix", "atelier-ws", WS_PORT),
+                            path("/ws", "Exact", "atelier-ws", WS_PORT),
+                            path("/api/ws", "Exact", "atelier-ws", WS_PORT),
                             path("/", "Prefix", "atelier-proxy", 8443),
                         ]
                     },

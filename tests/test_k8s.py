@@ -121,7 +121,9 @@ def test_the_ingress_sends_websockets_to_daphne_and_the_rest_to_the_proxy(
     ingress = find(manifests, "Ingress", "atelier")
     [rule] = ingress["spec"]["rules"]
     routes = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
-    assert routes["/ws/"] == {"name": "atelier-ws", "port": {"number": 8001}}
+    for socket in ("/ws/", "/ws", "/api/ws"):
+        assert routes[socket] == {"name": "atelier-ws", "port": {"number": 8001}}
+    assert {p["path"]: p["pathType"] for p in rule["http"]["paths"]}["/ws/"] == "Prefix"
     assert routes["/"] == {"name": "atelier-proxy", "port": {"number": 8443}}
     assert rule["host"] == values["host"]
     assert ingress["spec"]["tls"] == [{"hosts": [values["host"]], "secretName": values["tls_secret"]}]
