@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VALUES = ROOT / "deploy" / "k8s" / "values.yaml"
 PROXY_CONF = ROOT / "deploy" / "nginx" / "atelier.conf"
 WEB_PORT, WS_PORT = 8000, 8001
+STATIC_ROOT = "/srv/static"
 # The Ingress controller and the proxy both append to X-Forwarded-For before gunicorn; only the
 # controller before daphne on /ws/ (core/client.py counts from the right).
 WEB_TRUSTED_PROXIES, WS_TRUSTED_PROXIES = "2", "1"
@@ -83,6 +84,20 @@ def probes(port: int, values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def collect_static(values: dict[str, Any]) -> dict[str, Any]:
+    """`collectstatic` into the pod's own STATIC_ROOT: the proxy serves the files, and gunicorn
+    needs the manifest of hashed names (ATELIER_HASHED_STATIC=1) to write links to them. The same
+    release collects the same names in every pod."""
+    collect = container(
+        "collectstatic",
+        values,
+        ["python", "manage.py", "collectstatic", "--no-input", "-v", "0"],
+        resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    )
+    collect["volumeMounts"] = [{"name": "static", "mountPath": STATIC_ROOT}]
+    return collect
+
+
 def web(values: dict[str, Any]) -> list[Manifest]:
     settings = values["web"]
     main = container(
@@ -99,6 +114,8 @@ def web(values: dict[str, Any]) -> list[Manifest]:
         resources=settings["resources"],
     )
     main.update(ports=[{"name": "http", "containerPort": WEB_PORT}], **probes(WEB_PORT, values))
+    main["volumeMounts"] = [{"name": "static", "mountPath": STATIC_ROOT, "readOnly": True}]
+    pod = {"initContainers": [collect_static(values)], "volumes": [{"name": "static", "emptyDir": {}}]}
     hpa = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -120,7 +137,7 @@ def web(values: dict[str, Any]) -> list[Manifest]:
     }
     # No `replicas`: the HPA owns the count, and applying the manifest again must not reset it.
     return [
-        deployment("atelier-web", "web", values, [main], replicas=None),
+        deployment("atelier-web", "web", values, [main], replicas=None, pod=pod),
         service("atelier-web", "web", values, WEB_PORT),
         hpa,
         pdb("atelier-web", "web", values, min_available=1),
@@ -160,15 +177,7 @@ def dispatcher(values: dict[str, Any]) -> list[Manifest]:
 def proxy(values: dict[str, Any]) -> list[Manifest]:
     """nginx with deploy/nginx/atelier.conf as shipped (from a ConfigMap, filled in by the proxy
     image's entrypoint), serving the static files an init container collects."""
-    static = {"name": "static", "mountPath": "/srv/static"}
-    collect = container(
-        "collectstatic",
-        values,
-        ["python", "manage.py", "collectstatic", "--no-input", "-v", "0"],
-        env={"STATIC_ROOT": "/srv/static"},
-        resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-    )
-    collect["volumeMounts"] = [static]
+    static = {"name": "static", "mountPath": STATIC_ROOT}
     nginx = {
         "name": "nginx",
         "image": values["proxy_image"],
@@ -181,7 +190,7 @@ def proxy(values: dict[str, Any]) -> list[Manifest]:
                 "ATELIER_HTTPS_PORT": "8443",
                 "ATELIER_TLS_CERTIFICATE": "/etc/nginx/tls/tls.crt",
                 "ATELIER_TLS_KEY": "/etc/nginx/tls/tls.key",
-                "ATELIER_STATIC_ROOT": "/srv/static",
+                "ATELIER_STATIC_ROOT": STATIC_ROOT,
                 "ATELIER_PROXY_CACHE": "/var/cache/nginx/atelier",
                 "ATELIER_REQUEST_MAX_BYTES": str(values["env"].get("ATELIER_REQUEST_MAX_BYTES", "22020096")),
             }.items()
@@ -199,7 +208,7 @@ def proxy(values: dict[str, Any]) -> list[Manifest]:
     }
     manifest = deployment("atelier-proxy", "proxy", values, [nginx], replicas=values["proxy"]["replicas"])
     pod = manifest["spec"]["template"]["spec"]
-    pod["initContainers"] = [collect]
+    pod["initContainers"] = [collect_static(values)]
     pod["volumes"] = [
         {"name": "static", "emptyDir": {}},
         {"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}},
@@ -298,7 +307,12 @@ def migrate_job(values: dict[str, Any]) -> Manifest:
 
 
 def env_config(values: dict[str, Any]) -> Manifest:
-    env = {"DJANGO_DEBUG": "0", "MEDIA_ROOT": "/data/media", "ATELIER_DATA_DIR": "/data"}
+    env = {
+        "DJANGO_DEBUG": "0",
+        "MEDIA_ROOT": "/data/media",
+        "ATELIER_DATA_DIR": "/data",
+        "STATIC_ROOT": STATIC_ROOT,
+    }
     env.update({key: str(value) for key, value in values["env"].items()})
     env["ATELIER_POOL_TIMEOUTS"] = pool_timeouts(values)
     return {

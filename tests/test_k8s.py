@@ -146,7 +146,18 @@ def test_the_proxy_runs_the_shipped_nginx_configuration(manifests: list[dict[str
     assert "/etc/nginx/templates/atelier.conf" in (ROOT / "deploy" / "nginx" / "entrypoint.sh").read_text()
     [collect] = pod_spec(proxy)["initContainers"]
     assert collect["command"][:3] == ["python", "manage.py", "collectstatic"]
-    assert {"name": "STATIC_ROOT", "value": env["ATELIER_STATIC_ROOT"]} in collect["env"]
+    assert collect["volumeMounts"] == [{"name": "static", "mountPath": env["ATELIER_STATIC_ROOT"]}]
+
+
+def test_gunicorn_has_the_manifest_of_hashed_static_names(manifests: list[dict[str, Any]]) -> None:
+    plain = find(manifests, "ConfigMap", "atelier-env")["data"]
+    assert plain["ATELIER_HASHED_STATIC"] == "1"  # pages link app.<hash>.css: they need staticfiles.json
+    pod = pod_spec(find(manifests, "Deployment", "atelier-web"))
+    [collect] = pod["initContainers"]
+    assert collect["command"][:3] == ["python", "manage.py", "collectstatic"]
+    assert collect["volumeMounts"] == [{"name": "static", "mountPath": plain["STATIC_ROOT"]}]
+    [main] = pod["containers"]
+    assert {"name": "static", "mountPath": plain["STATIC_ROOT"], "readOnly": True} in main["volumeMounts"]
 
 
 def test_web_and_ws_probe_readyz_and_healthz_as_the_proxy_asks(
@@ -173,7 +184,8 @@ def test_secrets_come_from_the_secret_and_nowhere_else(
     ]
     containers = [c for m in app for c in pod_spec(m)["containers"]]
     containers += pod_spec(find(manifests, "Deployment", "atelier-proxy"))["initContainers"]
-    assert len(containers) == 7
+    containers += pod_spec(find(manifests, "Deployment", "atelier-web"))["initContainers"]
+    assert len(containers) == 8
     for main in containers:
         assert {"secretRef": {"name": values["secret"]}} in main["envFrom"], main["name"]
         assert {"configMapRef": {"name": "atelier-env"}} in main["envFrom"], main["name"]
