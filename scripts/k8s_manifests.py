@@ -56,7 +56,8 @@ def configured_pools(values: dict[str, Any]) -> set[str]:
 
 
 def check_pools(values: dict[str, Any]) -> None:
-    declared = {str(pool["name"]) for pool in values["pools"]}
+    # A pool whose models are added with `manage.py models add` says so (`added_models: true`).
+    declared = {str(pool["name"]) for pool in values["pools"] if not pool.get("added_models")}
     missing = sorted(declared - configured_pools(values))
     if missing:
         raise ValueError(

@@ -322,6 +322,11 @@ def test_a_pool_without_a_model_is_refused(values: dict[str, Any], tmp_path: Pat
     path.write_text(yaml.safe_dump(broken))
     with pytest.raises(ValueError, match=r"flux.*no model"):
         k8s_manifests.load_values(path)
+    # Unless its models are added at run time (manage.py models add): then it renders.
+    broken["pools"][-1]["added_models"] = True
+    path.write_text(yaml.safe_dump(broken))
+    rendered = k8s_manifests.render(k8s_manifests.load_values(path))
+    assert find(rendered, "Deployment", "atelier-worker-flux")
 
 
 def test_the_manifests_lanes_are_the_apps_lanes() -> None:
