@@ -117,6 +117,20 @@ def test_a_single_file_needs_its_config_and_refusals_leave_nothing(models_dir: P
     assert spec.default_side == 1024  # the family's size, not SD 1.5's
 
 
+def test_an_added_pool_keeps_its_job_timeout(models_dir: Path, settings: Any) -> None:
+    from generations.queues import rq_queue
+
+    settings.ATELIER_POOL_TIMEOUTS = {"extra": 1800.0}
+    models("add", "tiny-copy", str(BUILTIN_WEIGHTS), "--family", "sd15", "--pool", "extra")
+    job = rq_queue("gen.extra.standard").enqueue("builtins.print", "x")
+    other = rq_queue("gen.other.standard").enqueue("builtins.print", "x")
+    try:
+        assert (job.timeout, other.timeout) == (1800, settings.ATELIER_JOB_TIMEOUT)
+    finally:
+        job.delete()
+        other.delete()
+
+
 def test_names_that_exist_are_refused(models_dir: Path) -> None:
     with pytest.raises(CommandError, match="already configured by ATELIER_MODELS"):
         models("add", "atelier-demo", str(BUILTIN_WEIGHTS), "--family", "sd15", "--pool", "tiny")
