@@ -28,8 +28,9 @@ def rq_queue(name: str) -> Queue:
 def job_timeout(name: str) -> int:
     """Seconds a job of this queue may run: its pool's ATELIER_POOL_TIMEOUTS entry, also for the
     pools of models added at run time (settings' RQ_QUEUES only knows ATELIER_MODELS' pools)."""
-    if name in settings.RQ_QUEUES:
-        return int(str(settings.RQ_QUEUES[name]["DEFAULT_TIMEOUT"]))
+    configured = settings.RQ_QUEUES.get(name, {}).get("DEFAULT_TIMEOUT")
+    if configured is not None:
+        return int(str(configured))
     return int(settings.ATELIER_POOL_TIMEOUTS.get(pool_of(name), settings.ATELIER_JOB_TIMEOUT))
 
 
