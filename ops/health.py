@@ -19,6 +19,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from core.redis import redis_client
+from generations.registry import known_pools
 from generations.workers import live_worker_count
 
 
@@ -70,7 +71,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if not checks["redis"]["ok"]:
         pools: list[str] = []
     else:
-        pools = sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
+        pools = known_pools()
     for pool in pools:
         workers[pool] = live_worker_count(pool)
         if workers[pool] == 0:

@@ -19,6 +19,7 @@ from core.client import client_ip
 from core.redis import redis_client
 from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
+from generations.registry import known_pools
 from ops.requests import BUCKETS, HTTP_KEY, stats
 from webhooks.models import WebhookDelivery
 
@@ -81,7 +82,7 @@ def http_requests() -> Iterator[str]:
 
 
 def pools() -> list[str]:
-    return sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
+    return known_pools()
 
 
 def queue_metrics() -> Iterator[str]:
