@@ -150,7 +150,9 @@ def test_pages_and_the_api_are_served_over_tls_and_plain_http_is_sent_there(
     assert "RateLimit-Remaining" in models.headers
     generation_id = submit(stack, key, "through the proxy")
     detail = stack.get(f"/api/v1/generations/{generation_id}", headers=bearer(key))
-    assert detail.json()["status"] == "queued"
+    # A worker of the stack may already have taken it: the read works through the proxy either way.
+    assert detail.status_code == 200 and detail.json()["id"] == generation_id
+    assert detail.json()["status"] in {"queued", "running", "succeeded"}
 
 
 def test_websocket_events_reach_the_client_through_the_proxy(stack: Stack, transactional_db: None) -> None:
