@@ -92,6 +92,8 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         if generation.status == GenerationStatus.SUCCEEDED
         else [],
         "error": error,
+        "cached": generation.cached,
+        "fallback_from": generation.fallback_from or None,
         "created_at": iso(generation.created_at),
         "started_at": iso(generation.started_at),
         "finished_at": iso(generation.finished_at),
