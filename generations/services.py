@@ -221,13 +221,16 @@ def fits(spec: GenerationSpec, fallback: ModelSpec, user: User) -> bool:
     )
 
 
-def new_generation(*, user: User, spec: GenerationSpec, quote: Quote, status: str, key: str) -> Generation:
+def new_generation(
+    *, user: User, spec: GenerationSpec, quote: Quote, first_status: str, key: str
+) -> Generation:
+    """The row to insert, with its first status (a creation, not a change of status)."""
     plan = effective_plan(quote.account)
     private = plan.private_allowed if spec.private is None else spec.private
     return Generation(
         id=spec.generation_id or uuid.uuid4(),
         user=user,
-        status=status,
+        status=first_status,
         kind=kind_of(spec),
         model_name=spec.model,
         pool=spec.pool,
@@ -273,7 +276,7 @@ def enqueue_generation(*, user: User, spec: GenerationSpec, key: str) -> Generat
         account = lock_account(user.pk)
         quote = quote_generation(user=user, spec=spec, account=account)
         status = admission(plan=effective_plan(account), user_id=user.pk, relax=spec.relax)
-        generation = new_generation(user=user, spec=spec, quote=quote, status=status, key=key)
+        generation = new_generation(user=user, spec=spec, quote=quote, first_status=status, key=key)
         sql.insert(generation)  # Generation.objects.create() without the compiler (core/sql.py)
         hold(quote, generation)
         events.announce(generation, "generation.queued")
@@ -290,9 +293,10 @@ def answer_from_cache(*, user: User, spec: GenerationSpec, key: str, source: Gen
         full = quote_generation(user=user, spec=spec, account=account)
         per_image = cached_charge(full.cost.per_image)
         quote = replace(full, cost=Cost(per_image, per_image * spec.n))
-        generation = new_generation(
-            user=user, spec=spec, quote=quote, status=GenerationStatus.QUEUED, key=key
-        )
+        # Queued for a moment, in this transaction only (never enqueued): the result cache's
+        # transition in the lifecycle finishes it.
+        queued = GenerationStatus.QUEUED
+        generation = new_generation(user=user, spec=spec, quote=quote, first_status=queued, key=key)
         sql.insert(generation)
         hold(quote, generation)
         lifecycle.serve_from_cache(generation, list(source.images.all()))
