@@ -18,5 +18,8 @@ ATELIER_CIRCUIT_LOAD_FAILURES = env_int("ATELIER_CIRCUIT_LOAD_FAILURES", 3)
 ATELIER_CIRCUIT_ERROR_RATE = env_float("ATELIER_CIRCUIT_ERROR_RATE", 0.5)
 ATELIER_CIRCUIT_WINDOW = env_int("ATELIER_CIRCUIT_WINDOW", 20)
 ATELIER_CIRCUIT_MIN_JOBS = env_int("ATELIER_CIRCUIT_MIN_JOBS", 10)
+# A pool without a live worker for this many seconds is reported: its queued jobs say
+# "waiting_for_worker" (no ETA), new submissions too, and /readyz is degraded.
+ATELIER_WORKERLESS_SECONDS = env_int("ATELIER_WORKERLESS_SECONDS", 30)
 # Seconds an open circuit refuses submissions before it lets one through as a probe (half-open).
 ATELIER_CIRCUIT_OPEN_SECONDS = env_int("ATELIER_CIRCUIT_OPEN_SECONDS", 60)

@@ -12,6 +12,7 @@ from core.events import iso
 from generations.events import progress_fraction
 from generations.models import ACTIVE_STATUSES, EXPLORE_VISIBLE, Generation, GenerationStatus, Image, Upload
 from generations.positions import eta_seconds, queue_position
+from generations.workers import WAITING_FOR_WORKER, waiting_for_worker
 
 M = TypeVar("M", bound=Model)
 
@@ -92,6 +93,9 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         if generation.status == GenerationStatus.SUCCEEDED
         else [],
         "error": error,
+        "waiting_reason": WAITING_FOR_WORKER
+        if generation.status == GenerationStatus.QUEUED and waiting_for_worker(generation.pool)
+        else None,
         "cached": generation.cached,
         "fallback_from": generation.fallback_from or None,
         "created_at": iso(generation.created_at),
