@@ -172,3 +172,12 @@ def test_a_fallback_must_name_a_configured_model() -> None:
         parse_models(value, django_settings.DATA_DIR)
     models = parse_models(value[:-1] + ', {"name": "b", "path": "/m/b"}]', django_settings.DATA_DIR)
     assert models["a"].fallback == "b"
+
+
+def test_the_openai_surface_answers_503_with_retry_after_too(owner: Api) -> None:
+    break_model(default_model().name)
+    response = owner.post("/v1/images/generations", {"prompt": "a red circle", "size": "256x256"})
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "model_unavailable"
+    assert int(response["Retry-After"]) >= 1
+    assert not Generation.objects.exists()
