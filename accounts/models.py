@@ -9,6 +9,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
+from accounts.scopes import ALL_SCOPES_TEXT
+
 
 class User(AbstractUser):
     """Our own user model from the first migration, so that it can grow without a data migration."""
@@ -27,6 +29,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Space-separated, as OAuth writes scopes (accounts/scopes.py); keys made before scopes existed
+    # got every scope, so they kept working.
+    scopes = models.CharField(max_length=200, default=ALL_SCOPES_TEXT)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,20 +1,29 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from accounts.models import ApiKey, User, hash_secret, new_key_parts
+from accounts.scopes import ALL_SCOPES, SCOPES, parse_scopes
 from core import sql
 
 
 @transaction.atomic
-def api_key_create(*, user: User, name: str = "") -> tuple[ApiKey, str]:
-    """Create a key and return it with its full text, which is never stored and never shown again."""
+def api_key_create(*, user: User, name: str = "", scopes: Iterable[str] = ALL_SCOPES) -> tuple[ApiKey, str]:
+    """Create a key and return it with its full text, which is never stored and never shown again.
+    The key may do what its ``scopes`` allow (default: everything)."""
+    chosen = [scope for scope in SCOPES if scope in set(scopes)]
+    if not chosen:
+        raise ValueError("an API key needs at least one scope")
     prefix, secret = new_key_parts()
-    key = ApiKey.objects.create(user=user, name=name[:100], prefix=prefix, secret_hash=hash_secret(secret))
+    key = ApiKey.objects.create(
+        user=user, name=name[:100], prefix=prefix, secret_hash=hash_secret(secret), scopes=" ".join(chosen)
+    )
     return key, f"{prefix}.{secret}"
 
 
@@ -26,18 +35,27 @@ def api_key_revoke(*, user: User, key_id: int) -> bool:
 
 
 @cache
-def active_key_sql(also: str = "", joins: str = "") -> str:
-    keys, users = sql.table(ApiKey), sql.table(User)
+def owned_row_sql(model: type[Model], selected: str, where: str, also: str = "", joins: str = "") -> str:
+    """``selected`` columns of ``model``'s table, then its user's and ``also``, in one query."""
+    table, users = sql.table(model), sql.table(User)
     return (
-        f"SELECT {sql.columns(ApiKey)}, {sql.columns(User)}{also} FROM {keys} "  # noqa: S608 (names from the models)
-        f"JOIN {users} ON {users}.id = {keys}.user_id{joins} "
-        f"WHERE {keys}.prefix = %s AND {keys}.revoked_at IS NULL"
+        f"SELECT {selected}, {sql.columns(User)}{also} FROM {table} "  # noqa: S608 (names from the models)
+        f"JOIN {users} ON {users}.id = {table}.user_id{joins} WHERE {where}"
     )
 
 
-def api_key_owner(raw_key: str, *, also: str = "", joins: str = "") -> tuple[User, tuple[Any, ...]] | None:
-    """The active user owning ``raw_key``, or None for a malformed, unknown or revoked key; with
-    the values of the columns ``also`` that the caller joined in (``joins``) in the same query."""
+def active_key_sql(also: str = "", joins: str = "") -> str:
+    keys = sql.table(ApiKey)
+    where = f"{keys}.prefix = %s AND {keys}.revoked_at IS NULL"
+    return owned_row_sql(ApiKey, sql.columns(ApiKey), where, also, joins)
+
+
+def api_key_owner(
+    raw_key: str, *, also: str = "", joins: str = ""
+) -> tuple[User, frozenset[str], tuple[Any, ...]] | None:
+    """The active user owning ``raw_key`` and the key's scopes, or None for a malformed, unknown or
+    revoked key; with the values of the columns ``also`` that the caller joined in (``joins``)
+    in the same query."""
     prefix, sep, secret = raw_key.strip().partition(".")
     if not sep or not prefix or not secret:
         return None
@@ -53,7 +71,7 @@ def api_key_owner(raw_key: str, *, also: str = "", joins: str = "") -> tuple[Use
     now = timezone.now()
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return user, row[user_end:]
+    return user, parse_scopes(key.scopes), row[user_end:]
 
 
 def api_key_user(raw_key: str) -> User | None:

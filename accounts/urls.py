@@ -11,5 +11,6 @@ urlpatterns = [
     path("logout/", LogoutView.as_view(), name="logout"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
+    path("apps/", views.authorized_apps_view, name="authorized_apps"),
     path("", include("allauth.urls")),
 ]

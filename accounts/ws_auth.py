@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import urlparse
 
 from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
-from accounts.authentication import bearer_token
+from accounts.authentication import bearer_owner, bearer_token
 from accounts.models import User
-from accounts.services import api_key_user
+from core.errors import error_body
+
+CLOSE_INSUFFICIENT_SCOPE = 4403
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -25,16 +29,34 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 class ApiKeyMiddleware(BaseMiddleware):
-    """A Bearer API key wins over the session cookie; a bad key means anonymous, not the session."""
+    """A Bearer API key or OAuth access token wins over the session cookie; a bad one means
+    anonymous, not the session. Its scopes go in ``scope["scopes"]`` (a session has none there:
+    it is not scoped)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         raw = header(scope, b"authorization")
         if raw is not None:
             token = bearer_token(raw)
-            user = await database_sync_to_async(api_key_user)(token) if token else None
+            owner = await database_sync_to_async(bearer_owner)(token) if token else None
+            user, scopes = owner if owner else (AnonymousUser(), frozenset[str]())
             # the key is kept: an open socket checks now and then that it still works
-            scope = dict(scope, user=user or AnonymousUser(), api_key=token if user else None)
+            scope = dict(scope, user=user, api_key=token if owner else None, scopes=scopes)
         return await super().__call__(scope, receive, send)
+
+
+def granted(scope: dict[str, Any], needed: str) -> bool:
+    """Whether the socket's key or token has the scope ``needed`` (a session always has)."""
+    scopes = scope.get("scopes")
+    return scopes is None or needed in scopes
+
+
+async def refuse_for_scope(consumer: AsyncWebsocketConsumer, needed: str) -> None:
+    """Accept only to say why, then close with 4403: the socket's key or token lacks ``needed``."""
+    await consumer.accept()
+    message = f"This key or access token lacks the scope this socket needs: {needed}."
+    body = {"type": "error", **error_body("insufficient_scope", message, {"required_scopes": [needed]})}
+    await consumer.send(text_data=json.dumps(body))
+    await consumer.close(code=CLOSE_INSUFFICIENT_SCOPE)
 
 
 class OriginMiddleware(BaseMiddleware):
@@ -54,11 +76,11 @@ class OriginMiddleware(BaseMiddleware):
 
 
 def still_authorized(scope: dict[str, Any]) -> bool:
-    """Whether the socket's key (or, without one, its user) still grants access: a key revoked or
-    a user deactivated since the socket opened ends it."""
+    """Whether the socket's key or token (or, without one, its user) still grants access: a key or
+    an app's access revoked, or a user deactivated, since the socket opened ends it."""
     token = scope.get("api_key")
     if token:
-        return api_key_user(token) is not None
+        return bearer_owner(token) is not None
     user = scope.get("user")
     return user is not None and User.objects.filter(pk=user.pk, is_active=True).exists()
 

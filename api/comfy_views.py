@@ -29,6 +29,7 @@ from accounts.models import User
 from api.authentication import key_user
 from core.errors import ApiError
 from generations.models import GenerationStatus
+from generations.registry import known_pools
 from generations.services import cancel_generation
 from generations.storage import open_content
 from generations.uploads import read_upload
@@ -299,7 +300,7 @@ def package_version(name: str) -> str:
 @require_GET
 @with_key
 def system_stats(request: HttpRequest, user: User) -> HttpResponse:
-    pools = sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
+    pools = known_pools()
     devices = [
         {
             "name": f"pool {pool}",

@@ -20,7 +20,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.models import User
-from accounts.ws_auth import RecheckedAccess
+from accounts.scopes import READ
+from accounts.ws_auth import RecheckedAccess, granted, refuse_for_scope
 from generations.models import Generation, GenerationKind
 from generations.publisher import user_group, workflow_group
 from workflows.selectors import queue_remaining
@@ -54,6 +55,9 @@ class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not granted(self.scope, READ):
+            await refuse_for_scope(self, READ)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.client_id = (query.get("clientId") or [""])[0] or uuid.uuid4().hex

@@ -10,8 +10,11 @@ Each step runs only for the API's paths (``API_PREFIXES``):
 2. ``RateLimitMiddleware`` counts the request per key, user or address (it needs 1 to know
    which) and answers ``429`` before any work is done; every response gets ``RateLimit-*``.
 3. ``ApiVersionMiddleware`` adds ``API-Version`` and the deprecation headers to every API
-   response that got past the rate limit, a replayed one included (so it wraps 4).
-4. ``IdempotencyMiddleware`` replays the first response to a repeated ``Idempotency-Key``; it
+   response that got past the rate limit, a replayed one included (so it wraps 5).
+4. ``ScopeMiddleware`` (api/scopes.py) answers ``403 insufficient_scope`` to a key or OAuth
+   access token calling a route outside its scopes; it needs 1, runs after 2 so that a refused
+   call still counts, and before 5 so that a narrow token cannot replay a wider one's response.
+5. ``IdempotencyMiddleware`` replays the first response to a repeated ``Idempotency-Key``; it
    needs 1 for whose key it is, and runs after 2 so that a replay still counts against the limit.
 
 The ComfyUI-compatible surface (api/comfy_views.py) is served at ComfyUI's own paths, at the
@@ -53,5 +56,6 @@ API_MIDDLEWARE = [
     "api.authentication.BearerKeyMiddleware",
     "api.ratelimit.RateLimitMiddleware",
     "api.versioning.ApiVersionMiddleware",
+    "api.scopes.ScopeMiddleware",
     "api.idempotency.IdempotencyMiddleware",
 ]

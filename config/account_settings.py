@@ -10,6 +10,17 @@ from typing import Any
 
 from core.env import env_bool, env_float, env_int, env_secret, env_str
 
+ACCOUNT_APPS = [
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.google",
+    "allauth.socialaccount.providers.openid_connect",
+    "oauth2_provider",  # Atelier as a provider for third-party apps (config/oauth_settings.py)
+]
+
 EMAIL_HOST = env_str("EMAIL_HOST", "")
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
@@ -31,6 +42,7 @@ ATELIER_LOGIN_MAX_FAILURES = env_int("ATELIER_LOGIN_MAX_FAILURES", 10)
 ATELIER_LOGIN_LOCKOUT_SECONDS = env_int("ATELIER_LOGIN_LOCKOUT_SECONDS", 900)
 
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAdapter"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 # Signed in at once; what waits for the verified address is the free credits (billing/credits.py).
@@ -50,6 +62,36 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Atelier"
 MFA_TOTP_TOLERANCE = 1
 MFA_ALLOW_UNVERIFIED_EMAIL = True
+
+
+# Social sign-in: GitHub and Google once their OAuth app's id and secret are set, and one OpenID
+# Connect provider (any issuer: Keycloak, Auth0, or another Atelier at https://host/o) from
+# ATELIER_OIDC_*; more apps can be added in the admin (Social applications). PKCE always.
+
+
+def social_apps(prefix: str, name: str, **extra: Any) -> list[dict[str, Any]]:
+    """The provider's app from PREFIX_CLIENT_ID and PREFIX_CLIENT_SECRET (or ``_FILE``); none unset."""
+    client_id = env_str(f"{prefix}_CLIENT_ID", "")
+    if not client_id:
+        return []
+    return [
+        {"client_id": client_id, "secret": env_secret(f"{prefix}_CLIENT_SECRET", ""), "name": name, **extra}
+    ]
+
+
+SOCIALACCOUNT_PROVIDERS = {
+    "github": {"APPS": social_apps("GITHUB", "GitHub")},
+    "google": {"APPS": social_apps("GOOGLE", "Google"), "OAUTH_PKCE_ENABLED": True},
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": social_apps(
+            "ATELIER_OIDC",
+            env_str("ATELIER_OIDC_NAME", "Single sign-on"),
+            provider_id=env_str("ATELIER_OIDC_PROVIDER_ID", "sso"),
+            settings={"server_url": env_str("ATELIER_OIDC_URL", "")},
+        ),
+    },
+}
 
 
 def cache_in_redis(url: str) -> dict[str, Any]:

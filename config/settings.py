@@ -10,7 +10,8 @@ import django_stubs_ext
 
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
-from config.account_settings import cache_in_redis
+from config.account_settings import ACCOUNT_APPS, cache_in_redis
+from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
 from core.env import (
     env_bool,
@@ -29,7 +30,6 @@ django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
 DATA_DIR = Path(env_str("ATELIER_DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and the built-in model live here
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -40,6 +40,7 @@ if not SECRET_KEY and DEBUG:
     SECRET_KEY = installation_secret(DATA_DIR / "secret-key.txt")
 if not SECRET_KEY:
     raise ValueError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+OAUTH2_PROVIDER = oauth_provider(DATA_DIR, DEBUG)  # third-party apps (config/oauth_settings.py)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
@@ -57,9 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_rq",
     "channels",
-    "allauth",
-    "allauth.account",
-    "allauth.mfa",
+    *ACCOUNT_APPS,  # allauth and the OAuth provider (config/account_settings.py)
     "accounts",
     "billing",
     "generations",
@@ -237,7 +236,6 @@ ATELIER_ANON_RATE_PER_MINUTE = env_int("ATELIER_ANON_RATE_PER_MINUTE", 60)
 ATELIER_COMFY_READ_RATE_PER_MINUTE = env_int("ATELIER_COMFY_READ_RATE_PER_MINUTE", 1200)
 
 LANES = ("priority", "standard", "free", "relax")
-
 
 # Seconds a job may run, per pool (RQ stops it and it fails with `timeout`).
 ATELIER_POOL_TIMEOUTS = env_pairs("ATELIER_POOL_TIMEOUTS", "")

@@ -85,9 +85,13 @@ def env_secret(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def installation_secret(path: Path) -> str:
-    """A random secret made on first use and kept in ``path`` (mode 0600), like the admin password:
-    each installation has its own, and every process of it reads the same one."""
+def random_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def installation_secret(path: Path, make: Callable[[], str] = random_secret) -> str:
+    """A secret made by ``make`` on first use and kept in ``path`` (mode 0600), like the admin
+    password: each installation has its own, and every process of it reads the same one."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -97,7 +101,7 @@ def installation_secret(path: Path) -> str:
                 return kept
             time.sleep(0.1)
         raise ValueError(f"{path} is empty: delete it to make a new secret") from None
-    secret = secrets.token_urlsafe(48)
+    secret = make()
     with os.fdopen(descriptor, "w") as file:
         file.write(secret + "\n")
     return secret

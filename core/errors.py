@@ -11,6 +11,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "not_authenticated": (401, "Authentication is required: a session or an API key."),
     "authentication_failed": (401, "The API key is invalid or revoked."),
     "permission_denied": (403, "You may not do this."),
+    "insufficient_scope": (403, "This key or access token was not granted the scope this call needs."),
     "insufficient_credits": (402, "Not enough credits for this generation."),
     "model_not_in_plan": (403, "Your plan does not include this model."),
     "relax_not_allowed": (403, "Your plan does not include relax mode."),

@@ -17,6 +17,8 @@ from core.redis import redis_client
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from generations.queue_names import queue_name
+from generations.registry import known_pools
+from generations.selectors import model_rows
 from generations.workers import all_heartbeats
 
 DEAD_LETTERS_QUERY = f"?status__exact={GenerationStatus.FAILED}"
@@ -132,7 +134,7 @@ def phase_timings(pools: list[str]) -> list[PhaseRow]:
 
 def workers(request: HttpRequest) -> HttpResponse:
     rows = live_workers()
-    configured = {m.pool for m in settings.ATELIER_MODELS.values()}
+    configured = set(known_pools())
     served = {pool for row in rows for pool in row.pools}
     context = {
         **admin.site.each_context(request),
@@ -148,5 +150,13 @@ def workers(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/workers.html", context)
 
 
+def models_page(request: HttpRequest) -> HttpResponse:
+    """Every model (ATELIER_MODELS, the built-in one, those `manage.py models add` installed):
+    its pool, family, size, and the live workers that hold it now."""
+    context = {**admin.site.each_context(request), "title": "Models", "models": model_rows()}
+    return TemplateResponse(request, "admin/models.html", context)
+
+
 # Staff only: anyone else is sent to the admin's login page.
 workers_view = admin.site.admin_view(workers)
+models_view = admin.site.admin_view(models_page)

@@ -11,7 +11,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.ws_auth import RecheckedAccess
+from accounts.scopes import READ
+from accounts.ws_auth import RecheckedAccess, granted, refuse_for_scope
 from core.errors import ApiError, error_body
 from core.events import iso
 from generations.events import user_group
@@ -51,6 +52,9 @@ class EventsConsumer(RecheckedAccess, AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not granted(self.scope, READ):
+            await refuse_for_scope(self, READ)
             return
         self.checked_at = time.monotonic()
         self.group = user_group(user.id)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from generations import lifecycle, queues
 from generations.events import announce
 from generations.models import Generation, GenerationStatus
+from generations.registry import known_pools
 from generations.scheduling import age_queued, release_all_pending, release_relax
 from generations.workers import is_running, waiting_for_worker
 from webhooks.sender import deliver_due
@@ -61,7 +62,7 @@ def tell_workerless_pools() -> int:
     and its ETA). Returns the jobs told."""
     told = 0
     connection = queues.redis_client()
-    for pool in sorted({spec.pool for spec in settings.ATELIER_MODELS.values()}):
+    for pool in known_pools():
         if waiting_for_worker(pool):
             changed = connection.sadd(WORKERLESS_KEY, pool)
         else:

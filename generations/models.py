@@ -262,3 +262,29 @@ class Image(models.Model):
         """A new image starts with its generation's visibility: the worker only knows pixels."""
         self.is_public = self.generation.is_public
         self.hot_score = hot_score(self.like_count, self.created_at)
+
+
+class InstalledModel(models.Model):
+    """A model an operator added with `manage.py models add`: its weights are in the models folder
+    (ATELIER_MODELS_DIR), its row makes it known to every web process and worker at once, beside
+    the ones ATELIER_MODELS names (generations/registry.py)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    # Inside the models folder: relative to it, so that each machine finds the weights in its own
+    # ATELIER_MODELS_DIR (a shared volume may be mounted at different places).
+    path = models.CharField(max_length=1000, help_text="A diffusers directory or a single checkpoint file.")
+    family = models.CharField(max_length=32)
+    pool = models.SlugField(max_length=64)
+    config = models.CharField(max_length=1000, blank=True, help_text="A single file's family directory.")
+    size_bytes = models.BigIntegerField(default=0)
+    source = models.CharField(max_length=2000, help_text="Where it came from: a path or a URL.")
+    sha256 = models.CharField(max_length=64, blank=True)
+    # Other ModelSpec fields (limits, defaults, cost), as `models add` was given them.
+    options = models.JSONField(default=dict, blank=True)
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -13,6 +13,7 @@ from rq import Queue
 
 from core.redis import redis_client as redis_client  # re-exported: queue helpers and tests use it
 from generations.models import Generation
+from generations.queue_names import pool_of
 from generations.registry import get_model
 
 JOB_FUNCTION = "gpu_worker.jobs.run_generation"
@@ -21,8 +22,16 @@ log = logging.getLogger(__name__)
 
 def rq_queue(name: str) -> Queue:
     """An RQ queue on this process's one Redis client (django_rq would open a connection per call)."""
-    timeout = int(str(settings.RQ_QUEUES.get(name, {}).get("DEFAULT_TIMEOUT", settings.ATELIER_JOB_TIMEOUT)))
-    return Queue(name, connection=redis_client(), default_timeout=timeout)
+    return Queue(name, connection=redis_client(), default_timeout=job_timeout(name))
+
+
+def job_timeout(name: str) -> int:
+    """Seconds a job of this queue may run: its pool's ATELIER_POOL_TIMEOUTS entry, also for the
+    pools of models added at run time (settings' RQ_QUEUES only knows ATELIER_MODELS' pools)."""
+    configured = settings.RQ_QUEUES.get(name, {}).get("DEFAULT_TIMEOUT")
+    if configured is not None:
+        return int(str(configured))
+    return int(settings.ATELIER_POOL_TIMEOUTS.get(pool_of(name), settings.ATELIER_JOB_TIMEOUT))
 
 
 def job_id_for(generation: Generation) -> str:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Model, Q, QuerySet
 from django.urls import reverse
@@ -10,9 +13,18 @@ from accounts.models import User
 from billing.credits import format_credits
 from core.events import iso
 from generations.events import progress_fraction
-from generations.models import ACTIVE_STATUSES, EXPLORE_VISIBLE, Generation, GenerationStatus, Image, Upload
+from generations.models import (
+    ACTIVE_STATUSES,
+    EXPLORE_VISIBLE,
+    Generation,
+    GenerationStatus,
+    Image,
+    InstalledModel,
+    Upload,
+)
 from generations.positions import eta_seconds, queue_position
-from generations.workers import WAITING_FOR_WORKER, waiting_for_worker
+from generations.registry import all_models
+from generations.workers import WAITING_FOR_WORKER, model_holders, waiting_for_worker
 
 M = TypeVar("M", bound=Model)
 
@@ -130,3 +142,42 @@ def prefill(image: Image) -> dict[str, Any]:
         "guidance": generation.guidance,
         "sampler": generation.sampler,
     }
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    pool: str
+    family: str
+    size_bytes: int | None  # None: not readable here (the weights are on the workers' machines)
+    origin: str  # "ATELIER_MODELS", "built-in" or where `models add` took it from
+    held_by: list[str]
+
+
+def model_rows() -> list[ModelRow]:
+    """Every model, configured or installed, with who holds it now (the admin and `models list`)."""
+    installed = {row.name: row for row in InstalledModel.objects.all()}
+    holders = model_holders()
+    rows = []
+    for name, spec in sorted(all_models().items()):
+        row = installed.get(name)
+        if row is not None and name not in settings.ATELIER_MODELS:
+            size: int | None = row.size_bytes
+            origin = row.source
+        else:
+            size = weights_size(Path(spec.path))
+            origin = "built-in" if spec.builtin else "ATELIER_MODELS"
+        held = holders.get(spec.path, [])
+        rows.append(ModelRow(name, spec.pool, spec.family, size, origin, held))
+    return rows
+
+
+def weights_size(path: Path) -> int | None:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        pass
+    return None

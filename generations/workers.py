@@ -116,3 +116,14 @@ def all_heartbeats() -> list[tuple[str, dict[str, Any]]]:
             state = {}
         found.append((key.decode()[len(HEARTBEAT_PREFIX) :], state))
     return found
+
+
+def model_holders() -> dict[str, list[str]]:
+    """Model path -> the live workers that hold it: "name" on the device, "name (warm)" in RAM."""
+    holders: dict[str, list[str]] = {}
+    for name, state in all_heartbeats():
+        for path in state.get("models") or []:
+            holders.setdefault(str(path), []).append(name)
+        for path in state.get("warm_models") or []:
+            holders.setdefault(str(path), []).append(f"{name} (warm)")
+    return holders

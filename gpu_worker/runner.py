@@ -27,7 +27,7 @@ from generations import circuits, lifecycle, queues
 from generations.events import build_event, record_webhooks
 from generations.models import Generation, GenerationKind
 from generations.publisher import EventPublisher
-from generations.registry import get_model
+from generations.registry import all_models, get_model
 from gpu_worker.affinity import holder_counts
 from gpu_worker.batching import take_mates
 from gpu_worker.cache import ModelCache
@@ -77,7 +77,7 @@ class GenerationRunner:
     def preload(self, pools: list[str]) -> None:
         """Load the pool's models that fit in the cache, those fewest other workers hold first, so
         that a fleet spreads its models instead of every worker holding the same ones."""
-        specs = [s for s in settings.ATELIER_MODELS.values() if s.pool in pools and s.family != "noop"]
+        specs = [s for s in all_models().values() if s.pool in pools and s.family != "noop"]
         try:
             held = holder_counts(queues.redis_client(), pools, self.name)
         except RedisError:
@@ -266,7 +266,7 @@ class GenerationRunner:
         """The configured paths of these cache keys (which are real paths): jobs and other workers
         name models as ATELIER_MODELS does, symlinks, relative parts and all."""
         held = set(resolved)
-        models = settings.ATELIER_MODELS.values()
+        models = all_models().values()
         return sorted({spec.path for spec in models if os.path.realpath(spec.path) in held})
 
     def advertise_models(self) -> None:

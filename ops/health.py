@@ -20,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 
 from core.redis import redis_client
 from generations.circuits import open_circuits
+from generations.registry import all_models, known_pools
 from generations.workers import live_worker_count
 
 
@@ -71,13 +72,13 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if not checks["redis"]["ok"]:
         pools: list[str] = []
     else:
-        pools = sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
+        pools = known_pools()
     for pool in pools:
         workers[pool] = live_worker_count(pool)
         if workers[pool] == 0:
             reasons.append(f"pool {pool}: no worker heartbeat in the last {settings.ATELIER_HEARTBEAT_TTL} s")
     if checks["redis"]["ok"]:
-        for circuit in open_circuits(sorted(settings.ATELIER_MODELS)):
+        for circuit in open_circuits(sorted(all_models())):
             reasons.append(
                 f"model {circuit.model}: circuit {circuit.state.replace('_', '-')} ({circuit.reason})"
             )

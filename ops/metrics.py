@@ -20,6 +20,7 @@ from core.redis import redis_client
 from generations import circuits, result_cache
 from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
+from generations.registry import all_models, known_pools
 from ops.requests import BUCKETS, HTTP_KEY, stats
 from webhooks.models import WebhookDelivery
 
@@ -83,7 +84,7 @@ def http_requests() -> Iterator[str]:
 
 
 def pools() -> list[str]:
-    return sorted({spec.pool for spec in settings.ATELIER_MODELS.values()})
+    return known_pools()
 
 
 def queue_metrics() -> Iterator[str]:
@@ -162,9 +163,10 @@ def resilience_metrics() -> Iterator[str]:
     looked_up = counts["hit"] + counts["miss"]
     yield from family("atelier_result_cache_hit_ratio", "gauge", "Hits among cacheable submissions.")
     yield f"atelier_result_cache_hit_ratio {counts['hit'] / looked_up if looked_up else 0.0:.4f}"
-    states = {c.model: c.state for c in circuits.open_circuits(sorted(settings.ATELIER_MODELS))}
+    models = sorted(all_models())
+    states = {c.model: c.state for c in circuits.open_circuits(models)}
     yield from family("atelier_circuit_open", "gauge", "1 while a model's circuit is open or half-open.")
-    for model in sorted(settings.ATELIER_MODELS):
+    for model in models:
         labels = label(model=model, state=states.get(model, "closed"))
         yield f"atelier_circuit_open{labels} {int(model in states)}"
 

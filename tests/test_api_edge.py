@@ -26,6 +26,7 @@ def test_the_edge_runs_in_its_written_order_after_djangos_authentication() -> No
         "api.authentication.BearerKeyMiddleware",
         "api.ratelimit.RateLimitMiddleware",
         "api.versioning.ApiVersionMiddleware",
+        "api.scopes.ScopeMiddleware",
         "api.idempotency.IdempotencyMiddleware",
     ]
     assert middleware.index("django.contrib.sessions.middleware.SessionMiddleware") < start

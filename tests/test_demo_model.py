@@ -46,7 +46,7 @@ def generator(guidance: float) -> Any:
 
 def test_guidance_follows_the_prompt_better_than_no_guidance() -> None:
     # Objects, where guidance matters (scenes come out right either way); the judge's fixed cases.
-    cases = [case for case in evaluation_set(60) if case.picture.background != "scene"][:16]
+    cases = [case for case in evaluation_set(60) if case.picture.background != "scene"][:12]
 
     def hits(guidance: float) -> int:
         verdicts = [judge(generator(guidance)(case.prompt, case.seed), case.prompt) for case in cases]

@@ -67,6 +67,8 @@ ROUTES: dict[str, Rule] = {
     "api_explore": Rule(("get",), anonymous={"get": 200}, other=None),
     "api_profile_images": Rule(("get",), anonymous={"get": 200}, other=None),
     "api_styles": Rule(("get",), other=None),
+    # billing
+    "api_billing": Rule(("get",), other=None),
     # The OpenAI-compatible surface: an API key or nothing.
     "openai_images_generations": Rule(("post",), other=None),
     "openai_images_edits": Rule(("post",), other=None),

@@ -17,7 +17,7 @@ from billing.credits import account_for, effective_plan
 from core.errors import ApiError
 from generations.loras import available_loras
 from generations.models import ACTIVE_STATUSES, Generation, Upload
-from generations.registry import default_model, get_model
+from generations.registry import all_models, default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER
 from generations.selectors import upload_of
 from generations.services import GenerationSpec, SamplingWork, submit_generation, upload_create
@@ -50,7 +50,7 @@ def scope_for(user: User | None) -> scope.Scope:
     plan = effective_plan(account_for(user)) if user is not None else None
     models = [
         spec
-        for spec in settings.ATELIER_MODELS.values()
+        for spec in all_models().values()
         if spec.family in WORKFLOW_FAMILIES and (plan is None or plan.allows_pool(spec.pool))
     ]
     files: dict[str, tuple[int, int]] = {}

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rq import SimpleWorker
 
-from generations.registry import lanes_for_pools
+from generations.registry import known_pools, lanes_for_pools
 from gpu_worker.affinity import affinity_queue_class
 from gpu_worker.finisher import Finisher
 from gpu_worker.heartbeat import Heartbeat
@@ -28,8 +28,7 @@ class Command(BaseCommand):
     help = "Run a GPU worker: a long-lived process that keeps models loaded and runs jobs in-process."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        pools = sorted({m.pool for m in settings.ATELIER_MODELS.values()})
-        parser.add_argument("--pools", default=",".join(pools), help="comma-separated pools to serve")
+        parser.add_argument("--pools", default="", help="comma-separated pools to serve (default: all)")
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
         parser.add_argument("--name", default=None, help="worker name (default host.pid)")
         parser.add_argument(
@@ -47,8 +46,8 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        pools = [p.strip() for p in options["pools"].split(",") if p.strip()]
-        known = {m.pool for m in settings.ATELIER_MODELS.values()}
+        known = set(known_pools())
+        pools = [p.strip() for p in options["pools"].split(",") if p.strip()] or sorted(known)
         unknown = sorted(set(pools) - known)
         if not pools or unknown:
             raise CommandError(f"Unknown pools {unknown}; configured: {sorted(known)}")

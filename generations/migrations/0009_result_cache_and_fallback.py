@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generations', '0007_generation_loras'),
+        ('generations', '0008_installedmodel'),
     ]
 
     operations = [
