@@ -80,8 +80,11 @@ def generate_and_wait(
         return openai_error(400, message, code="invalid_value", param=mapped.get(param, param))
     try:
         generation = submit_generation(user=user, spec=serializer.validated_data["spec"])
-    except ApiError as exc:
-        return openai_error(exc.status, exc.message, code=exc.code)
+    except ApiError as exc:  # 402, 429 queue_full, 503 model_unavailable: with their Retry-After
+        response = openai_error(exc.status, exc.message, code=exc.code)
+        for header, value in exc.headers.items():
+            response[header] = value
+        return response
     finished = wait_for_terminal(generation.id, WAIT_SECONDS)
     if finished is None:
         return openai_error(504, "The images were not ready in time.", code="timeout")

@@ -31,10 +31,12 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many requests."),
     "queue_full": (429, "You have as many jobs waiting as your plan allows."),
     "billing_disabled": (503, "Billing is not configured on this server."),
+    # Submission refused while the model's circuit is open (generations/circuits.py); a worker
+    # that cannot load a model records the same code on the generation.
+    "model_unavailable": (503, "The model is unavailable right now; try again later."),
     "invalid_signature": (400, "The webhook signature is missing, invalid or too old."),
     "internal_error": (500, "Something went wrong on our side."),
     # Failures recorded on a generation by the worker.
-    "model_unavailable": (500, "The model could not be loaded."),
     "input_missing": (500, "The input image is no longer available."),
     "lora_incompatible": (500, "The LoRA does not fit the model (made for another model family?)."),
     "generation_failed": (500, "The image could not be generated."),

@@ -5,6 +5,7 @@ Kept free of Django imports so that settings can read it to declare the RQ queue
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,12 @@ class ModelSpec:
     compile: bool = False
     compile_sizes: tuple[tuple[int, int], ...] = ()
     examples: tuple[str, ...] = ()  # prompts the model renders well, offered on Create
+    # Another model's name: new jobs run there while this model's circuit is open (if the request
+    # allows it), e.g. an SDXL model's Turbo sibling.
+    fallback: str = ""
+    # The SHA-256 of the weights, for the result cache. Blank: the hash of the directory's
+    # manifest.json (which lists every file's SHA-256), if it has one; else no result cache.
+    sha256: str = ""
 
 
 def builtin_model(data_dir: Path | None = None) -> ModelSpec:
@@ -112,7 +119,30 @@ def parse_models(value: str, data_dir: Path) -> dict[str, ModelSpec]:
             if not sep or not name or not path:
                 raise ValueError(f"ATELIER_MODELS: expected name=path, got {part!r}")
             specs.append(checked_source(ModelSpec(name=name.strip(), path=path.strip(), pool=name.strip())))
-    return {spec.name: spec for spec in specs}
+    models = {spec.name: spec for spec in specs}
+    for spec in specs:
+        if spec.fallback and (spec.fallback not in models or spec.fallback == spec.name):
+            raise ValueError(
+                f"ATELIER_MODELS: model {spec.name!r} falls back to an unknown model {spec.fallback!r}"
+            )
+    return models
+
+
+def content_hash(spec: ModelSpec) -> str:
+    """What identifies the model's weights by content ("" when nothing does): the configured
+    SHA-256, or the SHA-256 of its manifest of file hashes (the built-in model ships one)."""
+    if spec.sha256:
+        return spec.sha256.lower()
+    return manifest_hash(str(Path(spec.path) / "manifest.json"))
+
+
+def manifest_hash(path: str) -> str:
+    """The SHA-256 of the manifest's file list (its scores and notes may change, the weights not)."""
+    try:
+        files = json.loads(Path(path).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def checked_source(spec: ModelSpec) -> ModelSpec:

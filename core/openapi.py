@@ -27,5 +27,6 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
         404: "No such object, or another user's.",
         409: "Already finished, or an Idempotency-Key reused with another body.",
         429: "Rate limited or `queue_full`; see Retry-After.",
+        503: "The model is unavailable for now (`model_unavailable`, its circuit is open); see Retry-After.",
     }
     return {status: OpenApiResponse(ErrorSerializer, description=descriptions[status]) for status in statuses}

@@ -76,7 +76,7 @@ class GenerationListApi(APIView):
         responses={
             201: schema.GenerationOutSerializer,
             202: schema.GenerationOutSerializer,
-            **errors(400, 401, 402, 403, 409, 429),
+            **errors(400, 401, 402, 403, 409, 429, 503),
         },
     )
     def post(self, request: Request) -> Response:
@@ -85,6 +85,9 @@ class GenerationListApi(APIView):
         serializer.is_valid(raise_exception=True)
         spec, webhook = with_webhook(user, serializer.validated_data)
         generation = submit_generation(user=user, spec=spec)
+        if generation.is_terminal:  # answered from the result cache: finished already
+            body = generation_resource(generation) | webhook
+            return Response(body, status=201, headers={"Location": body["url"]})
         wait = preferred_wait(request.headers.get("Prefer", ""))
         if wait:
             finished = wait_for_terminal(generation.id, wait)

@@ -13,9 +13,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from generations import lifecycle, queues
+from generations.events import announce
 from generations.models import Generation, GenerationStatus
+from generations.registry import known_pools
 from generations.scheduling import age_queued, release_all_pending, release_relax
-from generations.workers import is_running
+from generations.workers import is_running, waiting_for_worker
 from webhooks.sender import deliver_due
 from webhooks.services import delete_old_deliveries_now_and_then
 
@@ -32,6 +34,7 @@ class TickResult:
     aged: int = 0
     webhooks_sent: int = 0
     webhooks_deleted: int = 0
+    told_waiting: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -46,7 +49,30 @@ def tick() -> TickResult:
     result.aged = age_queued()
     result.webhooks_sent = deliver_due()
     result.webhooks_deleted = delete_old_deliveries_now_and_then()
+    result.told_waiting = tell_workerless_pools()
     return result
+
+
+WORKERLESS_KEY = "atelier:workerless-pools"  # a set: the pools whose queued jobs were told so
+
+
+def tell_workerless_pools() -> int:
+    """When a pool has been without a worker past the limit, or gets one again, its queued jobs'
+    owners hear it once (a ``generation.queued`` event with, then without, ``waiting_reason``
+    and its ETA). Returns the jobs told."""
+    told = 0
+    connection = queues.redis_client()
+    for pool in known_pools():
+        if waiting_for_worker(pool):
+            changed = connection.sadd(WORKERLESS_KEY, pool)
+        else:
+            changed = connection.srem(WORKERLESS_KEY, pool)
+        if not changed:
+            continue
+        for generation in Generation.objects.filter(status=GenerationStatus.QUEUED, pool=pool):
+            announce(generation, "generation.queued")
+            told += 1
+    return told
 
 
 def reconcile_lost_workers(result: TickResult) -> None:

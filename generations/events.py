@@ -13,6 +13,7 @@ from core.events import iso
 from generations.models import Generation
 from generations.positions import eta_seconds, queue_position
 from generations.publisher import channel_message, shared_publisher, user_group
+from generations.workers import WAITING_FOR_WORKER, waiting_for_worker
 from webhooks.services import GenerationWebhook, is_uuid, record_deliveries
 
 __all__ = ["channel_message", "user_group"]
@@ -78,9 +79,12 @@ def announce(generation: Generation, event_type: str, push: Push | None = None, 
     commit or roll back with the state change it tells of), and push it to the owner's sockets
     once that commits: the DB row is the truth, the push a hint. ``push`` sends a built event (the
     worker passes its own publisher's, so its events leave in order with its progress events)."""
-    if event_type == "generation.queued" and "queue_position" not in extra:
-        position = queue_position(generation)
-        extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))
+    if event_type == "generation.queued":
+        if "queue_position" not in extra:
+            position = queue_position(generation)
+            extra.update(queue_position=position, eta_seconds=eta_seconds(generation, position))
+        if waiting_for_worker(generation.pool):
+            extra.update(eta_seconds=None, waiting_reason=WAITING_FOR_WORKER)
     event = build_event(generation, event_type, **extra)
     record_deliveries(generation.user_id, event, generation_webhook=generation_webhook(event, generation))
     send = push or shared_publisher().publish

@@ -18,6 +18,8 @@ fails when any other module writes ``Generation.status``.
     pending, queued -- cancel ----> canceled   the API (a running job is asked to stop instead)
     failed   -- retry_failed -----> pending    staff, with the credits held again
     queued   -- move_to_front ----> queued     staff: the next job of its lane (RQ only)
+    queued   -- serve_from_cache -> succeeded  the submission: an identical generation finished
+                                               (the result cache); the row was never enqueued
 
 Creating the row (status pending or queued, chosen by `caps.admission`) is the submission's,
 not a change of status. The worker passes its own ``publish`` so that its events leave in order
@@ -180,6 +182,49 @@ def succeed(
         sync_visibility(images)  # published from the start (a Free plan's images): public objects on S3
     except Exception:  # the job is done and told; its objects stay private until the next sync
         log.exception("could not make the images of %s public", generation.id)
+    return True
+
+
+def serve_from_cache(generation: Generation, source_images: list[Image]) -> bool:
+    """queued -> succeeded at once, in the submission's transaction, with new image rows that
+    point at the files of an identical finished generation (content-addressed: a file stays while
+    any image uses it). Its (reduced) price is captured; its event says ``cached``."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED).update(
+            status=GenerationStatus.SUCCEEDED,
+            cached=True,
+            started_at=now,
+            finished_at=now,
+            run_seconds=0.0,
+            step=generation.steps,
+            timings={"cached": True},
+        )
+        if changed != 1:
+            return False
+        generation.refresh_from_db()
+        images = [
+            Image(
+                generation=generation,
+                index=image.index,
+                seed=image.seed,
+                width=image.width,
+                height=image.height,
+                original=image.original,
+                thumbnail=image.thumbnail,
+                sha256=image.sha256,
+                content_rating=image.content_rating,
+            )
+            for image in source_images
+        ]
+        Image.objects.bulk_create(images)
+        settle(generation, finished_images=len(images))
+        resources = [image_resource(image) for image in images]
+        announce(generation, "generation.succeeded", images=resources, cached=True)
+    try:
+        sync_visibility(images)
+    except Exception:  # as in `succeed`: the files stay as they were until the next sync
+        log.exception("could not sync the visibility of the images of %s", generation.id)
     return True
 
 

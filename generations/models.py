@@ -156,6 +156,21 @@ class Generation(models.Model):
         help_text="A workflow's graph and ComfyUI fields (prompt, outputs_to_execute, client_id, "
         "number, extra_data), then its outputs and files once it ran.",
     )
+    cache_key = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="What makes its images (model content, parameters, seed, inputs), hashed; blank "
+        "when it may not be answered from or serve as a cached result (random seed, opted out).",
+    )
+    cached = models.BooleanField(
+        default=False, help_text="Answered from the images of an identical finished generation."
+    )
+    fallback_from = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The model asked for, when its circuit was open and this ran on its fallback.",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

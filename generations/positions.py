@@ -15,7 +15,7 @@ from django.db import connection
 from core import sql
 from generations import queues
 from generations.models import Generation, GenerationStatus
-from generations.workers import live_worker_count
+from generations.workers import live_worker_count, waiting_for_worker
 
 
 @cache
@@ -42,7 +42,8 @@ def queue_position(generation: Generation) -> int | None:
 
 
 def eta_seconds(generation: Generation, position: int | None) -> int | None:
-    if position is None:
+    """None when it is not queued, or when its pool has no worker to give a pace."""
+    if position is None or waiting_for_worker(generation.pool):
         return None
     return int(pool_eta(generation.pool, position))
 

@@ -56,6 +56,18 @@ class GenerationOutSerializer(serializers.Serializer[Any]):
     total_steps = serializers.IntegerField()
     images = ImageOutSerializer(many=True)
     error = GenerationErrorSerializer(allow_null=True)
+    waiting_reason = serializers.ChoiceField(
+        choices=["waiting_for_worker"],
+        allow_null=True,
+        help_text="Why a queued job has no ETA: `waiting_for_worker`, its pool has had no live worker "
+        "for ATELIER_WORKERLESS_SECONDS.",
+    )
+    cached = serializers.BooleanField(
+        help_text="Answered from the images of an identical finished request (no GPU work)."
+    )
+    fallback_from = serializers.CharField(
+        allow_null=True, help_text="The model asked for, when this ran on its fallback (circuit open)."
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

@@ -24,7 +24,7 @@ from generations.models import (
 )
 from generations.positions import eta_seconds, queue_position
 from generations.registry import all_models
-from generations.workers import model_holders
+from generations.workers import WAITING_FOR_WORKER, model_holders, waiting_for_worker
 
 M = TypeVar("M", bound=Model)
 
@@ -105,6 +105,11 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         if generation.status == GenerationStatus.SUCCEEDED
         else [],
         "error": error,
+        "waiting_reason": WAITING_FOR_WORKER
+        if generation.status == GenerationStatus.QUEUED and waiting_for_worker(generation.pool)
+        else None,
+        "cached": generation.cached,
+        "fallback_from": generation.fallback_from or None,
         "created_at": iso(generation.created_at),
         "started_at": iso(generation.started_at),
         "finished_at": iso(generation.finished_at),

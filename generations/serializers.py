@@ -61,6 +61,18 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
     remix_of = serializers.UUIDField(
         required=False, allow_null=True, help_text="The image this remixes (recorded as its parent)."
     )
+    cache = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="With an explicit seed, an identical finished request is answered from its stored "
+        "images (`cached: true`, no GPU work, no charge); false renders it again.",
+    )
+    allow_fallback = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="While the model is unavailable (its circuit is open), run on the fallback model it "
+        "names instead of answering 503 `model_unavailable` (recorded as `fallback_from`).",
+    )
     webhook_url = serializers.URLField(max_length=500, required=False)
     webhook_events = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, default=list
@@ -163,5 +175,7 @@ class GenerationCreateSerializer(serializers.Serializer[Any]):
             private=attrs.get("private"),
             parent=parent,
             action=GenerationAction.REMIX if parent else GenerationAction.NONE,
+            use_cache=attrs["cache"],
+            allow_fallback=attrs["allow_fallback"],
         )
         return attrs

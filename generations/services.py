@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import transaction
@@ -27,13 +27,15 @@ from billing.models import BillingAccount
 from core import sql
 from core.context import request_id
 from core.errors import ApiError
-from generations import events, lifecycle, queues
+from core.model_catalog import ModelSpec
+from generations import circuits, events, lifecycle, queues
 from generations.caps import admission, lock_account
 from generations.extensions import check_submission
 from generations.loras import LoraRequest
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
 from generations.registry import get_model
-from generations.samplers import DEFAULT_SAMPLER
+from generations.result_cache import cache_key, cached_charge, cached_source
+from generations.samplers import DEFAULT_SAMPLER, samplers_for
 from generations.storage import save_content
 from generations.uploads import clean_image
 from webhooks.models import WebhookEndpoint
@@ -79,6 +81,9 @@ class GenerationSpec:
     workflow: dict[str, Any] | None = None
     sampling: tuple[SamplingWork, ...] = ()
     generation_id: uuid.UUID | None = None  # chosen by the client (ComfyUI's prompt_id)
+    use_cache: bool = True  # False: render even when an identical generation has finished
+    allow_fallback: bool = True  # may run on the model's fallback while its circuit is open
+    fallback_from: str = ""  # set when it does: the model asked for
 
 
 @dataclass(frozen=True)
@@ -135,56 +140,166 @@ def kind_of(spec: GenerationSpec) -> str:
     return GenerationKind.IMG2IMG if spec.input_upload else GenerationKind.TXT2IMG
 
 
+def rendering_parameters(spec: GenerationSpec) -> dict[str, Any] | None:
+    """Every value that shapes the pixels, input images by content; None when the request may
+    not be answered from (or serve as) a cached result: a random seed, an opt-out, a workflow."""
+    if spec.seed is None or not spec.use_cache or spec.workflow is not None:
+        return None
+    return {
+        "prompt": spec.prompt,
+        "negative_prompt": spec.negative_prompt,
+        "width": spec.width,
+        "height": spec.height,
+        "steps": spec.steps,
+        "guidance": spec.guidance,
+        "sampler": spec.sampler,
+        "loras": [[lora.name, lora.weight] for lora in spec.loras],
+        "seed": spec.seed,
+        "n": spec.n,
+        "input": spec.input_upload.sha256 if spec.input_upload else None,
+        "mask": spec.mask_upload.sha256 if spec.mask_upload else None,
+        "strength": spec.strength if spec.input_upload else None,
+    }
+
+
+def result_key(spec: GenerationSpec) -> str:
+    model = get_model(spec.model)
+    parameters = rendering_parameters(spec)
+    return cache_key(model, parameters) if model is not None and parameters is not None else ""
+
+
 def submit_generation(*, user: User, spec: GenerationSpec) -> Generation:
     check_submission(user=user, prompt=spec.prompt, negative_prompt=spec.negative_prompt)
-    seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
+    key = result_key(spec)
+    source = cached_source(user=user, key=key, n=spec.n)
+    if source is not None:
+        return answer_from_cache(user=user, spec=spec, key=key, source=source)
+    spec, circuit = route_around_open_circuit(user=user, spec=spec)
+    if spec.fallback_from:
+        key = result_key(spec)
+    try:
+        return enqueue_generation(user=user, spec=spec, key=key)
+    except Exception:
+        if circuit.state == "probe":
+            circuits.give_back_probe(circuit.model)
+        raise
+
+
+def route_around_open_circuit(*, user: User, spec: GenerationSpec) -> tuple[GenerationSpec, circuits.Circuit]:
+    """The spec to run: this one while its model's circuit lets jobs through, else its model's
+    fallback where it has one that takes the request; else ``503 model_unavailable``."""
+    circuit = circuits.admit(spec.model)
+    if circuit.state != "open":
+        return spec, circuit
+    model = get_model(spec.model)
+    fallback = get_model(model.fallback) if model and model.fallback else None
+    if spec.allow_fallback and fallback is not None and fits(spec, fallback, user):
+        fallback_circuit = circuits.admit(fallback.name)
+        if fallback_circuit.state != "open":
+            moved = replace(spec, model=fallback.name, pool=fallback.pool, fallback_from=spec.model)
+            return moved, fallback_circuit
+    message = f"The model {spec.model!r} is unavailable right now ({circuit.reason}); try again later."
+    details = {"model": spec.model, "retry_after": circuit.retry_after}
+    raise ApiError("model_unavailable", message, details, headers={"Retry-After": str(circuit.retry_after)})
+
+
+def fits(spec: GenerationSpec, fallback: ModelSpec, user: User) -> bool:
+    """Whether the fallback model takes this request as it is (sizes, steps, sampler, LoRAs,
+    the user's plan): a request it would refuse is not moved there."""
+    model = get_model(spec.model)
+    sides_fit = all(
+        fallback.min_side <= side <= fallback.max_side and side % fallback.size_step == 0
+        for side in (spec.width, spec.height)
+    )
+    return (
+        sides_fit
+        and spec.steps <= fallback.max_steps
+        and spec.sampler in samplers_for(fallback.family)
+        and spec.workflow is None
+        and (not spec.loras or (model is not None and model.family == fallback.family))
+        and effective_plan(account_for(user)).allows_pool(fallback.pool)
+    )
+
+
+def new_generation(
+    *, user: User, spec: GenerationSpec, quote: Quote, first_status: str, key: str
+) -> Generation:
+    """The row to insert, with its first status (a creation, not a change of status)."""
+    plan = effective_plan(quote.account)
+    private = plan.private_allowed if spec.private is None else spec.private
+    return Generation(
+        id=spec.generation_id or uuid.uuid4(),
+        user=user,
+        status=first_status,
+        kind=kind_of(spec),
+        model_name=spec.model,
+        pool=spec.pool,
+        lane=quote.lane,
+        relax=spec.relax,
+        credits_held=quote.cost.total,
+        credits_per_image=quote.cost.per_image,
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        width=spec.width,
+        height=spec.height,
+        steps=spec.steps,
+        guidance=spec.guidance,
+        sampler=spec.sampler,
+        loras=[{"name": lora.name, "weight": lora.weight} for lora in spec.loras],
+        seed=spec.seed if spec.seed is not None else secrets.randbelow(2**32),
+        n=spec.n,
+        input_upload=spec.input_upload,
+        mask_upload=spec.mask_upload,
+        strength=spec.strength,
+        parent=spec.parent,
+        action=spec.action,
+        is_public=not private,
+        webhook=spec.webhook,
+        webhook_events=list(spec.webhook_events),
+        request_id=request_id.get() or "",
+        workflow=spec.workflow or {},
+        cache_key=key,
+        fallback_from=spec.fallback_from,
+    )
+
+
+def hold(quote: Quote, generation: Generation) -> None:
+    try:
+        hold_credits(account=quote.account, credits=generation.credits_held, generation_id=generation.id)
+    except InsufficientCredits as exc:
+        details = {"required": format_credits(exc.required), "available": format_credits(exc.available)}
+        raise ApiError("insufficient_credits", f"{exc}.", details) from exc
+
+
+def enqueue_generation(*, user: User, spec: GenerationSpec, key: str) -> Generation:
     with transaction.atomic():
         account = lock_account(user.pk)
         quote = quote_generation(user=user, spec=spec, account=account)
-        plan = effective_plan(account)
-        private = plan.private_allowed if spec.private is None else spec.private
-        status = admission(plan=plan, user_id=user.pk, relax=spec.relax)
-        generation = Generation(
-            id=spec.generation_id or uuid.uuid4(),
-            user=user,
-            status=status,
-            kind=kind_of(spec),
-            model_name=spec.model,
-            pool=spec.pool,
-            lane=quote.lane,
-            relax=spec.relax,
-            credits_held=quote.cost.total,
-            credits_per_image=quote.cost.per_image,
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
-            width=spec.width,
-            height=spec.height,
-            steps=spec.steps,
-            guidance=spec.guidance,
-            sampler=spec.sampler,
-            loras=[{"name": lora.name, "weight": lora.weight} for lora in spec.loras],
-            seed=seed,
-            n=spec.n,
-            input_upload=spec.input_upload,
-            mask_upload=spec.mask_upload,
-            strength=spec.strength,
-            parent=spec.parent,
-            action=spec.action,
-            is_public=not private,
-            webhook=spec.webhook,
-            webhook_events=list(spec.webhook_events),
-            request_id=request_id.get() or "",
-            workflow=spec.workflow or {},
-        )
+        status = admission(plan=effective_plan(account), user_id=user.pk, relax=spec.relax)
+        generation = new_generation(user=user, spec=spec, quote=quote, first_status=status, key=key)
         sql.insert(generation)  # Generation.objects.create() without the compiler (core/sql.py)
-        try:
-            hold_credits(account=quote.account, credits=quote.cost.total, generation_id=generation.id)
-        except InsufficientCredits as exc:
-            details = {"required": format_credits(exc.required), "available": format_credits(exc.available)}
-            raise ApiError("insufficient_credits", f"{exc}.", details) from exc
+        hold(quote, generation)
         events.announce(generation, "generation.queued")
         if status == GenerationStatus.QUEUED:
             queues.enqueue_after_commit([generation])
+    return generation
+
+
+def answer_from_cache(*, user: User, spec: GenerationSpec, key: str, source: Generation) -> Generation:
+    """A new generation, finished at once with the images of ``source`` (identical, finished):
+    no GPU work, charged ATELIER_RESULT_CACHE_CHARGE of the price (nothing by default)."""
+    with transaction.atomic():
+        account = lock_account(user.pk)
+        full = quote_generation(user=user, spec=spec, account=account)
+        per_image = cached_charge(full.cost.per_image)
+        quote = replace(full, cost=Cost(per_image, per_image * spec.n))
+        # Queued for a moment, in this transaction only (never enqueued): the result cache's
+        # transition in the lifecycle finishes it.
+        queued = GenerationStatus.QUEUED
+        generation = new_generation(user=user, spec=spec, quote=quote, first_status=queued, key=key)
+        sql.insert(generation)
+        hold(quote, generation)
+        lifecycle.serve_from_cache(generation, list(source.images.all()))
     return generation
 
 

@@ -8,6 +8,7 @@ workers page, the health check, ETAs and model affinity read the rest.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +19,7 @@ from django.conf import settings
 from core.redis import redis_client
 
 HEARTBEAT_PREFIX = "atelier:worker:"
+WAITING_FOR_WORKER = "waiting_for_worker"  # the reason a queued job gives when its pool has no worker
 POOL_MEMBERSHIP_SECONDS = 3600  # a worker gone this long leaves its pools' sets
 
 
@@ -64,6 +66,27 @@ def is_running(name: str, generation_id: str) -> bool:
 def live_worker_count(pool: str) -> int:
     cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
     return int(redis_client().zcount(pool_workers_key(pool), cutoff, "+inf"))
+
+
+def workerless_seconds(pool: str, now: float | None = None) -> float | None:
+    """How long the pool has been without a live worker: None while one beats, infinity when
+    none has beaten in the last hour (or ever)."""
+    now = time.time() if now is None else now
+    latest = redis_client().zrevrange(pool_workers_key(pool), 0, 0, withscores=True)
+    if not latest:
+        return math.inf
+    last_beat = float(latest[0][1])
+    return None if last_beat >= now - settings.ATELIER_HEARTBEAT_TTL else now - last_beat
+
+
+def waiting_for_worker(pool: str) -> bool:
+    """The pool has had no live worker for longer than ATELIER_WORKERLESS_SECONDS: its queued
+    jobs wait for one, with no ETA to give."""
+    try:
+        idle = workerless_seconds(pool)
+    except redis.RedisError:
+        return False
+    return idle is not None and idle >= settings.ATELIER_WORKERLESS_SECONDS
 
 
 def pool_heartbeats(connection: redis.Redis, pools: Iterable[str], *, exclude: str) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ def load_model(cache: ModelCache, spec: ModelSpec, speed: SpeedOptions) -> tuple
         model = cache.get(spec.path, speed, config=spec.config)
     except Exception as exc:
         log.exception("could not load %s", spec.path)
-        raise GenerationFailed("model_unavailable") from exc
+        raise GenerationFailed("model_unavailable", "The model could not be loaded.") from exc
     return model, time.perf_counter() - started
 
 

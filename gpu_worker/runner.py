@@ -23,7 +23,7 @@ from rq.timeouts import JobTimeoutException
 
 from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
-from generations import lifecycle, queues
+from generations import circuits, lifecycle, queues
 from generations.events import build_event, record_webhooks
 from generations.models import Generation, GenerationKind
 from generations.publisher import EventPublisher
@@ -84,7 +84,11 @@ class GenerationRunner:
             held = Counter()
         chosen = sorted(specs, key=lambda spec: held[spec.path])[: self.cache.max_models]
         for spec in reversed(chosen):  # the least held is loaded last: the most recently used
-            self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
+            try:
+                self.cache.get(spec.path, self.speed_options(spec), config=spec.config)
+            except Exception:  # a broken model must not keep the worker from serving the others
+                log.exception("could not preload %s", spec.path)
+                circuits.record_load_failure(spec.name)
 
     def speed_options(self, spec: ModelSpec) -> SpeedOptions:
         return SpeedOptions.of(spec, compile_backend=settings.ATELIER_COMPILE_BACKEND)
@@ -166,6 +170,9 @@ class GenerationRunner:
             self.fail_all(jobs, "generation_failed", f"The image could not be generated: {exc}")
             return False
         denoise = time.perf_counter() - clock - load_seconds
+        for job, images in zip(jobs, result.images, strict=True):
+            if images is not None:
+                circuits.record_job(job.model_name, succeeded=True)
         finished = [
             (job, images) for job, images in zip(jobs, result.images, strict=True) if images is not None
         ]
@@ -205,8 +212,14 @@ class GenerationRunner:
             self.forget(jobs)
 
     def fail_all(self, jobs: list[Generation], code: str, message: str) -> None:
+        """The whole batch failed: its model's circuit hears of it (a load failure counts once)."""
         for job in jobs:
             self.fail(job, code, message)
+        if code == "model_unavailable":
+            circuits.record_load_failure(jobs[0].model_name)
+        elif code in circuits.MODEL_FAILURES:
+            for job in jobs:
+                circuits.record_job(job.model_name, succeeded=False)
 
     def render(self, jobs: list[Generation]) -> tuple[BatchResult, float]:
         """Denoise the batch; returns the images per job (None for a job that was canceled or

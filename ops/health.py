@@ -2,8 +2,8 @@
 
 `/healthz`: the process answers (no dependency is touched). `/readyz`: the database, Redis and the
 media storage answer (else 503 naming each failure), and every pool of the configured models has at
-least one worker heartbeat (else 200 with status "degraded" and the reason: the web tier can still
-take jobs, which wait in their queues).
+least one worker heartbeat and no model's circuit is open (else 200 with status "degraded" and the
+reasons: the web tier can still take jobs, which wait in their queues).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from core.redis import redis_client
-from generations.registry import known_pools
+from generations.circuits import open_circuits
+from generations.registry import all_models, known_pools
 from generations.workers import live_worker_count
 
 
@@ -76,6 +77,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
         workers[pool] = live_worker_count(pool)
         if workers[pool] == 0:
             reasons.append(f"pool {pool}: no worker heartbeat in the last {settings.ATELIER_HEARTBEAT_TTL} s")
+    if checks["redis"]["ok"]:
+        for circuit in open_circuits(sorted(all_models())):
+            reasons.append(
+                f"model {circuit.model}: circuit {circuit.state.replace('_', '-')} ({circuit.reason})"
+            )
     status = "unavailable" if failed else ("degraded" if reasons else "ready")
     body = {"status": status, "checks": checks, "workers": workers, "reasons": reasons}
     return JsonResponse(body, status=503 if failed else 200)

@@ -17,9 +17,10 @@ from django.http import HttpRequest, HttpResponse
 from billing.models import BillingAccount
 from core.client import client_ip
 from core.redis import redis_client
+from generations import circuits, result_cache
 from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
-from generations.registry import known_pools
+from generations.registry import all_models, known_pools
 from ops.requests import BUCKETS, HTTP_KEY, stats
 from webhooks.models import WebhookDelivery
 
@@ -62,6 +63,7 @@ def exposition() -> Iterator[str]:
     yield from worker_metrics()
     yield from webhook_metrics()
     yield from credit_metrics()
+    yield from resilience_metrics()
 
 
 def http_requests() -> Iterator[str]:
@@ -147,6 +149,26 @@ def credit_metrics() -> Iterator[str]:
     held = BillingAccount.objects.aggregate(total=Sum("held"))["total"] or 0
     yield from family("atelier_credits_held", "gauge", "Credits held by unfinished generations.")
     yield f"atelier_credits_held {held / 100:.2f}"
+
+
+def resilience_metrics() -> Iterator[str]:
+    counts = result_cache.stats()
+    yield from family(
+        "atelier_result_cache_requests_total",
+        "counter",
+        "Submissions by result-cache outcome: hit, miss (seeded, nothing to reuse), bypass (not cacheable).",
+    )
+    for outcome, value in counts.items():
+        yield f"atelier_result_cache_requests_total{label(outcome=outcome)} {value}"
+    looked_up = counts["hit"] + counts["miss"]
+    yield from family("atelier_result_cache_hit_ratio", "gauge", "Hits among cacheable submissions.")
+    yield f"atelier_result_cache_hit_ratio {counts['hit'] / looked_up if looked_up else 0.0:.4f}"
+    models = sorted(all_models())
+    states = {c.model: c.state for c in circuits.open_circuits(models)}
+    yield from family("atelier_circuit_open", "gauge", "1 while a model's circuit is open or half-open.")
+    for model in models:
+        labels = label(model=model, state=states.get(model, "closed"))
+        yield f"atelier_circuit_open{labels} {int(model in states)}"
 
 
 def parse(text: str) -> dict[str, float]:

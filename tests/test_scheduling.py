@@ -23,6 +23,7 @@ from generations.positions import queue_position
 from generations.registry import default_model
 from generations.scheduling import age_queued, release_relax
 from gpu_worker import jobs
+from gpu_worker.heartbeat import Heartbeat
 from gpu_worker.runner import GenerationRunner
 
 pytestmark = pytest.mark.django_db
@@ -129,9 +130,12 @@ def test_a_job_that_waited_past_its_lanes_limit_moves_up_a_lane(on_commit: Any, 
 def test_jobs_in_higher_lanes_are_ahead_in_the_queue_position(on_commit: Any) -> None:
     _, free_api = user_on("free", "f")
     _, pro_api = user_on("pro", "p")
+    beat = Heartbeat("scheduling-test-worker", {"pools": [default_model().pool], "device": "cpu"})
+    beat.start()  # a pool with a worker has a pace, and so an ETA
     with on_commit():
         free_job = submit(free_api).json()
         pro_job = submit(pro_api).json()
+    beat.stop()
     assert pro_job["queue_position"] == 1
     assert queue_position(Generation.objects.get(pk=free_job["id"])) == 2
     assert pro_job["eta_seconds"] is not None
