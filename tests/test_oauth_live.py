@@ -48,6 +48,13 @@ def authorized(app: App, member: User, scope: str) -> tuple[Any, dict[str, Any]]
     return client, app.token(client, back, verifier)
 
 
+def refresh(servers: Servers, app: App, refresh_token: str) -> requests.Response:
+    """A plain refresh-token request, as a client that kept an old token would send it."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    credentials = {"client_id": app.client_id, "client_secret": app.client_secret}
+    return requests.post(servers.url + "/o/token/", data={**data, **credentials}, timeout=30)
+
+
 def finished(client: Any, url: str) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -99,16 +106,7 @@ def test_a_revoked_token_is_refused_and_cannot_be_refreshed(servers: Servers, ap
     )
     assert after.status_code == 401
     assert after.json()["error"]["code"] == "authentication_failed"
-    refreshed = requests.post(
-        servers.url + "/o/token/",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": app.client_id,
-            "client_secret": app.client_secret,
-        },
-        timeout=30,
-    )
+    refreshed = refresh(servers, app, token["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
 
@@ -194,16 +192,7 @@ def test_a_refreshed_token_works_and_a_replayed_refresh_token_ends_the_grant(
     assert client.get(servers.url + "/api/v1/generations", timeout=30).status_code == 200
 
     # Someone replays the first refresh token (stolen?): refused, and the grant's live tokens end.
-    replayed = requests.post(
-        servers.url + "/o/token/",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": first["refresh_token"],
-            "client_id": app.client_id,
-            "client_secret": app.client_secret,
-        },
-        timeout=30,
-    )
+    replayed = refresh(servers, app, first["refresh_token"])
     assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"
     headers = {"Authorization": f"Bearer {second['access_token']}"}
     assert requests.get(servers.url + "/api/v1/generations", headers=headers, timeout=30).status_code == 401
