@@ -134,7 +134,8 @@ def vae_ceiling(vae: Any, cases: int) -> dict[str, float]:
     from demo_model.draw import render
     from demo_model.evaluation import evaluation_set, score
 
-    pictures = {(case.prompt, case.seed): case.picture for case in evaluation_set(cases)}
+    fixed = evaluation_set(cases)
+    pictures = {(case.prompt, case.seed): case.picture for case in fixed}
     device = next(vae.parameters()).device
 
     def reconstruct(prompt: str, seed: int) -> Image.Image:
@@ -144,7 +145,7 @@ def vae_ceiling(vae: Any, cases: int) -> dict[str, float]:
         array = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(array)
 
-    return score(reconstruct, evaluation_set(cases))
+    return score(reconstruct, fixed)
 
 
 def objects(scores: dict[str, float]) -> float:
