@@ -63,11 +63,12 @@ from bench.roundtrip import (  # noqa: E402
     ComfyUI,
     Http,
     comfyui_paths,
+    cpu_seconds,
     image_path,
     submission_rate,
     summarize,
 )
-from bench.scratch import scratch_env  # noqa: E402
+from bench.scratch import scratch_env, wait_serving  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
 # Trivial jobs batch by 16 (the default 4 suits a denoiser's memory, not a flat fill).
@@ -104,6 +105,7 @@ class Atelier:
         self.worker: subprocess.Popen[bytes] | None = None
         self.key = ""
         self.seed = 0
+        self.drain_cpu = 0.0
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(
@@ -145,6 +147,11 @@ class Atelier:
         for process in self.processes:
             process.terminate()
             process.wait()
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """The processes whose CPU a round trip is charged to, by role."""
+        worker = [self.worker.pid] if self.worker is not None else []
+        return {"worker": worker, "web": [process.pid for process in self.processes]}
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}", **PROXIED}
@@ -217,7 +224,11 @@ class Atelier:
         for index in range(total):
             submit(index)
         self.start_worker()
+        wait_serving(self.env["REDIS_URL"])
+        assert self.worker is not None
+        before = cpu_seconds([self.worker.pid])
         count, span = self.manage("shell", "-c", DRAIN_STATS).split("DRAIN=")[1].split()
+        self.drain_cpu = (cpu_seconds([self.worker.pid]) - before) * 1000 / max(1, int(count))
         return (int(count) - 1) / float(span) if float(span) else 0.0, int(count)
 
 
@@ -272,10 +283,15 @@ def measure(target: Any, args: argparse.Namespace) -> dict[Any, Any]:
         for side in SIZES:
             for _ in range(10):  # warm-up
                 round_trip(side)
+            groups = target.cpu_groups()
+            before = {role: cpu_seconds(pids) for role, pids in groups.items()}
             result[side] = summarize([round_trip(side) for _ in range(args.n)])
+            for role, pids in groups.items():
+                result[side][f"cpu {role}"] = (cpu_seconds(pids) - before[role]) * 1000 / args.n
     result["submit1"] = submission_rate(target.submitter, args.submissions, 1)
     result["submit8"] = submission_rate(target.submitter, args.submissions, 8)
     result["drain"], result["drained"] = target.drain_rate(args.drain)
+    result["drain cpu"] = getattr(target, "drain_cpu", 0.0)
     print_result(target.name, result)
     return result
 
@@ -286,8 +302,12 @@ def print_result(name: str, result: dict[Any, Any]) -> None:
         s = result[side]
         phases = ", ".join(f"{p} {s[p]:.1f}" for p in PHASES)
         print(f"  {side}x{side}: p50 {s['p50']:.1f} ms, p95 {s['p95']:.1f} ms  (phase medians ms: {phases})")
+        cpu = ", ".join(f"{k[4:]} {v:.1f}" for k, v in s.items() if k.startswith("cpu "))
+        print(f"    CPU per round trip, ms: {cpu}")
     print(f"  submissions: {result['submit1']:.0f}/s from 1 client, {result['submit8']:.0f}/s from 8 threads")
     print(f"  one worker drains {result['drain']:.0f} trivial jobs/s ({result['drained']} jobs)")
+    if result.get("drain cpu"):
+        print(f"    worker CPU per drained job: {result['drain cpu']:.2f} ms")
 
 
 def print_ratios(results: dict[str, dict[Any, Any]]) -> None:

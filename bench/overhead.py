@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/, whose queue.py would shadow the standard library's queue
 
-from bench.scratch import scratch_env  # noqa: E402
+from bench.scratch import scratch_env, serving  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
 
@@ -130,7 +130,7 @@ class Service:
                 up = requests.get(f"http://{self.host}/accounts/login/", timeout=2).status_code == 200
             except requests.ConnectionError:
                 up = False
-            if up and connection.scard("rq:workers"):
+            if up and serving(connection):
                 return
             time.sleep(0.2)
         raise TimeoutError("web or worker did not start")

@@ -55,6 +55,29 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, float]:
     return summary
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes and all their descendants (Linux).
+
+    Unlike wall-clock phases, the CPU a round trip costs each process barely moves with the load
+    that other programs put on the machine: the figure to compare on a shared machine.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo, seen = 0.0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+    return total
+
+
 def submission_rate(make: Callable[[], Callable[[int], None]], total: int, threads: int) -> float:
     """POSTs per second from `threads` clients, each on its own connection (`make()` per thread)."""
     counter = iter(range(total))
@@ -118,6 +141,9 @@ class ComfyUI:
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError("ComfyUI did not start")
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        return {"server": [self.process.pid]}
 
     def stop(self) -> None:
         self.process.terminate()

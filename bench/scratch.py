@@ -4,6 +4,7 @@ and the Redis started on `redis_port`."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
@@ -43,3 +44,21 @@ def build_model(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
 
         counts = build_sd15(model_dir, device=args.device)
     return {"seconds": round(time.perf_counter() - started, 2), "parameters": counts}
+
+
+def serving(connection: Any) -> bool:
+    """A worker's job loop has started (generations.workers.serving_workers, without Django)."""
+    keys = list(connection.scan_iter(match="atelier:worker:*", count=500))
+    return any(raw and json.loads(raw).get("serving") for raw in (connection.mget(keys) if keys else []))
+
+
+def wait_serving(redis_url: str, timeout: float = 120) -> None:
+    """Until a worker's job loop has started (its models loaded: its start-up is not measured)."""
+    import redis
+
+    connection = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while not serving(connection):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not start")
+        time.sleep(0.05)

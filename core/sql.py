@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import Model
+from django.db.models.fields import AutoFieldMixin
 
 M = TypeVar("M", bound=Model)
 
@@ -75,6 +76,19 @@ def insert(obj: Model) -> None:
     execute(insert_sql(model), values)
     obj._state.adding = False
     obj._state.db = connection.alias
+
+
+def insert_many(objs: Sequence[Model]) -> None:
+    """``bulk_create`` of new rows of one model in one statement, without the compiler; an
+    auto-incremented primary key is left to the database (and not read back). No signals."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, AutoFieldMixin))]
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields]
+    execute(f"INSERT INTO {table(model)} ({names}) VALUES {', '.join([row] * len(objs))}", values)  # noqa: S608
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

@@ -208,7 +208,7 @@ class ImageFileApi(APIView):
             image = Image.objects.filter(pk=image_id).first() if granted == image_id else None
         else:
             user = request.user if isinstance(request.user, User) else None
-            image = viewable_image(user, image_id)
+            image = viewable_image(user, image_id, related=False)
             if image is None and user is None:
                 raise ApiError("not_authenticated")
         if image is None:

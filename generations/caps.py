@@ -93,9 +93,11 @@ def due(now: datetime) -> Q:
 def releasable(user_id: int, now: datetime) -> list[Any]:
     """Ids of the user's oldest due pending (non-relax) jobs that fit under their cap. Locks the
     user's billing row: call inside the transaction that releases them."""
-    plan = lock_plan(user_id)
-    active, _ = counts(user_id)
-    slots = plan.max_concurrent - active
+    account = lock_account(user_id)
+    active, pending = counts(user_id)
+    if pending == 0:  # every finish asks; most users have nothing waiting (counted under the lock)
+        return []
+    slots = effective_plan(account).max_concurrent - active
     if slots <= 0:
         return []
     return list(

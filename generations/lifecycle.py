@@ -35,12 +35,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from billing.credits import account_for, archive_credit_round, hold_credits, settle_credits
+from core import sql
 from core.errors import ApiError
+from core.sql import hint_transaction
 from generations import caps, events, queues
 from generations.models import Generation, GenerationStatus, Image
 from generations.positions import eta_seconds, queue_position, seconds_per_position
@@ -113,17 +115,35 @@ def release_pending(user_id: int, now: datetime | None = None) -> int:
 
 def claim(generation: Generation, *, worker_name: str, publish: Publish | None = None) -> bool:
     """queued -> running for this worker; False when someone else has it or it was canceled."""
+    return bool(claim_many([generation], worker_name=worker_name, publish=publish))
+
+
+def claim_many(
+    generations: list[Generation], *, worker_name: str, publish: Publish | None = None
+) -> list[Generation]:
+    """queued -> running for this worker, a batch in one statement; those it got. The commit does
+    not wait for the disk: a claim lost in a database crash leaves the row queued, to run again
+    (the finish's durable commit flushes the claim's record before its own)."""
+    if not generations:
+        return []
     now = timezone.now()
-    with transaction.atomic():
-        claimed = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED).update(
-            status=GenerationStatus.RUNNING, started_at=now, worker_name=worker_name, step=0
-        )
-        if claimed != 1:
-            return False
-        generation.status, generation.started_at = GenerationStatus.RUNNING, now
-        generation.worker_name, generation.step = worker_name, 0
-        announce(generation, "generation.started", publish)
-    return True
+    by_key = {str(Generation._meta.pk.get_db_prep_value(g.pk, connection)): g for g in generations}
+    started = Generation._meta.get_field("started_at").get_db_prep_value(now, connection)
+    with hint_transaction():
+        rows = sql.fetch_all(claim_sql(len(by_key)), [worker_name, started, *by_key])
+        claimed = [by_key[str(row[0])] for row in rows]
+        for generation in claimed:
+            generation.status, generation.started_at = GenerationStatus.RUNNING, now
+            generation.worker_name, generation.step = worker_name, 0
+            announce(generation, "generation.started", publish)
+    return claimed
+
+
+def claim_sql(count: int) -> str:
+    return (
+        f"UPDATE {sql.table(Generation)} SET status = 'running', worker_name = %s, started_at = %s, step = 0 "  # noqa: S608
+        f"WHERE id IN ({', '.join(['%s'] * count)}) AND status = 'queued' RETURNING id"
+    )
 
 
 def finish(
@@ -203,20 +223,8 @@ def serve_from_cache(generation: Generation, source_images: list[Image]) -> bool
         if changed != 1:
             return False
         generation.refresh_from_db()
-        images = [
-            Image(
-                generation=generation,
-                index=image.index,
-                seed=image.seed,
-                width=image.width,
-                height=image.height,
-                original=image.original,
-                thumbnail=image.thumbnail,
-                sha256=image.sha256,
-                content_rating=image.content_rating,
-            )
-            for image in source_images
-        ]
+        copied = ("index", "seed", "width", "height", "original", "thumbnail", "sha256", "content_rating")
+        images = [Image(generation=generation, **{f: getattr(i, f) for f in copied}) for i in source_images]
         Image.objects.bulk_create(images)
         settle(generation, finished_images=len(images))
         resources = [image_resource(image) for image in images]

@@ -117,12 +117,15 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
     }
 
 
-def viewable_image(user: User | None, image_id: Any) -> Image | None:
-    """The user's own image, or anyone's visible one."""
+def viewable_image(user: User | None, image_id: Any, *, related: bool = True) -> Image | None:
+    """The user's own image, or anyone's visible one; ``related``: with its generation and owner
+    loaded (serving the file needs neither, and a three-table select costs more to build than to run)."""
     condition = EXPLORE_VISIBLE
     if user is not None:
         condition = condition | Q(generation__user=user)
-    images = Image.objects.filter(condition).select_related("generation", "generation__user")
+    images = Image.objects.filter(condition)
+    if related:
+        images = images.select_related("generation", "generation__user")
     return _one_or_none(images, image_id)
 
 

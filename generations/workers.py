@@ -118,6 +118,11 @@ def all_heartbeats() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def serving_workers() -> set[str]:
+    """The live workers whose job loop has started (a worker loads its models first)."""
+    return {name for name, state in all_heartbeats() if state.get("serving")}
+
+
 def model_holders() -> dict[str, list[str]]:
     """Model path -> the live workers that hold it: "name" on the device, "name (warm)" in RAM."""
     holders: dict[str, list[str]] = {}

@@ -81,27 +81,27 @@ def take_mates(
             n__lte=room,
             **dict(zip(BATCH_FIELDS, key[: len(BATCH_FIELDS)], strict=True)),
         ).select_related("input_upload", "mask_upload")
+        chosen = []
         for candidate in sorted(candidates, key=lambda g: order[str(g.id)]):
-            if (
-                candidate.n > room
-                or batch_key(candidate) != key
-                or not lifecycle.claim(candidate, worker_name=worker_name, publish=publish)
-            ):
-                continue
-            drop_rq_job(client, waiting, candidate)
-            mates.append(candidate)
-            room -= candidate.n
-            if room <= 0:
-                break
+            if candidate.n <= room and batch_key(candidate) == key:
+                chosen.append(candidate)
+                room -= candidate.n
+        claimed = lifecycle.claim_many(chosen, worker_name=worker_name, publish=publish)
+        room += sum(g.n for g in chosen if g not in claimed)  # taken by someone else meanwhile
+        drop_rq_jobs(client, waiting, claimed)
+        mates += claimed
         if room <= 0 or time.monotonic() >= deadline:
             break
         time.sleep(POLL_SECONDS)
     return mates
 
 
-def drop_rq_job(client: Any, key: str, generation: Generation) -> None:
-    job_id = job_id_for(generation)
+def drop_rq_jobs(client: Any, key: str, generations: list[Generation]) -> None:
+    if not generations:
+        return
     pipe = client.pipeline()
-    pipe.lrem(key, 1, job_id)
-    pipe.delete(f"rq:job:{job_id}")
+    for generation in generations:
+        job_id = job_id_for(generation)
+        pipe.lrem(key, 1, job_id)
+        pipe.delete(f"rq:job:{job_id}")
     pipe.execute()

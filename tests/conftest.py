@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from accounts.models import User
 from accounts.services import api_key_create
+from generations.workers import serving_workers
 from scripts.private_redis import free_port
 from tests.api_support import Api
 from tests.browser_support import browser
@@ -141,11 +142,10 @@ class Servers:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
-        connection_ = redis.Redis.from_url(settings.REDIS_URL)
-        before = connection_.scard("rq:workers")
+        before = serving_workers()
         process = subprocess.Popen([sys.executable, "manage.py", "gpu_worker", *args], cwd=ROOT, env=self.env)
         self.workers.append(process)
-        wait_for(lambda: connection_.scard("rq:workers") > before, 120, "gpu_worker")
+        wait_for(lambda: bool(serving_workers() - before), 120, "gpu_worker")
         return process
 
 

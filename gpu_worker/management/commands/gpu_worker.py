@@ -9,13 +9,14 @@ import redis
 import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rq import SimpleWorker
 
+from generations.queues import job_timeout
 from generations.registry import known_pools, lanes_for_pools
 from gpu_worker.affinity import affinity_queue_class
+from gpu_worker.claim_loop import ClaimLoop
 from gpu_worker.finisher import Finisher
 from gpu_worker.heartbeat import Heartbeat
-from gpu_worker.jobs import install_runner
+from gpu_worker.jobs import install_runner, run_generation
 from gpu_worker.memory import MemoryBudget
 from gpu_worker.runner import GenerationRunner
 from gpu_worker.tiny_model import is_model_dir
@@ -88,16 +89,21 @@ class Command(BaseCommand):
         self.stdout.write(f"gpu_worker {runner.name} serving {', '.join(names)}")
         try:
             while True:
-                queues = [queue_class(name, connection=connection) for name in names]
-                # SimpleWorker runs each job in this process: no fork, so weights and CUDA survive.
-                worker = SimpleWorker(
-                    queues, connection=connection, name=runner.name, queue_class=queue_class
+                loop = ClaimLoop(
+                    names,
+                    connection=connection,
+                    queue_class=queue_class,
+                    run=run_generation,
+                    timeout_for=job_timeout,
                 )
+                loop.install_signals()
+                runner.heartbeat.info["serving"] = True  # tests and benches wait for this
+                runner.heartbeat.beat_quietly()
                 try:
-                    worker.work(burst=options["burst"], with_scheduler=False, logging_level="WARNING")
+                    loop.work(burst=options["burst"])
                     return
                 except redis.ConnectionError as exc:
-                    # Redis went away: keep the loaded models and start a fresh RQ worker once it is
+                    # Redis went away: keep the loaded models and take jobs again once it is
                     # back. Jobs that vanished with it are re-enqueued from the DB by the dispatcher.
                     self.stderr.write(f"gpu_worker {runner.name}: Redis unavailable ({exc}); reconnecting")
                     wait_for_redis(connection)
