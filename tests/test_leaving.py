@@ -8,7 +8,9 @@ credit ledger whole and nameless."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +37,9 @@ from tests.browser_support import off_the_browser_loop
 from tests.gallery_support import make_image, png_bytes
 from tests.test_billing_webhooks import checkout_events, subscribed
 from tests.test_s3 import s3
+from tests.test_two_factors import activate_authenticator_app, password_step, signed_in
 from tests.test_websocket_revocation import opened
+from tests.totp_support import totp_code
 from webhooks.models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
@@ -266,3 +270,19 @@ def test_the_purge_deletes_the_objects_in_s3(s3: Any) -> None:
     purge_now(user)
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=image.original)
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_with_two_factors_the_code_confirms_the_closing() -> None:
+    member("guarded")
+    secret, _ = activate_authenticator_app(signed_in("guarded"))
+    client = password_step("guarded")
+    assert client.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})["Location"] == "/create/"
+    asked = client.post("/accounts/delete/", {"confirm": "guarded"})
+    assert asked.status_code == 302 and "reauthenticate" in asked["Location"]
+    page = client.get(asked["Location"]).content.decode()  # the password, or another way:
+    other_way = re.search(r'href="(/accounts/2fa/reauthenticate/[^"]*)"', page)
+    assert other_way, "the page offers the authenticator app"
+    code_form = html.unescape(other_way.group(1))
+    closed = client.post(code_form, {"code": totp_code(secret, time.time() + 30)})
+    assert closed.status_code == 200 and "Your account is closed" in closed.content.decode()
+    assert not User.objects.get(username="guarded").is_active
