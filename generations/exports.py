@@ -23,9 +23,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import DataExport, ExportStatus, User
+from billing.credits import format_credits
 from billing.models import CreditEntry, EntryKind
 from core.events import iso
 from generations.models import Generation, Upload
+from generations.selectors import generation_resource
 from generations.storage import delete_content, open_content
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,10 @@ def data_export_request(*, user: User, site: str) -> tuple[DataExport, bool]:
 
 
 def make_pending_exports(limit: int = 2) -> int:
-    """Make the oldest waiting exports; how many were made."""
+    """Make the oldest waiting exports (not a closed account's); how many were made."""
     made = 0
-    for export in DataExport.objects.filter(status=ExportStatus.PENDING).order_by("requested_at")[:limit]:
+    waiting = DataExport.objects.filter(status=ExportStatus.PENDING, user__is_active=True)
+    for export in waiting.order_by("requested_at")[:limit]:
         # Claimed with a conditional update: a second dispatcher leaves it alone.
         if DataExport.objects.filter(pk=export.pk, status=ExportStatus.PENDING).update(
             status=ExportStatus.RUNNING
@@ -120,12 +123,20 @@ def stored(archive: zipfile.ZipFile, name: str, path: str) -> str | None:
     return name
 
 
+# What the API's resource says of a generation while it lives, and means nothing in an archive.
+LIVE_FIELDS = ("queue_position", "eta_seconds", "progress", "step", "total_steps", "waiting_reason", "url")
+
+
 def record(archive: zipfile.ZipFile, generation: Generation, captured: dict[Any, int]) -> dict[str, Any]:
-    images = [
+    """The generation as the API describes it (``generation_resource``), with its images' files
+    in the zip, its LoRAs, and the credits it was charged."""
+    resource = generation_resource(generation, position=0)
+    for name in LIVE_FIELDS:
+        resource.pop(name, None)
+    resource["images"] = [
         {
             "id": str(image.id),
             "file": stored(archive, f"images/{generation.id}-{image.index}.png", image.original),
-            "index": image.index,
             "seed": image.seed,
             "width": image.width,
             "height": image.height,
@@ -134,39 +145,9 @@ def record(archive: zipfile.ZipFile, generation: Generation, captured: dict[Any,
         }
         for image in generation.images.all()
     ]
-    return {
-        "id": str(generation.id),
-        "status": generation.status,
-        "kind": generation.kind,
-        "model": generation.model_name,
-        "prompt": generation.prompt,
-        "negative_prompt": generation.negative_prompt,
-        "parameters": {
-            "width": generation.width,
-            "height": generation.height,
-            "steps": generation.steps,
-            "guidance": generation.guidance,
-            "sampler": generation.sampler,
-            "seed": generation.seed,
-            "n": generation.n,
-            "strength": generation.strength,
-            "loras": generation.loras,
-            "relax": generation.relax,
-            "action": generation.action,
-        },
-        "credits": {
-            "held": generation.credits_held / 100,
-            "per_image": generation.credits_per_image / 100,
-            "charged": captured.get(generation.id, 0) / 100,
-        },
-        "error": {"code": generation.error_code, "message": generation.error_message}
-        if generation.error_code
-        else None,
-        "created_at": iso(generation.created_at),
-        "started_at": iso(generation.started_at),
-        "finished_at": iso(generation.finished_at),
-        "images": images,
-    }
+    resource["loras"] = generation.loras
+    resource["credits_charged"] = format_credits(captured.get(generation.id, 0))
+    return resource
 
 
 def upload_record(archive: zipfile.ZipFile, upload: Upload) -> dict[str, Any]:

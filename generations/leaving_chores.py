@@ -30,7 +30,7 @@ def chores_due() -> bool:
     now = timezone.now()
     return (
         AccountClosure.objects.filter(purged_at__isnull=True, purge_after__lte=now).exists()
-        or DataExport.objects.filter(status=ExportStatus.PENDING).exists()
+        or DataExport.objects.filter(status=ExportStatus.PENDING, user__is_active=True).exists()
         or DataExport.objects.filter(status=ExportStatus.READY, expires_at__lte=now).exists()
     )
 

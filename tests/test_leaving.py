@@ -93,7 +93,7 @@ def test_closing_asks_for_the_password_then_ends_every_way_in(client: Client) ->
     assert not signing_in.wsgi_request.user.is_authenticated
     (message,) = mail.outbox
     assert message.to == ["leaver@example.com"] and "closed" in message.subject
-    assert re.search(r"http://testserver/accounts/restore/\S+/", message.body)
+    assert re.search(r"http://testserver/accounts/restore/\S+/", str(message.body))
 
 
 def test_a_wrong_confirmation_changes_nothing(client: Client) -> None:
@@ -174,7 +174,7 @@ def test_an_open_event_socket_is_closed_at_once() -> None:
 
 
 def restore_path() -> str:
-    found = re.search(r"http://testserver(/accounts/restore/\S+/)", mail.outbox[-1].body)
+    found = re.search(r"http://testserver(/accounts/restore/\S+/)", str(mail.outbox[-1].body))
     assert found
     return found.group(1)
 
