@@ -45,7 +45,10 @@ def data_export_request(*, user: User, site: str) -> tuple[DataExport, bool]:
 
 
 def make_pending_exports(limit: int = 2) -> int:
-    """Make the oldest waiting exports (not a closed account's); how many were made."""
+    """Make the oldest waiting exports (not a closed account's); how many were made. One
+    dispatcher runs one round at a time, so an export still marked running when a round starts
+    was left by a dispatcher that stopped mid-way: it is made again."""
+    DataExport.objects.filter(status=ExportStatus.RUNNING).update(status=ExportStatus.PENDING)
     made = 0
     waiting = DataExport.objects.filter(status=ExportStatus.PENDING, user__is_active=True)
     for export in waiting.order_by("requested_at")[:limit]:

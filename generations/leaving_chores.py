@@ -13,7 +13,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from accounts.models import AccountClosure, DataExport, ExportStatus
-from generations.exports import delete_expired_exports, make_pending_exports
+from generations.exports import UNFINISHED, delete_expired_exports, make_pending_exports
 from generations.leaving import purge_due_accounts
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def chores_due() -> bool:
     now = timezone.now()
     return (
         AccountClosure.objects.filter(purged_at__isnull=True, purge_after__lte=now).exists()
-        or DataExport.objects.filter(status=ExportStatus.PENDING, user__is_active=True).exists()
+        # Running while no round runs: left by a dispatcher that stopped (made again).
+        or DataExport.objects.filter(status__in=UNFINISHED, user__is_active=True).exists()
         or DataExport.objects.filter(status=ExportStatus.READY, expires_at__lte=now).exists()
     )
 

@@ -118,3 +118,12 @@ def test_anonymous_visitors_are_sent_to_sign_in() -> None:
         response = Client().post(path)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert not DataExport.objects.exists()
+
+
+def test_an_export_left_half_made_by_a_stopped_dispatcher_is_made_again() -> None:
+    user, client = signed_in("interrupted")
+    make_image(user)
+    client.post("/accounts/data/")
+    DataExport.objects.filter(user=user).update(status=ExportStatus.RUNNING)  # claimed, then the process died
+    assert run_leaving_chores().exported == 1
+    assert DataExport.objects.get(user=user).status == ExportStatus.READY
