@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import smtplib
 from datetime import timedelta
 
 from django.conf import settings
@@ -77,12 +78,15 @@ def account_close(*, user: User, site: str) -> AccountClosure:
     if user.email:
         link = site + reverse("account_restore", args=[restore_token(closure)])
         context = {"user": user, "link": link, "purge_after": closure.purge_after}
-        send_mail(
-            f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Your account is closed",
-            render_to_string("leaving/closed_mail.txt", context),
-            None,
-            [user.email],
-        )
+        try:
+            send_mail(
+                f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Your account is closed",
+                render_to_string("leaving/closed_mail.txt", context),
+                None,
+                [user.email],
+            )
+        except (smtplib.SMTPException, OSError) as exc:  # it is closed all the same
+            log.warning("could not mail the closing to %s: %s", user.email, exc)
     return closure
 
 
