@@ -1,6 +1,7 @@
 """Sign-in throttling: after too many failed attempts for an address or an account, refuse more
-for a while (with 429), so passwords cannot be guessed at speed. Counts live in Redis, shared by
-every web process; if Redis is away, sign-in still works.
+for a while (with 429), so passwords cannot be guessed at speed. An account is counted as the
+user the login resolves to, whichever of its names (username, any address, any case) was typed.
+Counts live in Redis, shared by every web process; if Redis is away, sign-in still works.
 
 The address is the client's behind our trusted proxies (core.client), not the proxy's. Each try
 takes its place in the count before the password is checked (one atomic INCR per key), so a
@@ -12,11 +13,13 @@ import contextlib
 import hashlib
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from allauth.account.views import LoginView, SignupView
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
+from accounts.models import User
 from core.client import client_ip
 from core.redis import redis_client
 
@@ -26,8 +29,21 @@ def failure_keys(request: HttpRequest) -> list[str]:
     login = str(request.POST.get("login", "")).strip().lower()  # a username or an email address
     keys = [f"atelier:login-fail:ip:{address}"]
     if login:
-        keys.append("atelier:login-fail:user:" + hashlib.sha256(login.encode()).hexdigest()[:32])
+        keys.append("atelier:login-fail:user:" + account_key(login))
     return keys
+
+
+def account_key(login: str) -> str:
+    """The account a login names, so that tries as "bob", "BOB" and bob@example.com count as one;
+    a login that names no account is counted by itself (hashed: it may be a mistyped password)."""
+    user_id = (
+        User.objects.filter(username__iexact=login).values_list("pk", flat=True).first()
+        or EmailAddress.objects.filter(email__iexact=login).values_list("user_id", flat=True).first()
+        or User.objects.filter(email__iexact=login).values_list("pk", flat=True).first()
+    )
+    if user_id is not None:
+        return f"id:{user_id}"
+    return hashlib.sha256(login.encode()).hexdigest()[:32]
 
 
 class ThrottledLoginView(LoginView):

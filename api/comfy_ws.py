@@ -103,6 +103,10 @@ class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
         else:
             await self.send_message(message["kind"], message["data"])
 
+    async def account_closed(self, message: dict[str, Any]) -> None:
+        """The member closed their account (generations/leaving.py): the socket ends now."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
     async def generation_event(self, message: dict[str, Any]) -> None:
         if not await self.still_allowed():
             await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -72,6 +72,17 @@ def retrieve_subscription(subscription_id: str) -> dict[str, Any] | None:
     return subscription.to_dict()
 
 
+def cancel_subscription(subscription_id: str) -> None:
+    """End a subscription now, without a refund or a last invoice (the member closed their
+    account); one that Stripe no longer knows is already gone."""
+    configure()
+    try:
+        stripe.Subscription.cancel(subscription_id, idempotency_key=f"cancel-{subscription_id}")
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status != 404:
+            raise
+
+
 def verify_event(payload: bytes, signature: str) -> dict[str, Any]:
     """The event, if the signature over the raw body is valid and recent; else SignatureVerificationError."""
     event = stripe.Webhook.construct_event(
@@ -81,3 +92,4 @@ def verify_event(payload: bytes, signature: str) -> dict[str, Any]:
 
 
 SignatureError = stripe.SignatureVerificationError
+StripeError = stripe.StripeError

@@ -11,6 +11,7 @@ import django_stubs_ext
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
 from config.account_settings import ACCOUNT_APPS, cache_in_redis
+from config.leaving_settings import *  # noqa: F403 (closing accounts, data exports)
 from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
 from core.env import (
@@ -348,7 +349,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atelier API",
     "DESCRIPTION": "Image generation: submit, follow, cancel and fetch generations. Errors are always "
-    '`{"error": {"code", "message", "details"}}`. Auth: `Authorization: Bearer <api key>`.',
+    '`{"error": {"code", "message", "details"}}`. Auth: `Authorization: Bearer <key or OAuth token>`.',
     "VERSION": "1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],

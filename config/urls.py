@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/workers/", workers_view, name="admin_workers"),
     path("admin/models/", models_view, name="admin_models"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("generations.leaving_urls")),  # delete my account, download my data
     path("accounts/", include("accounts.urls")),
     path("o/", include("accounts.oauth_urls")),  # OAuth 2 / OpenID Connect for third-party apps
     path("accounts/", include("webhooks.page_urls")),

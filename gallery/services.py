@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from accounts.models import User
 from billing.credits import account_for, effective_plan
 from core.errors import ApiError
-from gallery.models import Like, Report, ReportStatus
+from gallery.models import Like, Profile, Report, ReportStatus
 from gallery.moderation import is_suspended
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
@@ -237,3 +237,13 @@ def delete_image(*, image: Image) -> None:
         delete_content(original)
     if not Image.objects.filter(thumbnail=thumbnail).exists():
         delete_content(thumbnail)
+
+
+def forget_member(*, user: User) -> None:
+    """A closed account's purge (ATELIER_ACCOUNT_PURGE_STEPS): the member's likes leave the other
+    images' counts, and their reports and profile go."""
+    for like in Like.objects.filter(user=user).exclude(image__generation__user=user).select_related("image"):
+        unlike_image(user=user, image=like.image)
+    Like.objects.filter(user=user).delete()
+    Report.objects.filter(reporter=user).delete()
+    Profile.objects.filter(user=user).delete()

@@ -91,3 +91,7 @@ class EventsConsumer(RecheckedAccess, AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         await self.send_json(message["event"])
+
+    async def account_closed(self, message: dict[str, Any]) -> None:
+        """The member closed their account (generations/leaving.py): the socket ends now."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from generations import lifecycle, queues
 from generations.events import announce
+from generations.leaving_chores import chores
 from generations.models import Generation, GenerationStatus
 from generations.registry import known_pools
 from generations.scheduling import age_queued, release_all_pending, release_relax
@@ -35,6 +36,7 @@ class TickResult:
     webhooks_sent: int = 0
     webhooks_deleted: int = 0
     told_waiting: int = 0
+    leaving_chores: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -50,6 +52,7 @@ def tick() -> TickResult:
     result.webhooks_sent = deliver_due()
     result.webhooks_deleted = delete_old_deliveries_now_and_then()
     result.told_waiting = tell_workerless_pools()
+    result.leaving_chores = int(chores().start_if_due())  # purges and exports, beside the loop
     return result
 
 

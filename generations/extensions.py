@@ -5,6 +5,8 @@
   negative_prompt)`` that raise an ``ApiError`` to stop a submission (moderation).
 - ``ATELIER_STYLE_PRESETS``: the dotted path of a callable returning the active style presets
   (objects with ``slug``, ``name`` and ``apply(prompt, negative_prompt)``), or "" for none.
+- ``ATELIER_ACCOUNT_PURGE_STEPS``: dotted paths of callables ``forget(*, user)`` that remove what
+  an app above keeps of a member whose closed account is purged (the gallery's likes, reports).
 """
 
 from __future__ import annotations
@@ -58,3 +60,14 @@ def style_presets() -> list[StylePreset]:
 
 def style_preset(slug: str) -> StylePreset | None:
     return next((preset for preset in style_presets() if preset.slug == slug), None)
+
+
+class PurgeStep(Protocol):
+    def __call__(self, *, user: User) -> None: ...
+
+
+def purge_steps() -> list[PurgeStep]:
+    """``ATELIER_ACCOUNT_PURGE_STEPS``: what the apps above forget of a purged member
+    (generations/leaving.py), run in the purge's transaction before its generations go."""
+    paths: Sequence[str] = settings.ATELIER_ACCOUNT_PURGE_STEPS
+    return _load(tuple(paths))

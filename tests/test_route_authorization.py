@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from accounts.models import User
 from api.middleware import COMFY_ROOTS
+from generations.exports import data_export_request, make_pending_exports
 from tests.api_support import Api
 from tests.factories import queued_generation
 from tests.gallery_support import make_image
@@ -195,3 +198,24 @@ def test_another_user_gets_404_on_the_owners_object(
 ) -> None:
     response = other.request(method, path_of(route, owned))
     assert response.status_code == ROUTES[route.name].other, response.content[:300]
+
+
+# Pages (not API routes) that hand out a member's own data: the owner gets it, another member the
+# 404 of a missing one, anonymous the sign-in page.
+OWNED_PAGES = {"data_export_download": "export_id"}
+
+
+@pytest.mark.parametrize("name", sorted(OWNED_PAGES))
+def test_a_page_with_a_members_data_is_the_owners_only(name: str) -> None:
+    owner, other = User.objects.create_user("page-owner"), User.objects.create_user("page-other")
+    make_image(owner, public=False)
+    export, _ = data_export_request(user=owner, site="http://testserver")
+    assert make_pending_exports() == 1
+    path = reverse(name, kwargs={OWNED_PAGES[name]: export.id})
+    as_owner, as_other = Client(), Client()
+    as_owner.force_login(owner)
+    as_other.force_login(other)
+    assert as_owner.get(path).status_code == 200
+    assert as_other.get(path).status_code == 404
+    anonymous = Client().get(path)
+    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from generations.dispatcher import tick
+from generations.leaving_chores import chores
 from webhooks.sender import record_finished, sender
 
 
@@ -42,3 +43,4 @@ class Command(BaseCommand):
         # Webhooks in flight end within their deadline; record them rather than send them again.
         sender().wait_idle(settings.ATELIER_WEBHOOK_DEADLINE + 1)
         record_finished()
+        chores().wait_idle(600)  # a purge or an export under way finishes (--once waits for it)
