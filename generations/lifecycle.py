@@ -212,6 +212,8 @@ def serve_from_cache(generation: Generation, source_images: list[Image]) -> bool
                 height=image.height,
                 original=image.original,
                 thumbnail=image.thumbnail,
+                thumbnail_sizes=image.thumbnail_sizes,
+                cold=image.cold,
                 sha256=image.sha256,
                 content_rating=image.content_rating,
             )
