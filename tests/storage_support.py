@@ -15,7 +15,8 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import api_key_create
 from billing.credits import account_for
-from generations.models import Generation, GenerationStatus, Image
+from generations import lifecycle
+from generations.models import Image
 from gpu_worker.runner import GenerationRunner
 from tests.conftest import ROOT
 from tests.factories import queued_generation
@@ -50,24 +51,10 @@ def run_job(generation_id: str) -> str:
 
 
 def copy_of(image: Image, user: User) -> Image:
-    """Another finished generation's image on the same files, as a result-cache answer makes."""
-    source = image.generation
-    generation = Generation.objects.create(
-        user=user,
-        status=GenerationStatus.SUCCEEDED,
-        model_name=source.model_name,
-        pool=source.pool,
-        lane=source.lane,
-        prompt=source.prompt,
-        width=source.width,
-        height=source.height,
-        steps=source.steps,
-        guidance=source.guidance,
-        seed=source.seed,
-        cached=True,
-    )
-    fields = ("seed", "width", "height", "original", "thumbnail", "thumbnail_sizes", "sha256")
-    return Image.objects.create(generation=generation, index=0, **{f: getattr(image, f) for f in fields})
+    """Another generation's image on the same files: a result-cache answer, made as the cache does."""
+    generation = queued_generation(user, prompt=image.generation.prompt, seed=image.generation.seed)
+    assert lifecycle.serve_from_cache(generation, [image])
+    return Image.objects.get(generation=generation)
 
 
 def days_ago(days: float) -> Any:

@@ -9,28 +9,12 @@ from typing import Any
 import pytest
 
 from generations.models import Image
-from tests.browser_support import open_page, sign_up, wait_until
+from tests.browser_support import create_on_page, open_page, sign_up, wait_until
 from tests.conftest import Servers
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
 TILE_IMAGES = "#feed img"
-
-
-def create_large(page: Any, prompt: str) -> str:
-    """Submit a 512x512 image from Create and return its page URL once it is shown."""
-    page.goto("/create/")
-    wait_until(page, "document.body.dataset.live === '1'")
-    page.fill("#prompt", prompt)
-    page.check("input[name=aspect][value='1:1']")
-    page.fill("#width", "512")
-    page.fill("#height", "512")
-    page.fill("#steps", "1")
-    page.click("#submit")
-    card = page.locator(".gen-card").first
-    card.locator(".gen-images img").first.wait_for(timeout=180_000)
-    href: str = card.locator(".gen-images a").first.get_attribute("href")
-    return href
 
 
 def feed_images(page: Any, path: str) -> list[dict[str, str]]:
@@ -53,7 +37,7 @@ def test_the_gallery_pages_offer_thumbnail_sizes_and_forget_a_deleted_image(
     phone.set_default_timeout(60_000)
     try:
         sign_up(phone, "sasha")
-        image_page = create_large(phone, "a lighthouse at dusk")
+        image_page = create_on_page(phone, "a lighthouse at dusk", side=512, steps=1)
         image_id = image_page.strip("/").split("/")[-1]
         phone.goto(image_page)
         if phone.get_attribute("#publish-toggle", "aria-pressed") != "true":
