@@ -45,7 +45,8 @@ def test_the_gallery_pages_offer_thumbnail_sizes_and_forget_a_deleted_image(
             wait_until(phone, "document.querySelector('#publish-toggle[aria-pressed=true]')")
         for path in ("/images/", "/explore/"):
             [shown] = feed_images(phone, path)
-            candidates = dict(reversed(entry.strip().split(" ")) for entry in shown["srcset"].split(","))
+            entries = [entry.strip().split(" ") for entry in shown["srcset"].split(",")]
+            candidates = {width: url for url, width in entries}
             assert set(candidates) == {"256w", "512w"}, (path, shown)
             assert candidates["512w"].endswith(f"/api/v1/images/{image_id}/thumbnail?size=512")
             assert shown["sizes"]
