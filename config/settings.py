@@ -14,6 +14,7 @@ from config.account_settings import ACCOUNT_APPS, cache_in_redis
 from config.leaving_settings import *  # noqa: F403 (closing accounts, data exports)
 from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
+from config.storage_settings import *  # noqa: F403 (storage tiers, deletion, thumbnails)
 from core.env import (
     env_bool,
     env_float,

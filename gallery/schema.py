@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from gallery.models import ReportReason
 from gallery.selectors import SORTS, TOP_WINDOWS
+from generations.schema import ThumbnailSerializer
 
 
 class LineageSerializer(serializers.Serializer[Any]):
@@ -29,6 +30,7 @@ GALLERY_IMAGE_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
     "object": serializers.CharField(),
     "url": serializers.CharField(),
     "thumbnail_url": serializers.CharField(),
+    "thumbnails": ThumbnailSerializer(many=True),
     "page_url": serializers.CharField(),
     "width": serializers.IntegerField(),
     "height": serializers.IntegerField(),

@@ -14,7 +14,7 @@ from core.events import iso
 from gallery.models import Like, StylePreset
 from generations.filters import search_prompts
 from generations.models import EXPLORE_VISIBLE, Generation, Image
-from generations.selectors import _one_or_none
+from generations.selectors import _one_or_none, thumbnails
 
 SORTS = ("new", "top", "trending")
 TOP_WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30), "all": None}
@@ -114,6 +114,7 @@ def gallery_image_resource(
         "object": "image",
         "url": reverse("api_image_content", args=[image.id]),
         "thumbnail_url": reverse("api_image_thumbnail", args=[image.id]),
+        "thumbnails": thumbnails(image),
         "page_url": reverse("image_detail", args=[image.id]),
         "width": image.width,
         "height": image.height,

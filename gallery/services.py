@@ -17,9 +17,10 @@ from gallery.models import Like, Profile, Report, ReportStatus
 from gallery.moderation import is_suspended
 from generations.models import Generation, GenerationAction, Image, Upload, hot_score
 from generations.registry import get_model
+from generations.retention import mark_deleted
 from generations.samplers import DEFAULT_SAMPLER, samplers_for
 from generations.services import GenerationSpec, submit_generation
-from generations.storage import delete_content, save_content, sync_visibility
+from generations.storage import save_content, sync_visibility
 from generations.uploads import clean_image
 
 UPSCALE_FACTOR = 2
@@ -225,18 +226,10 @@ def report_image(*, user: User, image: Image, reason: str, details: str = "") ->
 
 
 def delete_image(*, image: Image) -> None:
-    """Delete the image; its files go too unless another row still points at them (content
-    addressing shares files, and an upscale in flight reads the original)."""
-    original, thumbnail = image.original, image.thumbnail
-    with transaction.atomic():
-        image.delete()
-    if (
-        not Image.objects.filter(original=original).exists()
-        and not Upload.objects.filter(file=original).exists()
-    ):
-        delete_content(original)
-    if not Image.objects.filter(thumbnail=thumbnail).exists():
-        delete_content(thumbnail)
+    """Delete the image: gone from every list and URL at once; the dispatcher purges its row and
+    files after the retention period (generations/retention.py), a shared file only when no other
+    row still names it (content addressing shares files, and an upscale in flight reads the original)."""
+    mark_deleted(image)
 
 
 def forget_member(*, user: User) -> None:

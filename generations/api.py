@@ -32,6 +32,7 @@ from generations.selectors import (
     generation_of,
     generation_resource,
     generations_of,
+    thumbnail_sizes,
     viewable_image,
 )
 from generations.serializers import GenerationCreateSerializer
@@ -43,7 +44,8 @@ from generations.services import (
     upload_create,
 )
 from generations.signing import signed_image_id
-from generations.storage import is_remote, open_content, presigned_url, public_url
+from generations.storage import is_remote, open_content, presigned_url, public_url, variant_path
+from generations.tiers import note_view
 from generations.uploads import read_upload
 from generations.waiting import preferred_wait, wait_for_terminal
 from webhooks.services import endpoint_for_generation
@@ -193,6 +195,7 @@ class ImageFileApi(APIView):
             OpenApiParameter("signature", str, required=False),
             OpenApiParameter("download", str, required=False),
             OpenApiParameter("as", str, enum=["png", "webp"], required=False),
+            OpenApiParameter("size", int, required=False, description="A thumbnail's longest side."),
         ],
         responses={
             (200, "image/png"): OpenApiTypes.BINARY,
@@ -215,8 +218,10 @@ class ImageFileApi(APIView):
             raise ApiError("not_found", "No such image.")
         if self.variant == "original":
             path, content_type, extension = image.original, "image/png", "png"
+            note_view(image)  # back from the cold tier if it is there; one Redis write
         else:
-            path, content_type, extension = image.thumbnail, "image/webp", "webp"
+            path = thumbnail_path(image, request.query_params.get("size"))
+            content_type, extension = "image/webp", "webp"
         public = image.is_public and not image.hidden
         converting = self.variant == "original" and request.query_params.get("as") == "webp"
         if is_remote() and not converting:
@@ -229,6 +234,18 @@ class ImageFileApi(APIView):
         if request.query_params.get("download"):
             response["Content-Disposition"] = f'attachment; filename="atelier-{image.id}.{extension}"'
         return response
+
+
+def thumbnail_path(image: Image, size: str | None) -> str:
+    """The thumbnail with this longest side (one of the image's ``thumbnails``); the smallest
+    without one."""
+    if size is None:
+        return image.thumbnail
+    sizes = thumbnail_sizes(image)
+    if not size.isdigit() or int(size) not in sizes:
+        message = "size must be one of this image's thumbnail sizes: " + ", ".join(map(str, sizes))
+        raise ApiError("validation_error", f"Invalid field(s): size. {message}", {"size": [message]})
+    return image.thumbnail if int(size) == sizes[0] else variant_path(image.thumbnail, int(size))
 
 
 def object_redirect(image: Image, path: str, extension: str, public: bool, download: bool) -> HttpResponse:

@@ -223,8 +223,7 @@ def serve_from_cache(generation: Generation, source_images: list[Image]) -> bool
         if changed != 1:
             return False
         generation.refresh_from_db()
-        copied = ("index", "seed", "width", "height", "original", "thumbnail", "sha256", "content_rating")
-        images = [Image(generation=generation, **{f: getattr(i, f) for f in copied}) for i in source_images]
+        images = [image.copy_for(generation) for image in source_images]
         Image.objects.bulk_create(images)
         settle(generation, finished_images=len(images))
         resources = [image_resource(image) for image in images]

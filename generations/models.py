@@ -24,7 +24,7 @@ class GenerationStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
-EXPLORE_VISIBLE = Q(is_public=True, hidden=False)
+EXPLORE_VISIBLE = Q(is_public=True, hidden=False, deleted_at=None)
 
 ACTIVE_STATUSES = (GenerationStatus.PENDING, GenerationStatus.QUEUED, GenerationStatus.RUNNING)
 TERMINAL_STATUSES = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.CANCELED)
@@ -215,6 +215,17 @@ class ImageQuerySet(models.QuerySet["Image"]):
         return super().bulk_create(objs, *args, **kwargs)
 
 
+class LiveImageManager(models.Manager["Image"]):
+    """Images not deleted: a deleted image vanishes from every list and URL at once, while its row
+    (and files) wait for the dispatcher's purge (generations/retention.py)."""
+
+    def get_queryset(self) -> ImageQuerySet:
+        return ImageQuerySet(self.model, using=self._db).filter(deleted_at=None)
+
+    def bulk_create(self, objs: Iterable[Image], *args: Any, **kwargs: Any) -> list[Image]:
+        return self.get_queryset().bulk_create(objs, *args, **kwargs)
+
+
 class Image(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
@@ -233,8 +244,21 @@ class Image(models.Model):
     )
     like_count = models.PositiveIntegerField(default=0)
     hot_score = models.FloatField(default=0.0)
+    thumbnail_sizes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Longest sides of the larger WebP thumbnails beside `thumbnail` (256): e.g. [512].",
+    )
+    last_viewed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its original was last fetched (written in batches)."
+    )
+    cold = models.BooleanField(default=False, help_text="Its original is in the cold storage tier.")
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="Deleted: gone at once, purged after retention."
+    )
 
-    objects = ImageQuerySet.as_manager()
+    objects = LiveImageManager()
+    all_objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["generation", "index"]
@@ -257,6 +281,20 @@ class Image(models.Model):
         if self._state.adding:
             self.inherit_from_generation()
         super().save(*args, **kwargs)
+
+    COPIED_BY_THE_CACHE = ("index", "seed", "width", "height", "original", "thumbnail", "thumbnail_sizes")
+
+    def copy_for(self, generation: Generation) -> Image:
+        """A new row of ``generation`` pointing at this image's files (the result cache: files are
+        content-addressed and stay while any row uses them), in the same storage tier."""
+        fields = {name: getattr(self, name) for name in self.COPIED_BY_THE_CACHE}
+        return Image(
+            generation=generation,
+            cold=self.cold,
+            sha256=self.sha256,
+            content_rating=self.content_rating,
+            **fields,
+        )
 
     def inherit_from_generation(self) -> None:
         """A new image starts with its generation's visibility: the worker only knows pixels."""

@@ -3,7 +3,8 @@
 Identical means the same model weights (by content: `core.model_catalog.content_hash`), every
 parameter that shapes the pixels, an explicit seed and the same input images (by content). The
 answer is a new generation whose images point at the same content-addressed files (a file is
-deleted only when no image uses it any more: `gallery.services.delete_image`).
+purged only when no image uses it any more: `generations.retention`; a generation with a
+deleted image answers nothing).
 
 A user is answered from their own generations and from public ones, never from another user's
 private generation: that would tell them what someone else asked for.
@@ -54,7 +55,10 @@ def cached_source(*, user: User, key: str, n: int) -> Generation | None:
     source = (
         Generation.objects.filter(cache_key=key, status=GenerationStatus.SUCCEEDED)
         .filter(Q(user=user) | Q(is_public=True))
-        .annotate(stored=Count("images"), hidden=Count("images", filter=Q(images__hidden=True)))
+        .annotate(
+            stored=Count("images", filter=Q(images__deleted_at=None)),
+            hidden=Count("images", filter=Q(images__hidden=True)),
+        )
         .filter(stored=n, hidden=0)
         .order_by("-finished_at")
         .first()

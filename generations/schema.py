@@ -12,10 +12,18 @@ from generations.models import GenerationKind
 from generations.samplers import SAMPLER_NAMES
 
 
+class ThumbnailSerializer(serializers.Serializer[Any]):
+    size = serializers.IntegerField(help_text="Its longest side (the `size` of its URL).")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    url = serializers.CharField()
+
+
 class ImageOutSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     url = serializers.CharField()
     thumbnail_url = serializers.CharField()
+    thumbnails = ThumbnailSerializer(many=True, help_text="WebP thumbnails, smallest first (srcset).")
     width = serializers.IntegerField()
     height = serializers.IntegerField()
     seed = serializers.IntegerField()

@@ -63,10 +63,35 @@ def image_resource(image: Image) -> dict[str, Any]:
         "id": str(image.id),
         "url": reverse("api_image_content", args=[image.id]),
         "thumbnail_url": reverse("api_image_thumbnail", args=[image.id]),
+        "thumbnails": thumbnails(image),
         "width": image.width,
         "height": image.height,
         "seed": image.seed,
     }
+
+
+def thumbnail_sizes(image: Image) -> list[int]:
+    """The longest sides of the image's WebP thumbnails, smallest first."""
+    return [settings.ATELIER_THUMBNAIL_SIZES[0], *(image.thumbnail_sizes or [])]
+
+
+def thumbnails(image: Image) -> list[dict[str, Any]]:
+    """Each thumbnail's size (its longest side), pixel width and height, and URL: what a page
+    puts in `srcset`, so that a phone loads the small one."""
+    url = reverse("api_image_thumbnail", args=[image.id])
+    longest = max(image.width, image.height)
+    sizes = []
+    for index, size in enumerate(thumbnail_sizes(image)):
+        scale = min(1.0, size / longest)
+        sizes.append(
+            {
+                "size": size,
+                "width": max(1, round(image.width * scale)),
+                "height": max(1, round(image.height * scale)),
+                "url": url if index == 0 else f"{url}?size={size}",
+            }
+        )
+    return sizes
 
 
 def generation_resource(generation: Generation, *, position: int | None = None) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.conf import settings
 from PIL import Image as PILImage
 
 from generations.models import Generation, Image, Upload
-from generations.storage import open_content, save_content
+from generations.storage import open_content, save_content, save_variant, variant_path
 from gpu_worker.encoders import png_with_parameters, webp_thumbnail
 from gpu_worker.failures import GenerationFailed
 
@@ -32,7 +33,7 @@ def store_images(generation: Generation, pictures: list[PILImage.Image]) -> list
         original, digest = save_content(
             "images", png_with_parameters(picture, parameters(generation, seed)), "png"
         )
-        thumbnail, _ = save_content("thumbnails", webp_thumbnail(picture), "webp")
+        thumbnail, sizes = store_thumbnails(picture)
         rows.append(
             Image(
                 generation=generation,
@@ -42,10 +43,22 @@ def store_images(generation: Generation, pictures: list[PILImage.Image]) -> list
                 height=picture.height,
                 original=original,
                 thumbnail=thumbnail,
+                thumbnail_sizes=sizes,
                 sha256=digest,
             )
         )
     return rows
+
+
+def store_thumbnails(picture: PILImage.Image) -> tuple[str, list[int]]:
+    """The smallest WebP thumbnail (content-addressed) and each larger size the picture reaches,
+    named after it; returns its path and those larger sizes."""
+    smallest, *larger = settings.ATELIER_THUMBNAIL_SIZES
+    thumbnail, _ = save_content("thumbnails", webp_thumbnail(picture, smallest), "webp")
+    sizes = [size for size in larger if max(picture.size) >= size]
+    for size in sizes:
+        save_variant(variant_path(thumbnail, size), webp_thumbnail(picture, size))
+    return thumbnail, sizes
 
 
 def parameters(generation: Generation, seed: int) -> dict[str, Any]:

@@ -27,13 +27,13 @@ from generations.models import Generation, Image, Upload
 from generations.publisher import workflow_group
 from generations.registry import get_model
 from generations.storage import open_content, save_content
-from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+from gpu_worker.encoders import png_with_parameters
 from gpu_worker.failures import TRANSIENT_ERRORS, GenerationFailed
 from gpu_worker.loras import lora_patch
 from gpu_worker.model import LoadedModel
 from gpu_worker.previews import preview_url
 from gpu_worker.rendering import load_model
-from gpu_worker.storage import parameters
+from gpu_worker.storage import parameters, store_thumbnails
 
 # The runner (gpu_worker.runner.GenerationRunner, which imports this module): its cache,
 # publisher, name, progress interval and transitions.
@@ -179,7 +179,7 @@ class WorkflowRuntime:
             png = png_with_parameters(picture, parameters(self.generation, seed), extra)
             stored, digest = save_content("images" if kind == "output" else "temp", png, "png")
             if kind == "output":
-                thumbnail, _ = save_content("thumbnails", webp_thumbnail(picture), "webp")
+                thumbnail, sizes = store_thumbnails(picture)
                 self.rows.append(
                     Image(
                         generation=self.generation,
@@ -189,6 +189,7 @@ class WorkflowRuntime:
                         height=picture.height,
                         original=stored,
                         thumbnail=thumbnail,
+                        thumbnail_sizes=sizes,
                         sha256=digest,
                     )
                 )

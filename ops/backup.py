@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import subprocess
 import tarfile
@@ -76,14 +75,21 @@ def restore_database(source: Path, engine: str) -> None:
 
 
 def media_names() -> list[str]:
+    from generations.storage import cold_storage
+
     storage: Any = default_storage
     if hasattr(storage, "bucket_name"):
         return sorted(obj.key for obj in storage.bucket.objects.all())
-    root = Path(settings.MEDIA_ROOT)
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    names: set[str] = set()
+    for root in (Path(settings.MEDIA_ROOT), Path(cold_storage().location)):  # both storage tiers
+        if root.exists():
+            names.update(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(names)
 
 
 def backup(archive: Path) -> dict[str, Any]:
+    from generations.storage import open_content
+
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         engine = dump_database(folder / "database.dump")
@@ -91,8 +97,7 @@ def backup(archive: Path) -> dict[str, Any]:
         for name in names:
             target = folder / "media" / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            with default_storage.open(name, "rb") as handle, open(target, "wb") as out:
-                shutil.copyfileobj(handle, out)
+            target.write_bytes(open_content(name))  # from whichever tier holds it
         manifest = {"format": FORMAT_VERSION, "engine": engine, "media": len(names), "created": time.time()}
         (folder / "manifest.json").write_text(json.dumps(manifest))
         archive.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +109,8 @@ def backup(archive: Path) -> dict[str, Any]:
 
 
 def restore(archive: Path) -> dict[str, Any]:
+    from generations.models import Image
+
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         with tarfile.open(archive, "r:gz") as tar:
@@ -122,6 +129,8 @@ def restore(archive: Path) -> dict[str, Any]:
                 if default_storage.exists(name):
                     default_storage.delete(name)
                 default_storage.save(name, ContentFile(path.read_bytes()))
+        # Every file came back to the hot tier; the sweep moves idle ones to the cold tier again.
+        Image.all_objects.filter(cold=True).update(cold=False)
         restore_visibility()
     return manifest
 
@@ -134,7 +143,7 @@ def restore_visibility() -> None:
     if not is_remote():
         return
     published = Image.objects.filter(is_public=True, hidden=False)
-    for image in published.only("original", "thumbnail", "is_public", "hidden").iterator():
+    for image in published.only("original", "thumbnail", "thumbnail_sizes", "is_public", "hidden").iterator():
         try:
             sync_visibility([image])
         except ClientError as exc:  # an object the archive did not have: the rest still comes back

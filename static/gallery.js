@@ -55,11 +55,25 @@
     return button;
   }
 
+  // How wide a tile is drawn (.gallery-grid: one column on a phone, else 200px and up), so the
+  // browser takes the smallest thumbnail of `srcset` that fills it: a phone loads less.
+  const TILE_SIZES = "(max-width: 480px) 100vw, (max-width: 900px) 50vw, 320px";
+  const HALF_TILE_SIZES = "(max-width: 480px) 50vw, (max-width: 900px) 25vw, 160px";
+
+  function thumbnailAttrs(image, alt, sizes) {
+    const attrs = { src: image.thumbnail_url, alt: alt, loading: "lazy", decoding: "async",
+      width: "256", height: String(Math.round(256 * image.height / image.width)) };
+    if (image.thumbnails && image.thumbnails.length) {
+      attrs.srcset = image.thumbnails.map((t) => t.url + " " + t.width + "w").join(", ");
+      attrs.sizes = sizes;
+    }
+    return attrs;
+  }
+
   function imageCard(image, feed) {
     const card = el("figure", { class: "tile", "data-id": image.id });
     const link = el("a", { href: image.page_url, class: "tile-link" });
-    const img = el("img", { src: image.thumbnail_url, alt: image.prompt, loading: "lazy", decoding: "async",
-      width: "256", height: String(Math.round(256 * image.height / image.width)) });
+    const img = el("img", thumbnailAttrs(image, image.prompt, TILE_SIZES));
     link.append(img);
     card.append(link);
     if (image.content_rating === "mature" && feed.dataset.showMature !== "1") {
@@ -85,8 +99,7 @@
     const images = el("div", { class: "gen-images" });
     generation.images.forEach((image) => {
       const link = el("a", { href: "/images/" + image.id + "/" });
-      link.append(el("img", { src: image.thumbnail_url, alt: generation.prompt, loading: "lazy", decoding: "async",
-        width: "256", height: String(Math.round(256 * image.height / image.width)) }));
+      link.append(el("img", thumbnailAttrs(image, generation.prompt, HALF_TILE_SIZES)));
       images.append(link);
     });
     card.append(images);

@@ -76,6 +76,23 @@ def sign_up(page: Any, username: str) -> None:
     page.wait_for_url("**/create/")
 
 
+def create_on_page(page: Any, prompt: str, *, side: int = 128, steps: int = 6) -> str:
+    """Submit a square image from Create (small and quick by default) and return the new image's
+    page URL once it is shown."""
+    page.goto("/create/")
+    wait_until(page, "document.body.dataset.live === '1'")
+    page.fill("#prompt", prompt)
+    page.check("input[name=aspect][value='1:1']")
+    page.fill("#width", str(side))
+    page.fill("#height", str(side))
+    page.fill("#steps", str(steps))
+    page.click("#submit")
+    card = page.locator(".gen-card").first
+    card.locator(".gen-images img").first.wait_for(timeout=180_000)
+    href: str = card.locator(".gen-images a").first.get_attribute("href")
+    return href
+
+
 def off_the_browser_loop(call: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
     """``call(*args)`` in a thread of its own: once a browser test has run, Playwright's session-wide
     browser keeps an event loop running in the test thread, where asyncio.run() refuses to start."""

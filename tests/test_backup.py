@@ -14,22 +14,27 @@ from tests.s3_support import CREDENTIALS, lowercase, s3_env
 
 SEED = """
 from accounts.models import User
-from generations.storage import save_content
+from generations.storage import move_to_cold, save_content
 User.objects.create_user("keeper", password="x")
-print(save_content("images", b"precious pixels", "png")[0])
+cold = save_content("images", b"old pixels", "png")[0]
+move_to_cold(cold, public=False)  # the cold tier is backed up too
+print(save_content("images", b"precious pixels", "png")[0], cold)
 """
 DAMAGE = """
 import shutil
 from django.conf import settings
+from generations.storage import cold_storage
 from accounts.models import User
 User.objects.filter(username="keeper").delete()
 User.objects.create_user("intruder")
 shutil.rmtree(settings.MEDIA_ROOT)
+shutil.rmtree(cold_storage().location)
 """
 CHECK = """
 from accounts.models import User
 from generations.storage import open_content
-print(sorted(User.objects.values_list("username", flat=True)), open_content({path!r}).decode())
+print(sorted(User.objects.values_list("username", flat=True)), open_content({path!r}).decode(),
+      open_content({cold!r}).decode())
 """
 
 
@@ -43,13 +48,12 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 def round_trip(env: dict[str, str], archive: Path) -> None:
     manage(env, "migrate", "-v", "0")
-    path = manage(env, "shell", "-c", SEED).splitlines()[-1]
+    path, cold = manage(env, "shell", "-c", SEED).splitlines()[-1].split()
     assert "backed up" in manage(env, "backup", str(archive))
     manage(env, "shell", "-c", DAMAGE)
     assert "restored" in manage(env, "restore", str(archive))
-    assert (
-        manage(env, "shell", "-c", CHECK.format(path=path)).splitlines()[-1] == "['keeper'] precious pixels"
-    )
+    checked = manage(env, "shell", "-c", CHECK.format(path=path, cold=cold)).splitlines()[-1]
+    assert checked == "['keeper'] precious pixels old pixels"
 
 
 def test_backup_and_restore_on_sqlite(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from generations.models import Generation
 from generations.storage import open_content
-from tests.browser_support import open_page, sign_up, wait_until
+from tests.browser_support import create_on_page, open_page, sign_up, wait_until
 from tests.conftest import ROOT, Servers
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -35,22 +35,6 @@ def shots(tmp_path: Path) -> Path:
 def pages(browser: Any, servers: Servers, transactional_db: None) -> Iterator[tuple[Any, Any]]:
     with open_page(browser, servers.url) as first, open_page(browser, servers.url) as second:
         yield first, second
-
-
-def create_small(page: Any, prompt: str) -> str:
-    """Submit from Create (1:1, small and quick) and return the new image's page URL."""
-    page.goto("/create/")
-    wait_until(page, "document.body.dataset.live === '1'")
-    page.fill("#prompt", prompt)
-    page.check("input[name=aspect][value='1:1']")
-    page.fill("#width", "128")
-    page.fill("#height", "128")
-    page.fill("#steps", "6")
-    page.click("#submit")
-    card = page.locator(".gen-card").first
-    card.locator(".gen-images img").first.wait_for()
-    href: str = card.locator(".gen-images a").first.get_attribute("href")
-    return href
 
 
 def run_action(page: Any, button: str) -> str:
@@ -72,7 +56,7 @@ def test_create_upscale_vary_publish_then_another_member_likes_and_reuses_it(
 ) -> None:
     carol, dave = pages
     sign_up(carol, "carol")
-    first = create_small(carol, "a lighthouse at dusk, oil painting")
+    first = create_on_page(carol, "a lighthouse at dusk, oil painting")
 
     carol.goto(first)
     upscaled = run_action(carol, "button[data-action=upscale]")
@@ -121,7 +105,7 @@ def test_create_upscale_vary_publish_then_another_member_likes_and_reuses_it(
 def test_inpaint_with_a_mask_drawn_on_the_canvas(pages: tuple[Any, Any]) -> None:
     carol, _ = pages
     sign_up(carol, "erin")
-    carol.goto(create_small(carol, "a bowl of fruit on a table"))
+    carol.goto(create_on_page(carol, "a bowl of fruit on a table"))
     carol.click("#inpaint-open")
     canvas = carol.locator("#mask-canvas")
     canvas.scroll_into_view_if_needed()
@@ -150,7 +134,7 @@ def test_the_gallery_pages_fit_a_phone(browser: Any, servers: Servers, transacti
     phone.set_default_timeout(60_000)
     try:
         sign_up(phone, "fran")
-        image_page = create_small(phone, "a tiny boat")
+        image_page = create_on_page(phone, "a tiny boat")
         for path in ("/create/", "/images/", "/explore/", image_page, "/u/fran/"):
             phone.goto(path)
             overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")

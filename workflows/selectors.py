@@ -123,4 +123,6 @@ def output_file(user: User, *, filename: str, subfolder: str, kind: str) -> str 
     record = generation.workflow.get("files", {}).get(f"{subfolder}/{filename}" if subfolder else filename)
     if not record or record.get("type") != kind:
         return None
+    if kind == "output" and not generation.images.filter(original=record["path"]).exists():
+        return None  # its image was deleted (Image.objects hides deleted ones)
     return str(record["path"])

@@ -10,11 +10,15 @@ from django.db import close_old_connections
 
 from generations.dispatcher import tick
 from generations.leaving_chores import chores
+from generations.retention import sweep_storage_now_and_then
 from webhooks.sender import record_finished, sender
 
 
 class Command(BaseCommand):
-    help = "Run the dispatcher: re-queue jobs of lost workers and jobs that vanished from Redis."
+    help = (
+        "Run the dispatcher: re-queue jobs of lost workers and jobs that vanished from Redis, "
+        "tend the storage tiers, purge deleted images and collect orphaned files."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="run one step and exit")
@@ -37,6 +41,8 @@ class Command(BaseCommand):
             else:
                 if result:
                     self.stdout.write(str(result))
+            # Storage tiers, purges and orphans, in a thread of their own, every so often.
+            sweep_storage_now_and_then()
             if options["once"]:
                 break
             time.sleep(settings.ATELIER_DISPATCH_INTERVAL)
