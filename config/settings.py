@@ -11,6 +11,7 @@ import django_stubs_ext
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
 from config.account_settings import ACCOUNT_APPS, cache_in_redis
+from config.load_settings import *  # noqa: F403 (degrading under load)
 from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
 from core.env import (
@@ -71,7 +72,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.load_shedding.LoadSheddingMiddleware",  # first: a request over the limit costs nothing more
     "ops.requests.RequestLogMiddleware",
+    "ops.load_shedding.DependencyTimeoutMiddleware",  # a slow database or Redis: 503, logged as such
     "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
     "django.middleware.security.SecurityMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
@@ -86,7 +89,6 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "accounts.staff_mfa.StaffTwoFactorMiddleware",
 ]
-
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"  # daphne: WebSockets (and all of `make run`)
 WSGI_APPLICATION = "config.wsgi.application"  # gunicorn: HTTP in production (config/gunicorn.py)
@@ -127,7 +129,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # once: PostgreSQL then parses and plans them once per connection instead of per request.
     # Off (DATABASE_PREPARE=0) behind a transaction-pooling proxy such as PgBouncer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
-
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_MAX", 0):
     # A connection pool per process, for daphne: under ASGI, persistent connections
     # (CONN_MAX_AGE) leak one per thread, while a pool hands each request a warm connection and
@@ -137,6 +138,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int
         "min_size": 1,
         "max_size": env_int("DATABASE_POOL_MAX", 0),
     }
+with_database_deadlines(DATABASES["default"])  # noqa: F405 (deadlines: config/load_settings.py)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -210,7 +212,7 @@ CACHES = {"default": cache_in_redis(REDIS_URL)}  # allauth's counters and spent 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "atelier:ch"},
+        "CONFIG": {"hosts": [env_str("CHANNEL_REDIS_URL", REDIS_URL)], "prefix": "atelier:ch"},
     }
 }
 
