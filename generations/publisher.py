@@ -175,11 +175,13 @@ class EventPublisher:
                 self._flush_counts()
                 continue
             item, drop_preview = taken
+            sent = False
             try:
                 if item is None:
                     return
                 message = self._without_preview(item) if drop_preview else item.message
                 if message is not None and layer is not None:
+                    sent = True
                     deadline = settings.ATELIER_EVENT_SEND_DEADLINE
                     loop.run_until_complete(asyncio.wait_for(layer.group_send(item.group, message), deadline))
             except Exception as exc:
@@ -188,7 +190,7 @@ class EventPublisher:
                 log.warning("could not publish %s: %s", kind, exc)
             finally:
                 with self._lock:
-                    if self._sending_since is not None:
+                    if sent and self._sending_since is not None:  # a dropped frame says nothing
                         self._last_send_seconds = self._clock() - self._sending_since
                     self._sending_since = None
                     self._lock.notify_all()
