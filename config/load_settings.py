@@ -41,7 +41,9 @@ REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 2.0)
 
 def with_database_deadlines(database: Any) -> None:
     """PostgreSQL's connect timeout, statement and lock timeouts and the pool's wait, set on the
-    Django database entry ``database`` (a dj_database_url config; SQLite has its own busy timeout)."""
+    Django database entry ``database`` (a dj_database_url config); on SQLite, its busy timeout."""
+    if database["ENGINE"] == "django.db.backends.sqlite3" and DATABASE_STATEMENT_TIMEOUT:
+        database["OPTIONS"]["timeout"] = DATABASE_STATEMENT_TIMEOUT / 1000  # the busy wait: a lock's
     if database["ENGINE"] != "django.db.backends.postgresql":
         return
     options = database.setdefault("OPTIONS", {})
