@@ -175,20 +175,24 @@ def resilience_metrics() -> Iterator[str]:
 
 
 def load_metrics() -> Iterator[str]:
-    yield from family(
+    yield from counters(
         "atelier_events_thinned_total",
-        "counter",
         "Event messages thinned while the event path lagged: previews left out, progress dropped.",
+        "dropped",
+        thinned_counts(),
     )
-    for dropped, value in sorted(thinned_counts().items()):
-        yield f"atelier_events_thinned_total{label(dropped=dropped)} {value}"
-    yield from family(
+    yield from counters(
         "atelier_load_shed_total",
-        "counter",
         "Requests answered 503 overloaded: over the concurrency limit, or the database or Redis too slow.",
+        "reason",
+        shed_counts(),
     )
-    for reason, value in sorted(shed_counts().items()):
-        yield f"atelier_load_shed_total{label(reason=reason)} {value}"
+
+
+def counters(name: str, help_text: str, label_name: str, counts: dict[str, int]) -> Iterator[str]:
+    yield from family(name, "counter", help_text)
+    for key, value in sorted(counts.items()):
+        yield f"{name}{label(**{label_name: key})} {value}"
 
 
 def parse(text: str) -> dict[str, float]:

@@ -81,12 +81,12 @@ def generations_locked() -> Iterator[None]:
     conninfo = (
         f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} dbname={db['NAME']} user={db['USER']}"
     )
-    with psycopg.connect(conninfo) as holder:
-        holder.execute("LOCK TABLE generations_generation IN ACCESS EXCLUSIVE MODE")
+    with psycopg.connect(conninfo) as locker:
+        locker.execute("LOCK TABLE generations_generation IN ACCESS EXCLUSIVE MODE")
         try:
             yield
         finally:
-            holder.rollback()
+            locker.rollback()
 
 
 def shed(url: str, reason: str) -> float:
