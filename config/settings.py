@@ -11,7 +11,9 @@ import django_stubs_ext
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
 from config.account_settings import ACCOUNT_APPS, cache_in_redis
+from config.api_settings import *  # noqa: F403 (the OpenAPI description)
 from config.leaving_settings import *  # noqa: F403 (closing accounts, data exports)
+from config.load_settings import *  # noqa: F403 (degrading under load)
 from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
 from config.storage_settings import *  # noqa: F403 (storage tiers, deletion, thumbnails)
@@ -73,7 +75,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.load_shedding.LoadSheddingMiddleware",  # first: a request over the limit costs nothing more
     "ops.requests.RequestLogMiddleware",
+    "ops.load_shedding.DependencyTimeoutMiddleware",  # a slow database or Redis: 503, logged as such
     "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
     "django.middleware.security.SecurityMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
@@ -88,7 +92,6 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "accounts.staff_mfa.StaffTwoFactorMiddleware",
 ]
-
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"  # daphne: WebSockets (and all of `make run`)
 WSGI_APPLICATION = "config.wsgi.application"  # gunicorn: HTTP in production (config/gunicorn.py)
@@ -129,7 +132,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # once: PostgreSQL then parses and plans them once per connection instead of per request.
     # Off (DATABASE_PREPARE=0) behind a transaction-pooling proxy such as PgBouncer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
-
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_MAX", 0):
     # A connection pool per process, for daphne: under ASGI, persistent connections
     # (CONN_MAX_AGE) leak one per thread, while a pool hands each request a warm connection and
@@ -139,6 +141,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int
         "min_size": 1,
         "max_size": env_int("DATABASE_POOL_MAX", 0),
     }
+with_database_deadlines(DATABASES["default"])  # noqa: F405 (deadlines: config/load_settings.py)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -212,7 +215,7 @@ CACHES = {"default": cache_in_redis(REDIS_URL)}  # allauth's counters and spent 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "atelier:ch"},
+        "CONFIG": {"hosts": [env_str("CHANNEL_REDIS_URL", REDIS_URL)], "prefix": "atelier:ch"},
     }
 }
 
@@ -347,22 +350,6 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Atelier API",
-    "DESCRIPTION": "Image generation: submit, follow, cancel and fetch generations. Errors are always "
-    '`{"error": {"code", "message", "details"}}`. Auth: `Authorization: Bearer <key or OAuth token>`.',
-    "VERSION": "1.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SWAGGER_UI_DIST": "SIDECAR",  # served from this server: the docs work offline
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "EventTypeEnum": "core.events.EVENT_TYPES",
-        "SamplerEnum": "generations.samplers.SAMPLER_NAMES",
-    },
-}
 
 # One JSON object per line in production (LOG_FORMAT=json); plain text while developing.
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")

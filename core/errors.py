@@ -34,6 +34,9 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     # Submission refused while the model's circuit is open (generations/circuits.py); a worker
     # that cannot load a model records the same code on the generation.
     "model_unavailable": (503, "The model is unavailable right now; try again later."),
+    # The web tier shed the request: too many at once, or the database or Redis too slow
+    # (ops/load_shedding.py); always with Retry-After.
+    "overloaded": (503, "The service is busy right now; try again shortly."),
     "invalid_signature": (400, "The webhook signature is missing, invalid or too old."),
     "internal_error": (500, "Something went wrong on our side."),
     # Failures recorded on a generation by the worker.

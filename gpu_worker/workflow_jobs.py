@@ -74,12 +74,15 @@ class WorkflowRuntime:
     def send(self, kind: str, data: dict[str, Any]) -> None:
         if self.client_id:
             message = {"type": "workflow.message", "client_id": self.client_id, "kind": kind, "data": data}
-            self.runner.publisher.send_to_group(workflow_group(self.generation.user_id), message)
+            # Under lag only the latest progress of a prompt is kept (generations/publisher.py).
+            key = f"{self.prompt_id}:progress" if kind == "progress" else None
+            self.runner.publisher.send_to_group(workflow_group(self.generation.user_id), message, key=key)
 
-    def send_bytes(self, payload: bytes) -> None:
+    def send_bytes(self, payload: bytes, *, preview: bool = False) -> None:
         if self.client_id:
             message = {"type": "workflow.message", "client_id": self.client_id, "bytes": payload}
-            self.runner.publisher.send_to_group(workflow_group(self.generation.user_id), message)
+            group = workflow_group(self.generation.user_id)
+            self.runner.publisher.send_to_group(group, message, preview_frame=preview)
 
     # The executor's listener.
 
@@ -226,7 +229,7 @@ class WorkflowRuntime:
             self.node_state(self.node_id, "running", value, total)
         if preview is not None and self.previews:
             jpeg = base64.b64decode(preview.partition(",")[2])
-            self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg)
+            self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg, preview=True)
         return True
 
 

@@ -3,7 +3,9 @@
 `/healthz`: the process answers (no dependency is touched). `/readyz`: the database, Redis and the
 media storage answer (else 503 naming each failure), and every pool of the configured models has at
 least one worker heartbeat and no model's circuit is open (else 200 with status "degraded" and the
-reasons: the web tier can still take jobs, which wait in their queues).
+reasons: the web tier can still take jobs, which wait in their queues). Degraded too while this
+process sheds load (ops/load_shedding.py) or a dependency answers slower than ATELIER_READY_SLOW_MS.
+Both probes pass the load-shedding limit, so they answer while requests are refused.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from core.redis import redis_client
 from generations.circuits import open_circuits
 from generations.registry import all_models, known_pools
 from generations.workers import live_worker_count
+from ops.load_shedding import shedding
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -82,6 +85,22 @@ def readyz(request: HttpRequest) -> JsonResponse:
             reasons.append(
                 f"model {circuit.model}: circuit {circuit.state.replace('_', '-')} ({circuit.reason})"
             )
+    reasons += load_reasons(checks)
     status = "unavailable" if failed else ("degraded" if reasons else "ready")
-    body = {"status": status, "checks": checks, "workers": workers, "reasons": reasons}
+    load = {"in_flight": shedding.in_flight, "waiting": shedding.waiting}
+    body = {"status": status, "checks": checks, "workers": workers, "load": load, "reasons": reasons}
     return JsonResponse(body, status=503 if failed else 200)
+
+
+def load_reasons(checks: dict[str, dict[str, object]]) -> list[str]:
+    """Slow dependencies and recent shedding: the process still answers, with less."""
+    slow = settings.ATELIER_READY_SLOW_MS
+    reasons = [
+        f"{name}: slow ({check['ms']} ms)"
+        for name, check in checks.items()
+        if check["ok"] and float(str(check["ms"])) > slow
+    ]
+    ago = shedding.recently()
+    if ago is not None:
+        reasons.append(f"overloaded: requests shed {ago:.0f} s ago (503 with Retry-After)")
+    return reasons

@@ -20,7 +20,9 @@ from core.redis import redis_client
 from generations import circuits, result_cache
 from generations.admin_views import live_workers, phase_timings, pool_queues
 from generations.models import Generation, GenerationStatus
+from generations.publisher import thinned_counts
 from generations.registry import all_models, known_pools
+from ops.load_shedding import shed_counts
 from ops.requests import BUCKETS, HTTP_KEY, stats
 from webhooks.models import WebhookDelivery
 
@@ -64,6 +66,7 @@ def exposition() -> Iterator[str]:
     yield from webhook_metrics()
     yield from credit_metrics()
     yield from resilience_metrics()
+    yield from load_metrics()
 
 
 def http_requests() -> Iterator[str]:
@@ -169,6 +172,27 @@ def resilience_metrics() -> Iterator[str]:
     for model in models:
         labels = label(model=model, state=states.get(model, "closed"))
         yield f"atelier_circuit_open{labels} {int(model in states)}"
+
+
+def load_metrics() -> Iterator[str]:
+    yield from counters(
+        "atelier_events_thinned_total",
+        "Event messages thinned while the event path lagged: previews left out, progress dropped.",
+        "dropped",
+        thinned_counts(),
+    )
+    yield from counters(
+        "atelier_load_shed_total",
+        "Requests answered 503 overloaded: over the concurrency limit, or the database or Redis too slow.",
+        "reason",
+        shed_counts(),
+    )
+
+
+def counters(name: str, help_text: str, label_name: str, counts: dict[str, int]) -> Iterator[str]:
+    yield from family(name, "counter", help_text)
+    for key, value in sorted(counts.items()):
+        yield f"{name}{label(**{label_name: key})} {value}"
 
 
 def parse(text: str) -> dict[str, float]:

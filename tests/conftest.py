@@ -119,6 +119,10 @@ def child_env() -> dict[str, str]:
     env["ATELIER_PROGRESS_INTERVAL"] = str(settings.ATELIER_PROGRESS_INTERVAL)
     env["ATELIER_LORA_DIR"] = str(settings.ATELIER_LORA_DIR)
     env["PYTHONUNBUFFERED"] = "1"
+    # Live tests that expect every preview must not see them thinned on a busy test machine
+    # (generations/publisher.py); the thinning tests set their own lags.
+    env.setdefault("ATELIER_EVENT_LAG_PREVIEWS", "60")
+    env.setdefault("ATELIER_EVENT_LAG_PROGRESS", "60")
     return env
 
 
