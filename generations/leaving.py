@@ -29,7 +29,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -47,8 +46,9 @@ from core.errors import ApiError
 from generations.extensions import purge_steps
 from generations.models import ACTIVE_STATUSES, Generation, Image, Upload
 from generations.publisher import shared_publisher, user_group
+from generations.retention import named
 from generations.services import cancel_generation
-from generations.storage import delete_content
+from generations.storage import delete_content, image_files
 from webhooks.models import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,8 @@ def account_purge(closure: AccountClosure) -> bool:
     user = closure.user
     if Generation.objects.filter(user=user, status__in=ACTIVE_STATUSES).exists():
         return False
-    images = Image.objects.filter(generation__user=user)
-    paths = {path for pair in images.values_list("original", "thumbnail") for path in pair if path}
+    # Deleted images not yet purged too, with every thumbnail width (retention.named decides below).
+    paths = {path for image in Image.all_objects.filter(generation__user=user) for path in image_files(image)}
     paths |= set(Upload.objects.filter(user=user).values_list("file", flat=True))
     exports = set(DataExport.objects.filter(user=user).exclude(file="").values_list("file", flat=True))
     with transaction.atomic():
@@ -135,16 +135,9 @@ def account_purge(closure: AccountClosure) -> bool:
         customer_forget(user=user)
         identity_erase(user=user)
         AccountClosure.objects.filter(pk=closure.pk).update(purged_at=timezone.now())
-    for path in sorted(paths - files_still_used(paths)) + sorted(exports):
+    for path in sorted(paths - named(paths)) + sorted(exports):
         try:
             delete_content(path)
         except OSError as exc:  # a file the store would not delete now: logged, not retried
             log.warning("could not delete %s of a purged account: %s", path, exc)
     return True
-
-
-def files_still_used(paths: set[str]) -> set[str]:
-    """Files are content-addressed: another member's identical image or upload keeps its file."""
-    images = Image.objects.filter(Q(original__in=paths) | Q(thumbnail__in=paths))
-    used = {path for pair in images.values_list("original", "thumbnail") for path in pair}
-    return used | set(Upload.objects.filter(file__in=paths).values_list("file", flat=True))
