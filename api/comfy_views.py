@@ -99,6 +99,7 @@ def prompt(request: HttpRequest, user: User) -> HttpResponse:
             number=float(number)
             if isinstance(number, (int, float)) and not isinstance(number, bool)
             else None,
+            front=bool(body.get("front")),
         )
     except PromptInvalid as exc:
         return JsonResponse(exc.body, status=400)

@@ -18,6 +18,7 @@ fails when any other module writes ``Generation.status``.
     pending, queued -- cancel ----> canceled   the API (a running job is asked to stop instead)
     failed   -- retry_failed -----> pending    staff, with the credits held again
     queued   -- move_to_front ----> queued     staff: the next job of its lane (RQ only)
+    queued   -- hold_back --------> pending    its owner put another first (generations/ordering.py)
     queued   -- serve_from_cache -> succeeded  the submission: an identical generation finished
                                                (the result cache); the row was never enqueued
 
@@ -71,9 +72,6 @@ def settle(generation: Generation, *, finished_images: int = 0) -> None:
     release_pending(generation.user_id)
 
 
-# pending -> queued
-
-
 def release(ids: list[Any], now: datetime) -> int:
     """pending -> queued for these ids (the caller holds their user's lock), enqueued after commit."""
     if not ids:
@@ -81,9 +79,8 @@ def release(ids: list[Any], now: datetime) -> int:
     Generation.objects.filter(id__in=ids, status=GenerationStatus.PENDING).update(
         status=GenerationStatus.QUEUED, lane_entered_at=now, retry_at=None
     )
-    released = list(
-        Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED).order_by("created_at")
-    )
+    queued = Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED)
+    released = list(queued.order_by("lane_entered_at", "created_at"))
     if released:
         # They all just entered the back of their lane: one count gives every position.
         first = released[0]
@@ -386,7 +383,18 @@ def retry_failed(generation: Generation) -> bool:
 
 def move_to_front(generation: Generation) -> bool:
     """Make a queued generation the next job of its lane. False when it is not queued."""
-    if generation.status != GenerationStatus.QUEUED:
+    if generation.status == GenerationStatus.QUEUED:
+        queues.move_to_front(generation)
+    return generation.status == GenerationStatus.QUEUED
+
+
+def hold_back(generation: Generation) -> bool:
+    """queued -> pending, out of RQ: its owner's prompt put in front took its place (the caller
+    holds the owner's lock and releases that one). False when it no longer waits in RQ."""
+    waiting = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED)
+    if waiting.update(status=GenerationStatus.PENDING) != 1:
         return False
-    queues.move_to_front(generation)
+    generation.status = GenerationStatus.PENDING
+    transaction.on_commit(lambda: queues.dequeue(generation))
+    announce(generation, "generation.queued")
     return True
