@@ -234,8 +234,8 @@ class WorkflowRuntime:
             node = self.node_id
             metadata = {"node_id": node, "prompt_id": self.prompt_id, "display_node_id": node}
             metadata |= {"parent_node_id": None, "real_node_id": node}
-            message = {"type": "workflow.message", "client_id": self.client_id, "preview": jpeg}
-            message["metadata"] = metadata
+            message: dict[str, Any] = {"type": "workflow.message", "client_id": self.client_id}
+            message |= {"preview": jpeg, "metadata": metadata}
             self.runner.publisher.send_to_group(workflow_group(self.generation.user_id), message)
 
 
