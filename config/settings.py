@@ -11,6 +11,7 @@ import django_stubs_ext
 from api.middleware import API_MIDDLEWARE
 from config.account_settings import *  # noqa: F403 (allauth and mail, kept apart for length)
 from config.account_settings import ACCOUNT_APPS, cache_in_redis
+from config.lora_settings import *  # noqa: F403 (the shipped LoRAs)
 from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
 from core.env import (
