@@ -56,7 +56,7 @@ def test_the_monochrome_lora_greys_the_same_picture_and_weight_0_changes_nothing
 
 
 def test_a_lora_loader_graph_greys_the_picture_too(alice: ApiUser) -> None:
-    sizes = {"5.width": 256, "5.height": 256, "3.steps": 20, "3.cfg": 3.0, "3.seed": 1}
+    sizes: dict[str, Any] = {"5.width": 256, "5.height": 256, "3.steps": 20, "3.cfg": 3.0, "3.seed": 1}
     sizes["6.text"] = "a lighthouse at dusk"
     sizes["3.sampler_name"], sizes["3.scheduler"] = "dpmpp_2m", "normal"
     plain = txt2img(MODEL, **sizes)
