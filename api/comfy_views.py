@@ -18,7 +18,6 @@ from functools import wraps
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -27,6 +26,7 @@ from redis.exceptions import RedisError
 
 from accounts.models import User
 from api.authentication import key_user
+from api.comfy_ws import server_feature_flags
 from core.errors import ApiError
 from generations.models import GenerationStatus
 from generations.registry import known_pools
@@ -99,6 +99,7 @@ def prompt(request: HttpRequest, user: User) -> HttpResponse:
             number=float(number)
             if isinstance(number, (int, float)) and not isinstance(number, bool)
             else None,
+            front=bool(body.get("front")),
         )
     except PromptInvalid as exc:
         return JsonResponse(exc.body, status=400)
@@ -367,6 +368,4 @@ def extensions(request: HttpRequest, user: User) -> HttpResponse:
 @require_GET
 @with_key
 def features(request: HttpRequest, user: User) -> HttpResponse:
-    return JsonResponse(
-        {"supports_preview_metadata": False, "max_upload_size": settings.ATELIER_UPLOAD_MAX_BYTES}
-    )
+    return JsonResponse(server_feature_flags())

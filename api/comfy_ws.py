@@ -6,11 +6,17 @@ user's generation events and the worker's node-level messages (COMFYUI_API.md se
 ``progress``, ``executed`` and binary previews; this consumer adds ``execution_start`` and, once
 the row is final (the history written), ``execution_success`` / ``execution_error`` /
 ``execution_interrupted`` and ``executing`` with ``node: null``.
+
+Sampling previews come as binary frames: type 1 (``PREVIEW_IMAGE``: a uint32 format, then the
+JPEG), or type 4 (``PREVIEW_IMAGE_WITH_METADATA``: a uint32 length, the JSON metadata naming the
+node and prompt, then the image) for a client that announced ``supports_preview_metadata`` in its
+``feature_flags`` message, as ComfyUI does.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import time
 import uuid
 from typing import Any
@@ -18,6 +24,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from accounts.models import User
 from accounts.scopes import READ
@@ -27,6 +34,21 @@ from generations.publisher import user_group, workflow_group
 from workflows.selectors import queue_remaining
 
 CLOSE_UNAUTHENTICATED = 4401
+PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4  # binary event types
+JPEG = 1
+
+
+def server_feature_flags() -> dict[str, Any]:
+    """What this server supports, as ComfyUI answers a client's ``feature_flags`` (and /features)."""
+    return {"supports_preview_metadata": True, "max_upload_size": settings.ATELIER_UPLOAD_MAX_BYTES}
+
+
+def preview_frame(jpeg: bytes, metadata: dict[str, Any], *, with_metadata: bool) -> bytes:
+    """A sampling preview as ComfyUI frames it: type 4 with its metadata, or type 1."""
+    if not with_metadata:
+        return struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg
+    header = json.dumps({**metadata, "image_type": "image/jpeg"}).encode()
+    return struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(header)) + header + jpeg
 
 
 @database_sync_to_async
@@ -50,6 +72,7 @@ def now_ms() -> int:
 
 class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
+    preview_metadata = False  # until the client announces it in feature_flags
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -78,7 +101,9 @@ class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
         except ValueError:
             return
         if isinstance(message, dict) and message.get("type") == "feature_flags":
-            await self.send_message("feature_flags", {"supports_preview_metadata": False})
+            flags = message.get("data")
+            self.preview_metadata = isinstance(flags, dict) and flags.get("supports_preview_metadata") is True
+            await self.send_message("feature_flags", server_feature_flags())
 
     async def send_message(self, kind: str, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({"type": kind, "data": data}))
@@ -98,7 +123,11 @@ class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
         if not await self.still_allowed():
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if "bytes" in message:
+        if "preview" in message:
+            metadata = message["metadata"]
+            frame = preview_frame(message["preview"], metadata, with_metadata=self.preview_metadata)
+            await self.send(bytes_data=frame)
+        elif "bytes" in message:
             await self.send(bytes_data=message["bytes"])
         else:
             await self.send_message(message["kind"], message["data"])

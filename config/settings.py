@@ -14,6 +14,7 @@ from config.account_settings import ACCOUNT_APPS, cache_in_redis
 from config.api_settings import *  # noqa: F403 (the OpenAPI description)
 from config.leaving_settings import *  # noqa: F403 (closing accounts, data exports)
 from config.load_settings import *  # noqa: F403 (degrading under load)
+from config.lora_settings import *  # noqa: F403 (the shipped LoRAs)
 from config.oauth_settings import oauth_provider
 from config.resilience_settings import *  # noqa: F403 (result cache and circuit breakers)
 from config.storage_settings import *  # noqa: F403 (storage tiers, deletion, thumbnails)

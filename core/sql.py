@@ -91,6 +91,33 @@ def insert_many(objs: Sequence[Model]) -> None:
     execute(f"INSERT INTO {table(model)} ({names}) VALUES {', '.join([row] * len(objs))}", values)  # noqa: S608
 
 
+def update_returning(
+    model: type[Model], changes: dict[str, Any], pks: Sequence[Any], **where: Any
+) -> set[str]:
+    """``UPDATE ... SET changes WHERE pk IN pks AND where ... RETURNING pk``: one statement that says
+    which rows it changed (as ``str`` of their primary keys' database values)."""
+    fields = {field.name: field for field in model._meta.concrete_fields}
+    pk, quote = fields[model._meta.pk.name], connection.ops.quote_name
+    assignments = ", ".join(f"{quote(fields[name].column)} = %s" for name in changes)
+    conditions = "".join(f" AND {quote(fields[name].column)} = %s" for name in where)
+    marks = ", ".join(["%s"] * len(pks))
+    statement = (
+        f"UPDATE {table(model)} SET {assignments} WHERE {quote(pk.column)} IN ({marks}){conditions} "  # noqa: S608
+        f"RETURNING {quote(pk.column)}"
+    )
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
+    params += [pk.get_db_prep_value(value, connection) for value in pks]
+    params += [fields[name].get_db_prep_save(value, connection) for name, value in where.items()]
+    return {str(row[0]) for row in fetch_all(statement, params)}
+
+
+def db_pk(obj: Model) -> str:
+    """``str`` of the object's primary key as the database holds it (what ``update_returning`` says)."""
+    pk = type(obj)._meta.pk
+    assert pk is not None
+    return str(pk.get_db_prep_value(obj.pk, connection))
+
+
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

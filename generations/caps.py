@@ -102,6 +102,6 @@ def releasable(user_id: int, now: datetime) -> list[Any]:
         return []
     return list(
         Generation.objects.filter(due(now), user_id=user_id, status=GenerationStatus.PENDING, relax=False)
-        .order_by("created_at")
+        .order_by("lane_entered_at", "created_at")
         .values_list("id", flat=True)[:slots]
     )

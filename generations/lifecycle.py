@@ -18,6 +18,7 @@ fails when any other module writes ``Generation.status``.
     pending, queued -- cancel ----> canceled   the API (a running job is asked to stop instead)
     failed   -- retry_failed -----> pending    staff, with the credits held again
     queued   -- move_to_front ----> queued     staff: the next job of its lane (RQ only)
+    queued   -- hold_back --------> pending    its owner put another first (generations/ordering.py)
     queued   -- serve_from_cache -> succeeded  the submission: an identical generation finished
                                                (the result cache); the row was never enqueued
 
@@ -35,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -73,9 +74,6 @@ def settle(generation: Generation, *, finished_images: int = 0) -> None:
     release_pending(generation.user_id)
 
 
-# pending -> queued
-
-
 def release(ids: list[Any], now: datetime) -> int:
     """pending -> queued for these ids (the caller holds their user's lock), enqueued after commit."""
     if not ids:
@@ -83,9 +81,8 @@ def release(ids: list[Any], now: datetime) -> int:
     Generation.objects.filter(id__in=ids, status=GenerationStatus.PENDING).update(
         status=GenerationStatus.QUEUED, lane_entered_at=now, retry_at=None
     )
-    released = list(
-        Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED).order_by("created_at")
-    )
+    queued = Generation.objects.filter(id__in=ids, status=GenerationStatus.QUEUED)
+    released = list(queued.order_by("lane_entered_at", "created_at"))
     if released:
         # They all just entered the back of their lane: one count gives every position.
         first = released[0]
@@ -122,28 +119,21 @@ def claim_many(
     generations: list[Generation], *, worker_name: str, publish: Publish | None = None
 ) -> list[Generation]:
     """queued -> running for this worker, a batch in one statement; those it got. The commit does
-    not wait for the disk: a claim lost in a database crash leaves the row queued, to run again
-    (the finish's durable commit flushes the claim's record before its own)."""
+    not wait for the disk: a claim lost in a database crash leaves the row queued (to run again)."""
     if not generations:
         return []
     now = timezone.now()
-    by_key = {str(Generation._meta.pk.get_db_prep_value(g.pk, connection)): g for g in generations}
-    started = Generation._meta.get_field("started_at").get_db_prep_value(now, connection)
+    changes = {"status": GenerationStatus.RUNNING, "worker_name": worker_name, "started_at": now, "step": 0}
     with hint_transaction():
-        rows = sql.fetch_all(claim_sql(len(by_key)), [worker_name, started, *by_key])
-        claimed = [by_key[str(row[0])] for row in rows]
+        got = sql.update_returning(
+            Generation, changes, [g.pk for g in generations], status=GenerationStatus.QUEUED
+        )
+        claimed = [g for g in generations if sql.db_pk(g) in got]
         for generation in claimed:
             generation.status, generation.started_at = GenerationStatus.RUNNING, now
             generation.worker_name, generation.step = worker_name, 0
             announce(generation, "generation.started", publish)
     return claimed
-
-
-def claim_sql(count: int) -> str:
-    return (
-        f"UPDATE {sql.table(Generation)} SET status = 'running', worker_name = %s, started_at = %s, step = 0 "  # noqa: S608
-        f"WHERE id IN ({', '.join(['%s'] * count)}) AND status = 'queued' RETURNING id"
-    )
 
 
 def finish(
@@ -393,7 +383,18 @@ def retry_failed(generation: Generation) -> bool:
 
 def move_to_front(generation: Generation) -> bool:
     """Make a queued generation the next job of its lane. False when it is not queued."""
-    if generation.status != GenerationStatus.QUEUED:
+    if generation.status == GenerationStatus.QUEUED:
+        queues.move_to_front(generation)
+    return generation.status == GenerationStatus.QUEUED
+
+
+def hold_back(generation: Generation) -> bool:
+    """queued -> pending, out of RQ: its owner's prompt put in front took its place (the caller
+    holds the owner's lock and releases that one). False when it no longer waits in RQ."""
+    waiting = Generation.objects.filter(pk=generation.pk, status=GenerationStatus.QUEUED)
+    if waiting.update(status=GenerationStatus.PENDING) != 1:
         return False
-    queues.move_to_front(generation)
+    generation.status = GenerationStatus.PENDING
+    transaction.on_commit(lambda: queues.dequeue(generation))
+    announce(generation, "generation.queued")
     return True

@@ -41,8 +41,8 @@ GenerationRunner = Any
 
 log = logging.getLogger(__name__)
 
-PREVIEW_IMAGE = 1  # binary frame: event type, then image format (1 = JPEG), then the image
-JPEG, PNG = 1, 2
+PREVIEW_IMAGE = 1  # binary frame: event type, then image format (2 = PNG), then the image
+PNG = 2
 PREVIEW_METHODS = ("auto", "latent2rgb", "taesd")
 
 
@@ -228,9 +228,20 @@ class WorkflowRuntime:
         if self.node_id is not None:
             self.node_state(self.node_id, "running", value, total)
         if preview is not None and self.previews:
-            jpeg = base64.b64decode(preview.partition(",")[2])
-            self.send_bytes(struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg, preview=True)
+            self.send_preview(base64.b64decode(preview.partition(",")[2]))
         return True
+
+    def send_preview(self, jpeg: bytes) -> None:
+        """A sampling preview with the node it comes from: the socket frames it as type 4 (with
+        this metadata) for clients that announced ``supports_preview_metadata``, else type 1."""
+        if self.client_id:
+            node = self.node_id
+            metadata = {"node_id": node, "prompt_id": self.prompt_id, "display_node_id": node}
+            metadata |= {"parent_node_id": None, "real_node_id": node}
+            message: dict[str, Any] = {"type": "workflow.message", "client_id": self.client_id}
+            message |= {"preview": jpeg, "metadata": metadata}
+            group = workflow_group(self.generation.user_id)
+            self.runner.publisher.send_to_group(group, message, preview_frame=True)  # dropped first under lag
 
 
 def node_plugin_report() -> dict[str, Any]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import io
 from typing import Any
+
+from PIL import Image
 
 TXT2IMG: dict[str, Any] = {
     "3": {
@@ -41,3 +44,14 @@ def txt2img(model: str, **changes: Any) -> dict[str, Any]:
         node, _, name = key.partition(".")
         graph[node]["inputs"][name] = value
     return graph
+
+
+def saved_image(user: Any, graph: dict[str, Any], node: str = "9") -> Image.Image:
+    """Run ``graph`` through POST /prompt as ``user`` (an ApiUser) and fetch the first image its
+    SaveImage ``node`` wrote, through /history and /view."""
+    response = user.post("/prompt", json={"prompt": graph})
+    assert response.status_code == 200, response.text
+    prompt_id = response.json()["prompt_id"]
+    assert user.wait_until_done(prompt_id)["status"] == "succeeded"
+    saved = user.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"][node]["images"][0]
+    return Image.open(io.BytesIO(user.get("/view", params=saved).content)).convert("RGB")

@@ -29,7 +29,7 @@ from gpu_worker.loras import lora_cache, lora_patch
 from gpu_worker.model import LoadedModel, RenderSpec
 from gpu_worker.pipeline import render
 from gpu_worker.rendering import render_spec
-from tests.comfy_support import txt2img
+from tests.comfy_support import saved_image, txt2img
 from tests.conftest import ApiUser
 from workflows import scope
 from workflows.executor import OutputCache, run_prompt
@@ -69,6 +69,7 @@ def make_lora(model: LoadedModel, path: pathlib.Path, layout: str, rank: int = 4
 @pytest.fixture
 def lora_dir(tmp_path: pathlib.Path, settings: Any, demo: LoadedModel) -> pathlib.Path:
     settings.ATELIER_LORA_DIR = tmp_path / "loras"
+    settings.ATELIER_BUILTIN_LORA_DIR = ""  # only these two (the shipped one: test_demo_lora_live.py)
     make_lora(demo, tmp_path / "loras" / "kohya-style.safetensors", "kohya", seed=1)
     make_lora(demo, tmp_path / "loras" / "styles" / "diffusers-style.safetensors", "diffusers", seed=2)
     return tmp_path / "loras"
@@ -285,12 +286,7 @@ def test_a_lora_loader_runs_through_prompt_on_a_real_worker(alice: ApiUser, demo
     make_lora(demo, path, "kohya", seed=6)
 
     def image(graph: dict[str, Any]) -> np.ndarray:
-        response = alice.post("/prompt", json={"prompt": graph})
-        assert response.status_code == 200, response.text
-        prompt_id = response.json()["prompt_id"]
-        assert alice.wait_until_done(prompt_id)["status"] == "succeeded"
-        saved = alice.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"]["9"]["images"][0]
-        return pixels(Image.open(io.BytesIO(alice.get("/view", params=saved).content)))
+        return pixels(saved_image(alice, graph))
 
     plain = txt2img(MODEL, **{"5.width": 128, "5.height": 128})
     patched = txt2img(MODEL, **{"5.width": 128, "5.height": 128, "3.model": ["10", 0]})

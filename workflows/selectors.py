@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import User
@@ -101,11 +102,20 @@ def history_item(user: User, prompt_id: str) -> dict[str, Any]:
     return {prompt_id: history_entry(generation)} if generation else {}
 
 
+def run_order(generation: Generation) -> tuple[Any, ...]:
+    """Where a waiting generation stands: in RQ before held back, by lane, then by its place in
+    the lane (a prompt put in ``front`` holds its owner's first place: generations/ordering.py)."""
+    lane = settings.LANES.index(generation.lane) if generation.lane in settings.LANES else len(settings.LANES)
+    held = generation.status != GenerationStatus.QUEUED
+    return (held, lane, generation.lane_entered_at, generation.created_at)
+
+
 def queue_of(user: User) -> dict[str, list[Any]]:
+    """The user's running prompts, and their waiting ones in the order they will run."""
     active = workflows_of(user).filter(status__in=ACTIVE_STATUSES).order_by("created_at")
     running = [queue_item(g) for g in active if g.status == GenerationStatus.RUNNING]
-    pending = [queue_item(g) for g in active if g.status != GenerationStatus.RUNNING]
-    return {"queue_running": running, "queue_pending": pending}
+    waiting = sorted((g for g in active if g.status != GenerationStatus.RUNNING), key=run_order)
+    return {"queue_running": running, "queue_pending": [queue_item(g) for g in waiting]}
 
 
 def queue_remaining(user: User) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from PIL import Image as PILImage
 
 from accounts.models import User
@@ -17,6 +18,7 @@ from billing.credits import account_for, effective_plan
 from core.errors import ApiError
 from generations.loras import available_loras
 from generations.models import ACTIVE_STATUSES, Generation, Upload
+from generations.ordering import put_first
 from generations.registry import all_models, default_model, get_model
 from generations.samplers import DEFAULT_SAMPLER
 from generations.selectors import upload_of
@@ -96,9 +98,12 @@ def submit_workflow(
     prompt_id: str | None = None,
     extra_data: dict[str, Any] | None = None,
     number: float | None = None,
+    front: bool = False,
 ) -> Submission:
     """Validate, price and queue the graph; raises `PromptInvalid` (nothing stored or held) or
-    ``ApiError`` (402 when the credits fall short, 429 past the caps, ...)."""
+    ``ApiError`` (402 when the credits fall short, 429 past the caps, ...). ``front`` puts it
+    ahead of the user's own waiting prompts (never anyone else's: generations/ordering.py), with
+    a number below theirs, as ComfyUI's negative one sorts first."""
     generation_id = None
     if prompt_id is not None:
         try:
@@ -119,6 +124,12 @@ def submit_workflow(
     first = valid.prompt[work[0].node_id]["inputs"] if work else {}
     if number is None:
         number = Generation.objects.filter(user=user).count()
+    if front:
+        waiting = Generation.objects.filter(user=user, kind="workflow", status__in=ACTIVE_STATUSES)
+        number = (
+            min([number, *(float(w.get("number", 0)) for w in waiting.values_list("workflow", flat=True))])
+            - 1
+        )
     positive, negative = texts_into(valid, "positive"), texts_into(valid, "negative")
     spec = GenerationSpec(
         model=model.name,
@@ -145,6 +156,8 @@ def submit_workflow(
         generation_id=generation_id,
     )
     generation = submit_generation(user=user, spec=spec)
+    if front:  # once the row is committed and enqueued
+        transaction.on_commit(lambda: put_first(generation))
     return Submission(generation=generation, number=int(number), node_errors=valid.node_errors)
 
 
