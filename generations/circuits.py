@@ -119,9 +119,9 @@ def record_load_failure(model: str) -> None:
         log.warning("could not record a load failure of %s: %s", model, exc)
 
 
-def record_job(model: str, *, succeeded: bool) -> None:
-    """A job of the model ended on a worker. A success closes a half-open (or open) circuit and
-    ends a run of load failures; failures over the error rate open it."""
+def record_job(model: str, *, succeeded: bool, jobs: int = 1) -> None:
+    """``jobs`` jobs of the model (a batch) ended on a worker. A success closes a half-open (or
+    open) circuit and ends a run of load failures; failures over the error rate open it."""
     try:
         client = redis_client()
         if succeeded:
@@ -135,7 +135,7 @@ def record_job(model: str, *, succeeded: bool) -> None:
             return
         window = settings.ATELIER_CIRCUIT_WINDOW
         pipe = client.pipeline()
-        pipe.lpush(outcomes_key(model), "1" if succeeded else "0")
+        pipe.lpush(outcomes_key(model), *["1" if succeeded else "0"] * jobs)
         pipe.ltrim(outcomes_key(model), 0, window - 1)
         pipe.lrange(outcomes_key(model), 0, window - 1)
         outcomes = pipe.execute()[-1]

@@ -101,9 +101,9 @@ def pool_heartbeats(connection: redis.Redis, pools: Iterable[str], *, exclude: s
     return [json.loads(raw) for raw in beats if raw is not None]
 
 
-def all_heartbeats() -> list[tuple[str, dict[str, Any]]]:
+def all_heartbeats(client: redis.Redis | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(name, state) of every worker whose heartbeat key has not expired, by name."""
-    client = redis_client()
+    client = client or redis_client()
     keys = sorted(client.scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=500))
     values = client.mget(keys) if keys else []
     found = []
@@ -118,9 +118,9 @@ def all_heartbeats() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def serving_workers() -> set[str]:
+def serving_workers(client: redis.Redis | None = None) -> set[str]:
     """The live workers whose job loop has started (a worker loads its models first)."""
-    return {name for name, state in all_heartbeats() if state.get("serving")}
+    return {name for name, state in all_heartbeats(client) if state.get("serving")}
 
 
 def model_holders() -> dict[str, list[str]]:

@@ -170,12 +170,11 @@ class GenerationRunner:
             self.fail_all(jobs, "generation_failed", f"The image could not be generated: {exc}")
             return False
         denoise = time.perf_counter() - clock - load_seconds
-        for job, images in zip(jobs, result.images, strict=True):
-            if images is not None:
-                circuits.record_job(job.model_name, succeeded=True)
         finished = [
             (job, images) for job, images in zip(jobs, result.images, strict=True) if images is not None
         ]
+        if finished:  # one model per batch
+            circuits.record_job(jobs[0].model_name, succeeded=True, jobs=len(finished))
         if self.finisher is not None:
             self.finisher.submit(self.finish_batch, jobs, finished, result, load_seconds, denoise, clock)
             return True
@@ -218,8 +217,7 @@ class GenerationRunner:
         if code == "model_unavailable":
             circuits.record_load_failure(jobs[0].model_name)
         elif code in circuits.MODEL_FAILURES:
-            for job in jobs:
-                circuits.record_job(job.model_name, succeeded=False)
+            circuits.record_job(jobs[0].model_name, succeeded=False, jobs=len(jobs))
 
     def render(self, jobs: list[Generation]) -> tuple[BatchResult, float]:
         """Denoise the batch; returns the images per job (None for a job that was canceled or

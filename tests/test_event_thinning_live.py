@@ -18,6 +18,7 @@ import redis
 import requests
 
 from accounts.services import api_key_create
+from generations.workers import serving_workers
 from ops.metrics import parse
 from scripts.private_redis import free_port, start_redis
 from tests.conftest import ROOT, ApiUser, child_env, make_user, set_plan_limits, stop, wait_for, web_process
@@ -52,7 +53,7 @@ def lagging_stack(tmp_path: Path, transactional_db: None) -> Iterator[LaggingSta
     try:
         with web_process(env, "lagging web") as url:
             connection = redis.Redis.from_url(direct)
-            wait_for(lambda: connection.scard("rq:workers") > 0, 120, "gpu_worker")
+            wait_for(lambda: bool(serving_workers(connection)), 120, "gpu_worker")
             yield LaggingStack(url=url, proxy=proxy)
     finally:
         stop(worker)
