@@ -226,10 +226,15 @@ def report_image(*, user: User, image: Image, reason: str, details: str = "") ->
 
 def delete_image(*, image: Image) -> None:
     """Delete the image; its files go too unless another row still points at them (content
-    addressing shares files, and an upscale in flight reads the original)."""
+    addressing shares files, and an upscale in flight reads the original). The files go once the
+    deletion is committed: a transaction around it that rolls back keeps a row whose files exist."""
     original, thumbnail = image.original, image.thumbnail
     with transaction.atomic():
         image.delete()
+        transaction.on_commit(lambda: delete_unused_files(original, thumbnail))
+
+
+def delete_unused_files(original: str, thumbnail: str) -> None:
     if (
         not Image.objects.filter(original=original).exists()
         and not Upload.objects.filter(file=original).exists()
