@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ops.requests.RequestLogMiddleware",
     "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
+    "ops.request_text.NulCharacterMiddleware",  # before any view could query with one
     "django.middleware.security.SecurityMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

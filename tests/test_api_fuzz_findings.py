@@ -40,3 +40,27 @@ def test_a_committed_deletion_removes_the_files(owner: Api, django_capture_on_co
         assert owner.delete(f"/api/v1/images/{image.id}").status_code == 204
     assert not default_storage.exists(image.original)
     assert owner.get(f"/api/v1/images/{image.id}/content").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/generations?model=a%00b", "model"),
+        ("/api/v1/generations?q=fox%00", "q"),
+        ("/api/v1/users/a%00b/images", "path"),
+        ("/api/v1/explore?q=%00", "q"),
+        ("/history/a%00b", "path"),
+    ],
+)
+def test_a_nul_character_in_the_path_or_query_is_a_400_naming_it(owner: Api, path: str, field: str) -> None:
+    """PostgreSQL refuses NUL in text: `?model=a%00b` and `/users/a%00b/images` were 500s (DataError)."""
+    response = owner.client.get(path)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and field in error["details"]
+
+
+def test_filters_and_names_without_nul_still_work(owner: Api) -> None:
+    assert owner.user is not None
+    assert owner.get("/api/v1/generations", model="atelier-demo", q="fox").status_code == 200
+    assert owner.get(f"/api/v1/users/{owner.user.username}/images").status_code == 200
