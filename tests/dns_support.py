@@ -101,7 +101,7 @@ def main() -> None:
     from webhooks.targets import UnsafeUrl, check_url
 
     held = transport.post(url, b"{}", {}, deadline_seconds=1)
-    seen = {"held_error": held.error, "held_status": held.status_code}
+    seen: dict[str, Any] = {"held_error": held.error, "held_status": held.status_code}
     with dns.lock:
         seen |= {"queries_while_held": list(dns.queries), "answered_while_held": dns.answered}
     try:

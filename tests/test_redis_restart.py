@@ -53,6 +53,7 @@ def own_redis_stack(
         stop(redis)
 
 
+@pytest.mark.timeout(900)  # a stack of its own, started and restarted: slow on a loaded machine
 def test_every_generation_succeeds_once_after_redis_restarts_empty(
     own_redis_stack: tuple[str, int, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:

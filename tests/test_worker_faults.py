@@ -41,6 +41,15 @@ def reconcile() -> TickResult:
         return pool.submit(step).result()
 
 
+def replace_worker_and_requeue(servers: Servers) -> None:
+    """A new worker, and the dispatcher's reconciler re-queues the dead one's job."""
+    servers.start_worker()
+    deadline = time.monotonic() + 30
+    while reconcile().requeued == 0:
+        assert time.monotonic() < deadline, "the reconciler never re-queued the job"
+        time.sleep(0.5)
+
+
 def submit(user: ApiUser, body: dict[str, Any]) -> dict[str, Any]:
     response = user.post("/api/v1/generations", json=body)
     assert response.status_code == 202, response.text
@@ -56,11 +65,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_runs_once(servers: Serv
         victim = servers.workers[-1]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        servers.start_worker()
-        deadline = time.monotonic() + 30
-        while reconcile().requeued == 0:
-            assert time.monotonic() < deadline, "the reconciler never re-queued the job"
-            time.sleep(0.5)
+        replace_worker_and_requeue(servers)
         seen = events.until(generation["id"], {"generation.succeeded", "generation.failed"})
     assert [e["type"] for e in seen][:2] == ["generation.queued", "generation.started"]
     assert seen[-1]["type"] == "generation.succeeded"
@@ -109,11 +114,7 @@ def test_a_worker_killed_after_writing_its_images_but_before_committing_runs_the
             victim.send_signal(signal.SIGKILL)
             victim.wait()
         assert Generation.objects.get(pk=generation["id"]).status == "running"  # nothing committed
-        servers.start_worker()
-        deadline = time.monotonic() + 30
-        while reconcile().requeued == 0:
-            assert time.monotonic() < deadline, "the reconciler never re-queued the job"
-            time.sleep(0.5)
+        replace_worker_and_requeue(servers)
         seen = events.until(generation["id"], {"generation.succeeded", "generation.failed"})
     assert seen[-1]["type"] == "generation.succeeded"
     assert [e["type"] for e in seen].count("generation.succeeded") == 1
