@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "ops.requests.RequestLogMiddleware",
     "ops.load_shedding.DependencyTimeoutMiddleware",  # a slow database or Redis: 503, logged as such
     "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
+    "ops.request_text.NulCharacterMiddleware",  # before any view could query with one
     "django.middleware.security.SecurityMiddleware",
     "ops.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -139,3 +139,19 @@ def test_other_users_objects_are_404_over_http_and_websocket(alice: ApiUser, bob
         events.next()
         events.ws.send(json.dumps({"type": "generation.get", "id": generation["id"]}))
         assert events.next()["generation"]["status"] == "succeeded"
+
+
+def test_bobs_socket_gets_nothing_of_alices_job_while_it_runs(alice: ApiUser, bob: ApiUser) -> None:
+    with bob.events() as bobs, alice.events() as alices:
+        assert bobs.next()["generations"] == [] and alices.next()["type"] == "snapshot"
+        hers = submit(alice, steps=8)
+        seen = alices.until(hers["id"], {"generation.succeeded", "generation.failed"})
+        assert {"generation.started", "generation.progress"} <= {e["type"] for e in seen}
+        # Bob's own job is the marker: events reach his socket in order, so anything of Alice's
+        # sent to it would have arrived before his.
+        his = submit(bob, steps=1)
+        received = [bobs.next()]
+        while received[-1].get("type") not in ("generation.succeeded", "generation.failed"):
+            received.append(bobs.next())
+    assert {event.get("id") for event in received} == {his["id"]}, received
+    assert hers["id"] not in json.dumps(received)

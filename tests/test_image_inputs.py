@@ -10,6 +10,7 @@ import zlib
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from PIL import Image
 
@@ -75,6 +76,8 @@ def test_edits_check_the_mask_like_any_upload_and_store_nothing(api: Client, kin
 
 
 def test_an_upload_under_pillows_limit_but_over_atelier_s_is_refused(api: Client) -> None:
+    # What makes this test mean something: Pillow alone would decode it, only our limit refuses it.
+    assert settings.ATELIER_UPLOAD_MAX_PIXELS < 4200 * 4200 < (Image.MAX_IMAGE_PIXELS or 0)
     big = io.BytesIO(encoded(Image.new("RGB", (4200, 4200), (1, 2, 3)), "PNG"))
     big.name = "big.png"
     response = api.post("/api/v1/uploads", {"file": big})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,6 +23,25 @@ def tight_limits(settings: Any) -> None:
     settings.ATELIER_DEFAULT_PLAN = "free"
     settings.ATELIER_ANON_RATE_PER_MINUTE = 3
     Plan.objects.filter(slug="free").update(api_rate_per_minute=3)
+
+
+@dataclass
+class Clock:
+    """The limiter's clock (billing/ratelimit.py reads time.time() once per request)."""
+
+    now: float
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Every test here starts at the middle of a minute, so that no run of a few requests
+    crosses a window by chance; the boundary has a test of its own."""
+    pinned = Clock(now=(time.time() // 60) * 60 + 30)
+    monkeypatch.setattr("billing.ratelimit.time", pinned)
+    return pinned
 
 
 def keyed_client(user: User) -> Client:
@@ -115,3 +136,19 @@ def test_anonymous_comfyui_reads_count_against_the_address() -> None:
     for _ in range(3):
         assert anonymous.get("/history").status_code == 401
     assert anonymous.get("/history").status_code == 429
+
+
+def test_at_a_minute_boundary_the_window_resets_when_retry_after_says(clock: Clock) -> None:
+    api = keyed_client(unique_user())
+    clock.now += 29.5  # half a second before the minute turns
+    assert [api.get("/api/v1/models").status_code for _ in range(3)] == [200, 200, 200]
+    refused = api.get("/api/v1/models")
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "1" and refused["RateLimit-Reset"] == "1"
+    clock.now += 0.4  # still the old minute: still refused
+    assert api.get("/api/v1/models").status_code == 429
+    clock.now += 0.6  # the new minute, as Retry-After said: the full limit again, and no more
+    fresh = api.get("/api/v1/models")
+    assert fresh.status_code == 200
+    assert (fresh["RateLimit-Remaining"], fresh["RateLimit-Reset"]) == ("2", "59")
+    assert [api.get("/api/v1/models").status_code for _ in range(3)] == [200, 200, 429]

@@ -3,12 +3,20 @@
 A URL is resolved once, here; every address it resolves to is checked, and the delivery connects
 to one of exactly those addresses (webhooks/transport.py), so a DNS answer that changes between
 the check and the connection (rebinding) cannot point a delivery inward.
+
+The lookup has a time limit (the delivery's deadline): the system resolver (getaddrinfo) cannot be
+cancelled, so it runs on a small pool of lookup threads and the caller stops waiting for it when
+the time is up. A slow resolver then holds a lookup thread until it gives up by itself, never a
+delivery thread or a request past its deadline.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as LookupTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -33,6 +41,10 @@ class UnsafeUrl(ValueError):
     pass
 
 
+class LookupTooSlow(UnsafeUrl):
+    """The host's name did not resolve within the time given."""
+
+
 @dataclass(frozen=True)
 class Target:
     """A checked URL: where to connect (the addresses it resolved to, once) and what to ask for."""
@@ -51,12 +63,14 @@ class Target:
 
 
 def check_url(url: str) -> None:
-    """Raise UnsafeUrl unless ``url`` may receive webhooks (see ``resolve``)."""
-    resolve(url)
+    """Raise UnsafeUrl unless ``url`` may receive webhooks (see ``resolve``); the name must
+    resolve within a delivery's deadline."""
+    resolve(url, timeout=settings.ATELIER_WEBHOOK_DEADLINE)
 
 
-def resolve(url: str) -> Target:
-    """The checked target of ``url``, or UnsafeUrl. Unless private targets are explicitly allowed
+def resolve(url: str, *, timeout: float) -> Target:
+    """The checked target of ``url``, or UnsafeUrl (LookupTooSlow when the name did not resolve
+    within ``timeout`` seconds). Unless private targets are explicitly allowed
     (ATELIER_WEBHOOK_ALLOW_PRIVATE): only https, and no address that is private, loopback,
     link-local, reserved, multicast, or an IPv6 form of an IPv4 address. Checked again at each
     delivery, so a DNS change cannot point an accepted hostname inward later."""
@@ -79,16 +93,38 @@ def resolve(url: str) -> Target:
     allow_private = settings.ATELIER_WEBHOOK_ALLOW_PRIVATE
     if not allow_private and parts.scheme != "https":
         raise UnsafeUrl("Webhook URLs must use https.")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"The host {host} does not resolve.") from exc
-    addresses = tuple(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+    addresses = lookup(host, port, timeout=timeout)
     if not allow_private:
         for address in addresses:
             if not is_public(address):
                 raise UnsafeUrl(f"The host {host} resolves to a non-public address ({address}).")
     return Target(parts.scheme, host, port, path, addresses)
+
+
+_lookups: ThreadPoolExecutor | None = None
+_lookups_lock = threading.Lock()
+
+
+def lookup_pool() -> ThreadPoolExecutor:
+    global _lookups
+    with _lookups_lock:
+        if _lookups is None:
+            workers = max(2, settings.ATELIER_WEBHOOK_CONCURRENCY)
+            _lookups = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook-dns")
+        return _lookups
+
+
+def lookup(host: str, port: int, *, timeout: float) -> tuple[IPAddress, ...]:
+    """The addresses ``host`` resolves to, by the system resolver, waited for ``timeout`` seconds."""
+    future = lookup_pool().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = future.result(timeout=max(timeout, 0))
+    except LookupTimeout:
+        future.cancel()  # still queued behind slow lookups: it never needs to run
+        raise LookupTooSlow(f"The host {host} did not resolve within {timeout:.3g} s.") from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeUrl(f"The host {host} does not resolve.") from exc
+    return tuple(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
 def is_public(address: IPAddress) -> bool:

@@ -7,8 +7,7 @@ handshake, request, status line and headers) has one deadline: a socket timeout 
 read, so a receiver dripping a byte a second would outlast any timeout, never the deadline. Only
 the status is kept; the response body is never read.
 
-Name resolution itself (getaddrinfo) is bounded by the system resolver's timeouts, not by the
-deadline: the C library offers no way to cancel it.
+Name resolution is inside the deadline too: the lookup gets what is left of it (targets.lookup).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from webhooks.targets import Target, UnsafeUrl, resolve
+from webhooks.targets import LookupTooSlow, Target, UnsafeUrl, resolve
 
 T = TypeVar("T")
 MAX_HEAD_BYTES = 16 * 1024  # status line and headers; a longer answer is refused
@@ -63,9 +62,12 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline_seconds: fl
     """POST ``body`` to ``url``; never raises, never takes much longer than the deadline."""
     started = time.monotonic()
     status_code, error = None, ""
+    deadline = Deadline(deadline_seconds)
     try:
-        target = resolve(url)
-        status_code = exchange(target, body, headers, Deadline(deadline_seconds))
+        target = resolve(url, timeout=deadline.left())
+        status_code = exchange(target, body, headers, deadline)
+    except LookupTooSlow as exc:
+        error = f"deadline: {exc}"
     except UnsafeUrl as exc:
         error = f"refused: {exc}"
     except DeadlineExceeded as exc:
