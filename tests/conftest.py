@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -138,6 +139,24 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} not ready after {timeout}s")
 
 
+SESSION_WORKERS: list[subprocess.Popen[bytes]] = []  # every worker the shared stack started
+
+
+@pytest.fixture
+def no_session_workers() -> Iterator[None]:
+    """For a test that needs its jobs left alone (queue order, a job run in-process): the shared
+    stack's workers, when an earlier test started them, are paused (SIGSTOP) meanwhile, as if
+    none ran. They are idle between tests (idle_workers_before_flush)."""
+    paused = [p for p in SESSION_WORKERS if p.poll() is None]
+    for process in paused:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in paused:
+            process.send_signal(signal.SIGCONT)
+
+
 @dataclass
 class Servers:
     url: str
@@ -149,6 +168,7 @@ class Servers:
         before = serving_workers()
         process = subprocess.Popen([sys.executable, "manage.py", "gpu_worker", *args], cwd=ROOT, env=self.env)
         self.workers.append(process)
+        SESSION_WORKERS.append(process)
         wait_for(lambda: bool(serving_workers() - before), 120, "gpu_worker")
         return process
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from gallery.services import delete_image
+from generations.retention import purge_deleted
 from tests.api_support import Api
 from tests.gallery_support import make_image
 
@@ -33,13 +36,18 @@ def test_a_deletion_rolled_back_keeps_the_images_files(owner: Api) -> None:
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
 
 
-def test_a_committed_deletion_removes_the_files(owner: Api, django_capture_on_commit_callbacks: Any) -> None:
+def test_a_committed_deletion_hides_the_image_at_once_and_the_purge_removes_its_files(
+    owner: Api, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
     assert owner.user is not None
     image = make_image(owner.user, public=False)
     with django_capture_on_commit_callbacks(execute=True):
         assert owner.delete(f"/api/v1/images/{image.id}").status_code == 204
-    assert not default_storage.exists(image.original)
     assert owner.get(f"/api/v1/images/{image.id}/content").status_code == 404
+    assert default_storage.exists(image.original)  # lazy deletion: kept for the retention period
+    settings.ATELIER_DELETED_RETENTION_DAYS = 0
+    assert purge_deleted(timezone.now() + timedelta(seconds=1)) == 1
+    assert not default_storage.exists(image.original)
 
 
 @pytest.mark.parametrize(

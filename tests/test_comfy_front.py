@@ -20,7 +20,7 @@ from generations.positions import queue_position
 from tests.comfy_support import txt2img
 from tests.conftest import set_plan_limits
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_session_workers")]
 
 MODEL = settings.ATELIER_DEFAULT_MODEL
 

@@ -25,7 +25,7 @@ from ops.metrics import parse
 from tests.conftest import child_env, make_user, set_plan_limits, wait_for, web_process
 from tests.delay_proxy import DelayProxy
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("no_session_workers")]
 RETRY_AFTER = "3"
 LIMITS = {
     "ATELIER_WEB_MAX_CONCURRENCY": "2",  # two requests at once per process ...

@@ -23,7 +23,7 @@ from generations.tiers import VIEWS_KEY
 from tests.conftest import child_env
 from tests.storage_support import copy_of, days_ago, member, render, run_dispatcher_once, run_job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_session_workers")]
 
 
 @dataclass
