@@ -143,10 +143,12 @@ SESSION_WORKERS: list[subprocess.Popen[bytes]] = []  # every worker the shared s
 
 
 @pytest.fixture
-def no_session_workers() -> Iterator[None]:
+def no_session_workers(request: pytest.FixtureRequest) -> Iterator[None]:
     """For a test that needs its jobs left alone (queue order, a job run in-process): the shared
     stack's workers, when an earlier test started them, are paused (SIGSTOP) meanwhile, as if
-    none ran. They are idle between tests (idle_workers_before_flush)."""
+    none ran. They are idle between tests (idle_workers_before_flush); they go on again before
+    the tables are emptied (a paused worker's lock would deadlock the TRUNCATE)."""
+    request.getfixturevalue("transactional_db")  # set up first, so this tears down before it
     paused = [p for p in SESSION_WORKERS if p.poll() is None]
     for process in paused:
         process.send_signal(signal.SIGSTOP)
