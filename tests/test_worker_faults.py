@@ -14,6 +14,7 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import connection, transaction
+from PIL import Image as PILImage
 
 from billing.credits import account_for
 from billing.models import BillingAccount, CreditEntry, EntryKind
@@ -90,8 +91,13 @@ def lock_waits() -> int:
         return int(cursor.fetchone()[0])
 
 
-def originals_since(started: float) -> set[Path]:
-    return {p for p in (Path(settings.MEDIA_ROOT) / "images").rglob("*.png") if p.stat().st_mtime >= started}
+def originals_since(started: float, generation_id: str) -> set[Path]:
+    """This generation's originals written since ``started`` (other tests' jobs may write too):
+    each PNG names its generation in its embedded parameters."""
+    recent = [
+        p for p in (Path(settings.MEDIA_ROOT) / "images").rglob("*.png") if p.stat().st_mtime >= started
+    ]
+    return {p for p in recent if generation_id in PILImage.open(p).info.get("parameters", "")}
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="holds a row lock another process waits on")
@@ -110,7 +116,9 @@ def test_a_worker_killed_after_writing_its_images_but_before_committing_runs_the
             generation = submit(alice, TWO_SMALL)
             BillingAccount.objects.select_for_update().get(user=alice.user)
             wait_until(lambda: lock_waits() > 0, "the worker waiting inside its final transaction")
-            assert len(originals_since(started)) == 2, "both images are written before the commit"
+            assert len(originals_since(started, generation["id"])) == 2, (
+                "both images are written before the commit"
+            )
             victim.send_signal(signal.SIGKILL)
             victim.wait()
         assert Generation.objects.get(pk=generation["id"]).status == "running"  # nothing committed
