@@ -111,6 +111,39 @@ def update_returning(
     return {str(row[0]) for row in fetch_all(statement, params)}
 
 
+def update_rows(
+    model: type[Model], changes: dict[str, Any], rows: dict[Any, dict[str, Any]], **where: Any
+) -> set[str]:
+    """``update_returning`` where each row also gets values of its own (``rows``: primary key ->
+    {field name: value}, the same names for every row), set with ``CASE pk WHEN ... END``: a
+    batch of rows in one statement on PostgreSQL and SQLite alike."""
+    if not rows:
+        return set()
+    fields = {field.name: field for field in model._meta.concrete_fields}
+    pk, quote = fields[model._meta.pk.name], connection.ops.quote_name
+    own = list(next(iter(rows.values())))
+    pks = [pk.get_db_prep_value(value, connection) for value in rows]
+    assignments = [f"{quote(fields[name].column)} = %s" for name in changes]
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
+    for name in own:
+        field = fields[name]
+        cast = field.cast_db_type(connection)  # type: ignore[attr-defined]  # (not in django-stubs)
+        then = f"WHEN %s THEN CAST(%s AS {cast})"
+        assignments.append(
+            f"{quote(field.column)} = CASE {quote(pk.column)} {' '.join([then] * len(rows))} END"
+        )
+        for key, values in zip(pks, rows.values(), strict=True):
+            params += [key, field.get_db_prep_save(values[name], connection)]
+    conditions = "".join(f" AND {quote(fields[name].column)} = %s" for name in where)
+    statement = (
+        f"UPDATE {table(model)} SET {', '.join(assignments)} "  # noqa: S608 (names from the model)
+        f"WHERE {quote(pk.column)} IN ({', '.join(['%s'] * len(pks))}){conditions} "
+        f"RETURNING {quote(pk.column)}"
+    )
+    params += pks + [fields[name].get_db_prep_save(value, connection) for name, value in where.items()]
+    return {str(row[0]) for row in fetch_all(statement, params)}
+
+
 def db_pk(obj: Model) -> str:
     """``str`` of the object's primary key as the database holds it (what ``update_returning`` says)."""
     pk = type(obj)._meta.pk
