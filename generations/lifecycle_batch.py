@@ -5,8 +5,9 @@ the row, exactly once; credits captured for the finished images and the rest rel
 rows and webhook deliveries written in that transaction; events pushed after it commits), but
 with one statement of each kind for the whole batch instead of one transaction of five or six
 statements per job: one conditional UPDATE (each row with its own timings), one account update
-per user and one ledger insert, one image insert, each user's endpoints read once. A trivial
-job's finish was most of a worker's time per job (docs/benchmarks.md, bench/latency.py).
+per user and one ledger insert, one image insert (hand-written: the ORM's insert compiler took
+longer than the rest), each user's endpoints read once. A trivial job's finish was most of a
+worker's time per job (docs/benchmarks.md, bench/latency.py).
 
 This module is lifecycle.py's sibling, the only other writer of ``Generation.status``
 (tests/test_single_writer.py): lifecycle.py is at its size limit.
@@ -87,7 +88,9 @@ def succeed_many(
         for user_id in dict.fromkeys(job.generation.user_id for job in done):
             lifecycle.release_pending(user_id, now)
         images = [image for job in done for image in job.images]
-        Image.objects.bulk_create(images)
+        for image in images:
+            image.inherit_from_generation()  # what Image.objects.bulk_create does first
+        sql.insert_many(images)  # the ORM's insert compiler took longer than the rest of the batch
         for generation, stored, _ in done:
             resources = [image_resource(image) for image in stored]
             lifecycle.announce(generation, "generation.succeeded", publish, images=resources)
