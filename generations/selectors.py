@@ -59,11 +59,12 @@ def upload_of(user: User, upload_id: Any) -> Upload | None:
 
 
 def image_resource(image: Image) -> dict[str, Any]:
+    thumbnail = reverse("api_image_thumbnail", args=[image.id])  # once: reverse() is not cheap
     return {
         "id": str(image.id),
         "url": reverse("api_image_content", args=[image.id]),
-        "thumbnail_url": reverse("api_image_thumbnail", args=[image.id]),
-        "thumbnails": thumbnails(image),
+        "thumbnail_url": thumbnail,
+        "thumbnails": thumbnails(image, url=thumbnail),
         "width": image.width,
         "height": image.height,
         "seed": image.seed,
@@ -75,10 +76,11 @@ def thumbnail_sizes(image: Image) -> list[int]:
     return [settings.ATELIER_THUMBNAIL_SIZES[0], *(image.thumbnail_sizes or [])]
 
 
-def thumbnails(image: Image) -> list[dict[str, Any]]:
-    """Each thumbnail's size (its longest side), pixel width and height, and URL: what a page
-    puts in `srcset`, so that a phone loads the small one."""
-    url = reverse("api_image_thumbnail", args=[image.id])
+def thumbnails(image: Image, *, url: str | None = None) -> list[dict[str, Any]]:
+    """Each thumbnail's size (its longest side), pixel width and height, and URL (``url``: the
+    first's, when the caller has it): what a page puts in `srcset`, so that a phone loads the
+    small one."""
+    url = url or reverse("api_image_thumbnail", args=[image.id])
     longest = max(image.width, image.height)
     sizes = []
     for index, size in enumerate(thumbnail_sizes(image)):
