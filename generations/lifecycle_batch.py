@@ -25,7 +25,7 @@ from billing.credits import Settlement, settle_credits_many
 from core import sql
 from generations import lifecycle
 from generations.models import Generation, GenerationStatus, Image
-from generations.selectors import image_resource
+from generations.selectors import image_resource, image_url_templates
 from generations.storage import sync_visibility
 from webhooks.services import endpoints_read_once
 
@@ -91,8 +91,9 @@ def succeed_many(
         for image in images:
             image.inherit_from_generation()  # what Image.objects.bulk_create does first
         sql.insert_many(images)  # the ORM's insert compiler took longer than the rest of the batch
+        templates = image_url_templates()  # reverse() once a batch: it was a quarter of its finish
         for generation, stored, _ in done:
-            resources = [image_resource(image) for image in stored]
+            resources = [image_resource(image, templates=templates) for image in stored]
             lifecycle.announce(generation, "generation.succeeded", publish, images=resources)
     try:
         sync_visibility(images)  # as in lifecycle.succeed: published from the start

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,11 +59,24 @@ def upload_of(user: User, upload_id: Any) -> Upload | None:
     return _one_or_none(Upload.objects.filter(user=user), upload_id)
 
 
-def image_resource(image: Image) -> dict[str, Any]:
-    thumbnail = reverse("api_image_thumbnail", args=[image.id])  # once: reverse() is not cheap
+PLACEHOLDER_ID = str(uuid.UUID(int=0))
+
+
+def image_url_templates() -> tuple[str, str]:
+    """An image's content and thumbnail URLs with a placeholder id: a batch of resources
+    (`image_resource(..., templates=...)`) reverses them once, not twice per image."""
+    return (
+        reverse("api_image_content", args=[PLACEHOLDER_ID]),
+        reverse("api_image_thumbnail", args=[PLACEHOLDER_ID]),
+    )
+
+
+def image_resource(image: Image, *, templates: tuple[str, str] | None = None) -> dict[str, Any]:
+    content, thumbnail = templates or image_url_templates()
+    content, thumbnail = (url.replace(PLACEHOLDER_ID, str(image.id)) for url in (content, thumbnail))
     return {
         "id": str(image.id),
-        "url": reverse("api_image_content", args=[image.id]),
+        "url": content,
         "thumbnail_url": thumbnail,
         "thumbnails": thumbnails(image, url=thumbnail),
         "width": image.width,
