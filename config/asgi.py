@@ -5,9 +5,9 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what get_asgi_application does, before the handler is made
 
-from core.asgi_http import SyncChainASGIHandler  # noqa: E402
+from core.asgi_http import PooledASGIHandler  # noqa: E402
 
-django_asgi_app = SyncChainASGIHandler()
+django_asgi_app = PooledASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

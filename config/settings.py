@@ -113,10 +113,12 @@ TEMPLATES = [
     },
 ]
 
+_database_url = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'atelier.sqlite3'}")
+# SQLite keeps its connections (one per thread; daphne's threads are a reused pool, core/asgi_http.py).
+_sqlite = _database_url.startswith("sqlite")
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'atelier.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        _database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600 if _sqlite else 0)
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
