@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ops.load_shedding.LoadSheddingMiddleware",  # first: a request over the limit costs nothing more
     "ops.requests.RequestLogMiddleware",
+    "core.memo.RequestMemoMiddleware",  # pool state read once per request
     "ops.load_shedding.DependencyTimeoutMiddleware",  # a slow database or Redis: 503, logged as such
     "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
     "ops.request_text.NulCharacterMiddleware",  # before any view could query with one

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from rq import Queue
 
+from core.memo import once
 from core.redis import redis_client as redis_client  # re-exported: queue helpers and tests use it
 from generations.models import Generation
 from generations.queue_names import pool_of
@@ -132,7 +133,9 @@ def record_duration(pool: str, seconds: float, *, at: float) -> None:
 
 
 def mean_duration(pool: str, default: float = 10.0) -> float:
-    values = [float(v) for v in redis_client().lrange(durations_key(pool), 0, -1)]
+    """Of the pool's recent jobs; read once per web request (core/memo.py)."""
+    raw = once(("durations", pool), lambda: redis_client().lrange(durations_key(pool), 0, -1))
+    values = [float(v) for v in raw]
     return sum(values) / len(values) if values else default
 
 
