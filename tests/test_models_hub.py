@@ -18,12 +18,12 @@ from django.core.management import CommandError
 from accounts.models import User
 from core.model_catalog import BUILTIN_WEIGHTS
 from generations.model_hub import parse_hub_id, pipeline_files
-from generations.models import Generation, GenerationStatus, Image, InstalledModel
+from generations.models import Generation, InstalledModel
 from generations.registry import all_models
 from scripts.private_redis import free_port
 from tests.api_support import Api
 from tests.conftest import ROOT
-from tests.test_models_command import files_under, models
+from tests.test_models_command import files_under, models, run_in_a_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -78,8 +78,6 @@ def commit_of(revision: str) -> str:
 
 
 def test_a_hub_model_is_offered_and_a_worker_runs_a_job_on_it(hub: Hub, models_dir: Path) -> None:
-    from gpu_worker.runner import GenerationRunner
-
     published = hub.publish("atelier/tiny", "main")
     (published / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle" * 100)
     (published / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"half" * 100)
@@ -104,15 +102,7 @@ def test_a_hub_model_is_offered_and_a_worker_runs_a_job_on_it(hub: Hub, models_d
     response = Api(user).post("/api/v1/generations", {"prompt": "a red circle", "model": "hubby", "steps": 2})
     assert response.status_code == 202, response.content
     job = Generation.objects.get(id=response.json()["id"])
-    runner = GenerationRunner(name="hub-model-runner")
-    try:
-        runner.run_one(str(job.id))
-    finally:
-        runner.publisher.close()
-    job.refresh_from_db()
-    assert job.status == GenerationStatus.SUCCEEDED
-    assert Image.objects.filter(generation=job).count() == 1
-    assert runner.cache.paths() == [str(landed.resolve())]
+    assert run_in_a_worker(job) == [str(landed.resolve())]
 
 
 def test_a_revision_pin_is_honoured(hub: Hub, models_dir: Path) -> None:
