@@ -1,6 +1,6 @@
 """A small stand-in for a Hugging Face hub, run as its own process by the model tests:
 
-    python tests/hub_server.py ROOT PORT LOG
+    python tests/hub_server.py ROOT PORT LOG [--break-first-after BYTES]
 
 ROOT/<org>/<name>/<revision>/ holds each revision's files; a revision's commit is the sha1 of its
 name, so a repo can be asked for by branch name or by commit. It speaks the part of the hub's API
@@ -11,7 +11,8 @@ that `huggingface_hub.snapshot_download` uses:
 - HEAD and GET /<org>/<name>/resolve/<rev>/<path>: X-Repo-Commit, ETag (the file's sha256) and
   Content-Length, answering Range requests with 206.
 
-Each request's method and path are appended to LOG.
+Each request's method, path and Range header are appended to LOG. With --break-first-after, the
+first file body longer than BYTES is cut off there, as a dropped connection would.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def commit_of(revision: str) -> str:
     return hashlib.sha1(revision.encode()).hexdigest()  # noqa: S324 - a name, not a secret
 
 
-def handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
+def handler(root: Path, log: Path, break_after: int | None) -> type[BaseHTTPRequestHandler]:
     lock = threading.Lock()
+    state = {"broken": False}
 
     def revision_folder(repo: str, revision: str) -> Path | None:
         folder = root / repo
@@ -64,7 +66,7 @@ def handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
         def answer(self, *, body: bool) -> None:
             path = unquote(self.path.split("?")[0])
             with lock, log.open("a") as out:
-                out.write(f"{self.command} {path}\n")
+                out.write(f"{self.command} {path} {self.headers.get('Range') or '-'}\n")
             if match := API.fullmatch(path):
                 self.repo_info(match.group(1), match.group(2) or "main")
             elif match := RESOLVE.fullmatch(path):
@@ -106,15 +108,25 @@ def handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
             self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
             self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
-            if body:
-                self.wfile.write(data[start:])
+            if not body:
+                return
+            with lock:
+                cut = break_after is not None and not state["broken"] and len(data) - start > break_after
+                state["broken"] = state["broken"] or cut
+            if cut and break_after is not None:
+                self.wfile.write(data[start : start + break_after])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(data[start:])
 
     return Handler
 
 
 def main() -> None:
     root, port, log = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler(root, log))
+    break_after = int(sys.argv[5]) if sys.argv[4:5] == ["--break-first-after"] else None
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler(root, log, break_after))
     print("ready", flush=True)
     server.serve_forever()
 

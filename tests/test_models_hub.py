@@ -48,12 +48,11 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-@pytest.fixture
-def hub(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+def start_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Iterator[Hub]:
     root, log, port = tmp_path / "hub", tmp_path / "hub.log", free_port()
     root.mkdir()
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "hub_server.py"), str(root), str(port), str(log)],
+        [sys.executable, str(ROOT / "tests" / "hub_server.py"), str(root), str(port), str(log), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -67,6 +66,17 @@ def hub(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> It
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    yield from start_hub(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def breaking_hub(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    # Past the client's first 10 MiB chunk of the 18 MiB UNet, the only file that long.
+    yield from start_hub(tmp_path, monkeypatch, "--break-first-after", str(12 << 20))
 
 
 def add(source: str, name: str = "hubby") -> str:
@@ -121,6 +131,23 @@ def test_a_revision_pin_is_honoured(hub: Hub, models_dir: Path) -> None:
     with pytest.raises(CommandError, match=r"\[hub_revision_not_found\] atelier/tiny has no revision 'v9'"):
         add("atelier/tiny@v9", "missing")
     assert not (models_dir / "missing").exists()
+
+
+def test_a_broken_download_resumes_where_it_stopped(breaking_hub: Hub, models_dir: Path) -> None:
+    breaking_hub.publish("atelier/tiny", "main")
+    with pytest.raises(CommandError, match=r"\[hub_network_error\] .* run the command again to resume"):
+        add("atelier/tiny")
+    assert not InstalledModel.objects.exists() and not (models_dir / "hubby").exists()
+    assert {p.split("/")[0] for p in files_under(models_dir)} == {".downloads"}  # the partial files wait
+    add("atelier/tiny")  # the same command again
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    fetched = [
+        line.split(" ")[2] for line in breaking_hub.requests() if line.startswith("GET") and unet in line
+    ]
+    assert fetched[0] == "-" and fetched[1].startswith("bytes=") and fetched[1] != "bytes=0-"  # resumed
+    landed = models_dir / "hubby" / "tiny"
+    assert (landed / unet).read_bytes() == (BUILTIN_WEIGHTS / unet).read_bytes()
+    assert files_under(models_dir)[0] == "hubby"  # the partial download is gone
 
 
 def test_an_unknown_repo_is_refused_and_leaves_nothing(hub: Hub, models_dir: Path) -> None:
