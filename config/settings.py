@@ -13,6 +13,7 @@ from config.account_settings import *  # noqa: F403 (allauth and mail, kept apar
 from config.account_settings import ACCOUNT_APPS, cache_in_redis
 from config.api_settings import *  # noqa: F403 (the OpenAPI description)
 from config.leaving_settings import *  # noqa: F403 (closing accounts, data exports)
+from config.liveness_settings import *  # noqa: F403 (the dispatcher's heartbeat)
 from config.load_settings import *  # noqa: F403 (degrading under load)
 from config.lora_settings import *  # noqa: F403 (the shipped LoRAs)
 from config.oauth_settings import oauth_provider
