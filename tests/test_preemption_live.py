@@ -119,7 +119,9 @@ def test_a_preempted_free_job_resumes_to_the_identical_image_and_is_charged_once
     assert steps == sorted(set(steps)) and steps[-1] == FREE_JOB["steps"]
 
     free_row, priority_row = (Generation.objects.get(pk=i) for i in (free_id, priority_id))
-    assert priority_row.status == "succeeded" and priority_row.finished_at < free_row.finished_at
+    assert priority_row.status == "succeeded"
+    assert priority_row.finished_at and free_row.finished_at
+    assert priority_row.finished_at < free_row.finished_at
     assert free_row.preemptions == 1 and free_row.attempts == 0
     assert free.get(f"/api/v1/generations/{free_id}").json()["preemptions"] == 1
     charged_once(free_id)
