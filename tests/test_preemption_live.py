@@ -4,25 +4,20 @@ for a deterministic sampler) or restarts (ancestral), and is charged once."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 from PIL import Image as PILImage
 
 from billing.credits import account_for
 from billing.models import BillingAccount, CreditEntry, Plan
-from generations.dispatcher import tick
 from generations.models import Generation, Image
 from tests.conftest import ApiUser, set_plan_limits
+from tests.dispatcher_support import dispatcher_running
 
 pytestmark = pytest.mark.live
 
@@ -42,28 +37,6 @@ def users(make_api_user: Callable[[str], ApiUser], settings: Any) -> tuple[ApiUs
     return free, pro
 
 
-@contextmanager
-def dispatcher() -> Iterator[None]:
-    """The dispatcher's loop in a thread of its own, as the dispatcher process runs it."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        try:
-            while not stop.is_set():
-                tick()
-                time.sleep(0.2)
-        finally:
-            connection.close()  # this thread's own connection, or the test DB cannot be dropped
-
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(loop)
-        try:
-            yield
-        finally:
-            stop.set()
-            running.result()
-
-
 def submit(user: ApiUser, body: dict[str, Any]) -> str:
     response = user.post("/api/v1/generations", json=body)
     assert response.status_code == 202, response.text
@@ -73,7 +46,7 @@ def submit(user: ApiUser, body: dict[str, Any]) -> str:
 def preempted_run(free: ApiUser, pro: ApiUser, job: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
     """The free job, stopped for the priority job and run to its end: (free id, priority id,
     the free job's events)."""
-    with free.events() as events, dispatcher():
+    with free.events() as events, dispatcher_running():
         events.next()  # the snapshot
         free_id = submit(free, job)
         events.until(free_id, {"generation.progress"})
