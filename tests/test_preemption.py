@@ -18,6 +18,7 @@ from generations.models import Generation, GenerationStatus
 from generations.preemption import preempt_for_waiting_priority
 from generations.workers import erase_heartbeat, write_heartbeat
 from tests.factories import queued_generation
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,6 +115,9 @@ def test_it_is_off_at_zero(user: User, rule: Any) -> None:
 
 
 def test_the_transition_requeues_at_the_front_keeping_the_hold(user: User) -> None:
+    endpoint = WebhookEndpoint.objects.create(
+        user=user, url="https://example.com/hook", secret="s", events=["generation.preempted"]
+    )
     job = running(user, "w1", "free", 5, credits_held=100)
     other = queued_generation(user, lane="free")
     queues.enqueue(other)
@@ -123,6 +127,9 @@ def test_the_transition_requeues_at_the_front_keeping_the_hold(user: User) -> No
     waiting = queues.redis_client().lrange(queues.queue_key(job.queue_name), 0, -1)
     assert waiting[0].decode() == queues.job_id_for(job) == f"gen-{job.id}-0p1"
     assert not CreditEntry.objects.filter(generation=job).exists()  # no second hold, nothing settled
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert delivery.event_type == "generation.preempted"
+    assert delivery.payload["stopped_at_step"] == 7 and delivery.payload["resumes_at_step"] == 8
     # Only the worker that ran it moves it, once.
     assert not preempt(job, worker_name="w1", step=7, resumable=True)
     erase_heartbeat("w1", [job.pool])
