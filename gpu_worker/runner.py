@@ -25,7 +25,7 @@ from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
 from generations import circuits, lifecycle, lifecycle_preemption, queues
 from generations.events import build_event, record_webhooks
-from generations.models import Generation, GenerationKind
+from generations.models import Generation, GenerationKind, GenerationStatus
 from generations.publisher import EventPublisher
 from generations.registry import all_models, get_model
 from gpu_worker.affinity import holder_counts
@@ -139,9 +139,14 @@ class GenerationRunner:
         with self.in_flight_lock:
             self.in_flight.difference_update(str(job.id) for job in jobs)
         self.advertise_jobs()
+        # A preempted job is queued again (maybe running elsewhere already): its flags are not ours.
+        ended = [str(job.id) for job in jobs if job.status != GenerationStatus.QUEUED]
         with contextlib.suppress(RedisError):  # the flags expire by themselves
-            flags = [queues.cancel_flag_key(str(job.id)) for job in jobs]
-            queues.redis_client().delete(*flags, *(queues.preempt_flag_key(str(job.id)) for job in jobs))
+            flags = [
+                key(job_id) for job_id in ended for key in (queues.cancel_flag_key, queues.preempt_flag_key)
+            ]
+            if flags:
+                queues.redis_client().delete(*flags)
 
     def advertise_jobs(self) -> None:
         if self.heartbeat is not None:
