@@ -7,6 +7,8 @@ Renders with the tiny random SD model on CPU, in-process: the live preemption te
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from PIL import Image
 from gpu_worker.cache import ModelCache
 from gpu_worker.model import LoadedModel, RenderSpec, ResumePoint
 from gpu_worker.pipeline import render_batch
+from gpu_worker.tiny_families import build_family
 from gpu_worker.tiny_model import ensure_tiny_model
 
 STEPS = 8
@@ -72,6 +75,27 @@ def test_it_resumes_a_deterministic_sampler_to_the_identical_image(model: Loaded
     assert len(got) == len(expected) == 2
     for a, b in zip(got, expected, strict=True):
         assert np.array_equal(pixels(a), pixels(b))
+
+
+@pytest.mark.parametrize(("family", "sampler"), [("sdxl", "euler"), ("sdxl", "dpmpp_2m"), ("sd2", "ddim")])
+def test_other_families_resume_to_the_identical_image(
+    tmp_path: pathlib.Path, family: str, sampler: str
+) -> None:
+    build_family(family, tmp_path / family)
+    other = ModelCache(device="cpu", max_models=1).get(str(tmp_path / family))
+    whole, _ = run(other, spec(sampler))
+    stopped, _ = run(other, spec(sampler), stop_at=STOP_AT)
+    resumed, seen = run(other, spec(sampler, resume=stopped.stopped_at[0]))  # type: ignore[attr-defined]
+    assert seen == list(range(STOP_AT + 1, STEPS + 1))
+    for a, b in zip(resumed.images[0], whole.images[0], strict=True):  # type: ignore[attr-defined]
+        assert np.array_equal(pixels(a), pixels(b))
+
+
+def test_a_flow_matching_model_keeps_no_point(tmp_path: pathlib.Path) -> None:
+    build_family("sd3", tmp_path / "sd3")
+    other = ModelCache(device="cpu", max_models=1).get(str(tmp_path / "sd3"))
+    stopped, _ = run(other, spec("euler"), stop_at=STOP_AT)
+    assert stopped.stopped_at == {}  # type: ignore[attr-defined]
 
 
 def test_a_resumed_run_can_be_stopped_and_resumed_again(model: LoadedModel) -> None:
