@@ -16,7 +16,9 @@ from PIL import Image as PILImage
 from billing.credits import account_for
 from billing.models import BillingAccount, CreditEntry, Plan
 from generations.models import Generation, Image
-from tests.conftest import ApiUser, set_plan_limits
+from generations.registry import default_model
+from generations.workers import all_heartbeats
+from tests.conftest import ApiUser, set_plan_limits, wait_for
 from tests.dispatcher_support import dispatcher_running
 
 pytestmark = pytest.mark.live
@@ -30,11 +32,21 @@ PRIORITY_JOB = {"prompt": "a green square", "width": 64, "height": 64, "steps": 
 def users(make_api_user: Callable[[str], ApiUser], settings: Any) -> tuple[ApiUser, ApiUser]:
     """A Free-plan user (free lane) and a Pro user (priority lane); preemption after half a second."""
     settings.ATELIER_PREEMPT_AFTER = 0.5
+    # Preemption needs every worker of the pool busy: one free job keeps the shared stack's one
+    # worker busy (a worker killed by an earlier test leaves its heartbeat for a few seconds).
+    pool = default_model().pool
+    wait_for(lambda: len(serving_in(pool)) == 1, 30, f"exactly one serving worker of pool {pool}")
     set_plan_limits("free", api_rate_per_minute=1000)
     free, pro = make_api_user("free_user"), make_api_user("pro_user")
     account = account_for(free.user)
     BillingAccount.objects.filter(pk=account.pk).update(plan=Plan.objects.get(slug="free"))
     return free, pro
+
+
+def serving_in(pool: str) -> list[str]:
+    return [
+        name for name, state in all_heartbeats() if state.get("serving") and pool in state.get("pools", [])
+    ]
 
 
 def submit(user: ApiUser, body: dict[str, Any]) -> str:
