@@ -118,3 +118,23 @@ def test_img2img_keeps_no_point(model: LoadedModel) -> None:
     source = Image.new("RGB", (64, 64), (200, 30, 30))
     stopped, _ = run(model, spec("euler", init_image=source, strength=1.0), stop_at=2)
     assert stopped.stopped_at == {}  # type: ignore[attr-defined]
+
+
+def test_a_job_stopped_in_a_batch_keeps_its_own_point_and_resumes_alone(model: LoadedModel) -> None:
+    """Its point holds its own images' latents and solver history; the rest of the batch goes on.
+    Resumed alone, it matches an uninterrupted run as closely as a batched job matches one run
+    alone (a batch of another size may round differently: tests/test_batching.py)."""
+    jobs = [spec("dpmpp_2m", prompt="a blue square", seeds=[3]), spec("dpmpp_2m", seeds=[5, 6])]
+
+    def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
+        return {1} if step == STOP_AT else set()
+
+    batch = render_batch(model, jobs, on_step)
+    assert batch.images[0] is not None and batch.images[1] is None
+    point = batch.stopped_at[1]
+    assert point.latents.shape[0] == 2 and all(h is None or h.shape[0] == 2 for h in point.history)
+
+    resumed, _ = run(model, spec("dpmpp_2m", seeds=[5, 6], resume=point))
+    alone, _ = run(model, spec("dpmpp_2m", seeds=[5, 6]))
+    for a, b in zip(resumed.images[0], alone.images[0], strict=True):  # type: ignore[attr-defined]
+        assert np.abs(pixels(a) - pixels(b)).max() <= 2
