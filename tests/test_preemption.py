@@ -3,21 +3,28 @@ chosen, never twice, nothing while a worker is idle or on paid work; and the tra
 
 from __future__ import annotations
 
+import io
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from django.utils import timezone
+from PIL import Image as PILImage
 
 from accounts.models import User
 from billing.models import CreditEntry
 from generations import queues
 from generations.lifecycle_preemption import preempt
-from generations.models import Generation, GenerationStatus
+from generations.models import Generation, GenerationStatus, Image
 from generations.preemption import preempt_for_waiting_priority
+from generations.storage import open_content
 from generations.workers import erase_heartbeat, write_heartbeat
-from tests.factories import queued_generation
+from gpu_worker.resume import point_key
+from gpu_worker.runner import GenerationRunner
+from tests.factories import private_pool_model, queued_generation
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -133,3 +140,42 @@ def test_the_transition_requeues_at_the_front_keeping_the_hold(user: User) -> No
     # Only the worker that ran it moves it, once.
     assert not preempt(job, worker_name="w1", step=7, resumable=True)
     erase_heartbeat("w1", [job.pool])
+
+
+# The worker's side, in-process: the flag, the saved point, the second run.
+
+
+@pytest.fixture
+def runner(settings: Any) -> Iterator[GenerationRunner]:
+    private_pool_model(settings)  # a pool the shared stack's worker does not serve
+    instance = GenerationRunner(name="preempt-runner")
+    yield instance
+    instance.publisher.close()
+
+
+def image_pixels(generation: Generation) -> np.ndarray:
+    image = Image.objects.get(generation=generation)
+    return np.asarray(PILImage.open(io.BytesIO(open_content(image.original))).convert("RGB"))
+
+
+def test_a_flagged_job_is_given_back_and_its_next_run_resumes_to_the_same_image(
+    user: User, runner: GenerationRunner
+) -> None:
+    fields = {"model_name": "tiny-private", "pool": "tiny-private-pool", "lane": "free", "steps": 6}
+    job = queued_generation(user, sampler="euler", **fields)
+    queues.redis_client().set(queues.preempt_flag_key(str(job.id)), 1)
+
+    runner.run_one(str(job.id))  # stops after its first step
+
+    job.refresh_from_db()
+    assert (job.status, job.step, job.preemptions) == ("queued", 1, 1)
+    assert not queues.redis_client().exists(queues.preempt_flag_key(str(job.id)))
+    assert queues.redis_client().exists(point_key(str(job.id)))
+    waiting = queues.redis_client().lrange(queues.queue_key(job.queue_name), 0, -1)
+    assert [j.decode() for j in waiting] == [queues.job_id_for(job)]
+
+    assert runner.run_one(str(job.id)) == GenerationStatus.SUCCEEDED
+    assert not queues.redis_client().exists(point_key(str(job.id)))  # taken by the second run
+    reference = queued_generation(user, sampler="euler", **fields)
+    assert runner.run_one(str(reference.id)) == GenerationStatus.SUCCEEDED
+    assert np.array_equal(image_pixels(job), image_pixels(reference))
