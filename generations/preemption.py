@@ -85,7 +85,7 @@ def choose_victims(workers: list[tuple[str, dict[str, Any]]]) -> list[Generation
             return []  # paid work, or jobs that are finishing: the priority job waits
         busy.append(Busy(name, jobs))
     if already_flagged([job for entry in busy for job in entry.jobs]):
-        return []
+        return []  # one preemption at a time, and never the same run twice
     stoppable = [entry for entry in busy if all(job.kind != GenerationKind.WORKFLOW for job in entry.jobs)]
     if not stoppable:
         return []
@@ -93,17 +93,22 @@ def choose_victims(workers: list[tuple[str, dict[str, Any]]]) -> list[Generation
 
 
 def already_flagged(jobs: list[Generation]) -> bool:
+    """Whether one of these runs has a flag (a flag left from a job's earlier run does not count)."""
     if not jobs:
         return False
-    return bool(queues.redis_client().exists(*(queues.preempt_flag_key(str(job.id)) for job in jobs)))
+    values = queues.redis_client().mget([queues.preempt_flag_key(str(job.id)) for job in jobs])
+    return any(
+        value is not None and value.decode() == queues.run_token(job)
+        for job, value in zip(jobs, values, strict=True)
+    )
 
 
 def flag(jobs: list[Generation], pool: str) -> int:
-    """Ask the worker running these jobs to stop them at their next step, once each."""
+    """Ask the worker running these jobs to stop their runs at their next step."""
     client = queues.redis_client()
     pipe = client.pipeline()
     for job in jobs:
-        pipe.set(queues.preempt_flag_key(str(job.id)), 1, ex=FLAG_SECONDS, nx=True)
+        pipe.set(queues.preempt_flag_key(str(job.id)), queues.run_token(job), ex=FLAG_SECONDS)
     flagged = sum(1 for done in pipe.execute() if done)
     if flagged:
         names = ", ".join(f"{job.id} ({job.lane})" for job in jobs)

@@ -194,5 +194,11 @@ def preempt_flag_key(generation_id: str) -> str:
     return f"atelier:preempt:{generation_id}"
 
 
+def run_token(generation: Generation) -> str:
+    """A preempt flag's value: the run it stops (its start), so that a flag set just as that run
+    ended never stops the job's next run."""
+    return generation.started_at.isoformat() if generation.started_at else ""
+
+
 def cancel_requested(generation_id: str) -> bool:
     return bool(redis_client().exists(cancel_flag_key(generation_id)))

@@ -30,6 +30,7 @@ def step_callback(
     last_sent = 0.0
     keys = [queues.cancel_flag_key(str(job.id)) for job in jobs]
     preempt_keys = [queues.preempt_flag_key(str(job.id)) for job in jobs]
+    runs = [queues.run_token(job).encode() for job in jobs]  # a flag stops only the run it names
 
     def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
         nonlocal last_sent
@@ -37,13 +38,13 @@ def step_callback(
         pipe = queues.redis_client().pipeline()
         for index in active:
             pipe.exists(keys[index])
-            pipe.exists(preempt_keys[index])
+            pipe.get(preempt_keys[index])
         flags = pipe.execute()
         stopped: set[int] = set()
         for index, canceled, preempted in zip(active, flags[::2], flags[1::2], strict=True):
             if canceled:  # the owner's wish comes first
                 cancel(jobs[index])
-            elif preempted and step < total:  # a job at its last step just finishes
+            elif preempted == runs[index] and step < total:  # at its last step a job just finishes
                 preempt(jobs[index], step)
             else:
                 continue

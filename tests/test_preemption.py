@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -22,6 +23,7 @@ from generations.models import Generation, GenerationStatus, Image
 from generations.preemption import preempt_for_waiting_priority
 from generations.storage import open_content
 from generations.workers import erase_heartbeat, write_heartbeat
+from gpu_worker.model import BatchStepCallback
 from gpu_worker.resume import point_key
 from gpu_worker.runner import GenerationRunner
 from tests.factories import private_pool_model, queued_generation
@@ -82,6 +84,15 @@ def test_it_stops_the_lowest_lane_latest_started_job_once(user: User) -> None:
     # While that job has not stopped yet, nothing more is flagged, and it is not flagged again.
     assert preempt_for_waiting_priority() == 0
     assert flagged() == {str(relax_new.id)}
+
+
+def test_a_flag_left_from_an_earlier_run_neither_counts_nor_stops_the_next(user: User) -> None:
+    pool = waiting_priority(user).pool
+    job = running(user, "w1", "free", 3)
+    beat("w1", pool, [job])
+    queues.redis_client().set(queues.preempt_flag_key(str(job.id)), "an earlier run")
+    assert preempt_for_waiting_priority() == 1
+    assert queues.redis_client().get(queues.preempt_flag_key(str(job.id))) == queues.run_token(job).encode()
 
 
 def test_it_stops_every_job_of_the_chosen_workers_batch(user: User) -> None:
@@ -145,10 +156,27 @@ def test_the_transition_requeues_at_the_front_keeping_the_hold(user: User) -> No
 # The worker's side, in-process: the flag, the saved point, the second run.
 
 
+class FlaggingRunner(GenerationRunner):
+    """Flags its job's run after ``flag_at`` steps, as the dispatcher would (once)."""
+
+    flag_at: int | None = 2
+
+    def progress_callback(self, jobs: list[Generation]) -> BatchStepCallback:
+        inner = super().progress_callback(jobs)
+
+        def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> Collection[int]:
+            if step == self.flag_at:
+                self.flag_at = None
+                queues.redis_client().set(queues.preempt_flag_key(str(jobs[0].id)), queues.run_token(jobs[0]))
+            return inner(step, total, latents)
+
+        return on_step
+
+
 @pytest.fixture
-def runner(settings: Any) -> Iterator[GenerationRunner]:
+def runner(settings: Any) -> Iterator[FlaggingRunner]:
     private_pool_model(settings)  # a pool the shared stack's worker does not serve
-    instance = GenerationRunner(name="preempt-runner")
+    instance = FlaggingRunner(name="preempt-runner")
     yield instance
     instance.publisher.close()
 
@@ -159,16 +187,15 @@ def image_pixels(generation: Generation) -> np.ndarray:
 
 
 def test_a_flagged_job_is_given_back_and_its_next_run_resumes_to_the_same_image(
-    user: User, runner: GenerationRunner
+    user: User, runner: FlaggingRunner
 ) -> None:
     fields = {"model_name": "tiny-private", "pool": "tiny-private-pool", "lane": "free", "steps": 6}
     job = queued_generation(user, sampler="euler", **fields)
-    queues.redis_client().set(queues.preempt_flag_key(str(job.id)), 1)
 
-    runner.run_one(str(job.id))  # stops after its first step
+    runner.run_one(str(job.id))  # flagged during its second step: it stops after it
 
     job.refresh_from_db()
-    assert (job.status, job.step, job.preemptions) == ("queued", 1, 1)
+    assert (job.status, job.step, job.preemptions) == ("queued", 2, 1)
     assert not queues.redis_client().exists(queues.preempt_flag_key(str(job.id)))
     assert queues.redis_client().exists(point_key(str(job.id)))
     waiting = queues.redis_client().lrange(queues.queue_key(job.queue_name), 0, -1)
