@@ -143,7 +143,8 @@ class ComfyConsumer(RecheckedAccess, DatabaseFreePushes, AsyncWebsocketConsumer)
             return
         event = message["event"]
         kind = event.get("type", "")
-        if kind in ("generation.queued", "generation.canceled", "generation.succeeded", "generation.failed"):
+        queue_changes = ("queued", "preempted", "canceled", "succeeded", "failed")
+        if kind in {f"generation.{change}" for change in queue_changes}:
             await self.send_status()
         if kind not in (
             "generation.started",

@@ -171,6 +171,7 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         if generation.status == GenerationStatus.QUEUED and waiting_for_worker(generation.pool)
         else None,
         "cached": generation.cached,
+        "preemptions": generation.preemptions,
         "fallback_from": generation.fallback_from or None,
         "created_at": iso(generation.created_at),
         "started_at": iso(generation.started_at),
