@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.middleware import BaseMiddleware
@@ -97,3 +98,19 @@ class RecheckedAccess:
             return True
         self.checked_at = time.monotonic()
         return bool(await database_sync_to_async(still_authorized)(self.scope))
+
+
+class DatabaseFreePushes(AsyncConsumer):
+    """Channels closes stale database connections before every message a consumer handles: one
+    trip to a worker thread each. The handlers named in ``pushed`` touch the database only
+    through ``database_sync_to_async`` (``still_allowed``'s recheck, their own queries), which
+    closes stale connections itself, so their messages skip that trip: a generation's events are the hot path
+    of every socket."""
+
+    pushed: ClassVar[frozenset[str]] = frozenset()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] in self.pushed:
+            await getattr(self, get_handler_name(message))(message)
+            return
+        await super().dispatch(message)

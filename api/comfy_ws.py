@@ -28,7 +28,7 @@ from django.conf import settings
 
 from accounts.models import User
 from accounts.scopes import READ
-from accounts.ws_auth import RecheckedAccess, granted, refuse_for_scope
+from accounts.ws_auth import DatabaseFreePushes, RecheckedAccess, granted, refuse_for_scope
 from generations.models import Generation, GenerationKind
 from generations.publisher import user_group, workflow_group
 from workflows.selectors import queue_remaining
@@ -70,8 +70,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
+class ComfyConsumer(RecheckedAccess, DatabaseFreePushes, AsyncWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
+    pushed = frozenset({"workflow.message", "generation.event"})  # their queries: database_sync_to_async
     preview_metadata = False  # until the client announces it in feature_flags
 
     async def connect(self) -> None:
@@ -142,7 +143,8 @@ class ComfyConsumer(RecheckedAccess, AsyncWebsocketConsumer):
             return
         event = message["event"]
         kind = event.get("type", "")
-        if kind in ("generation.queued", "generation.canceled", "generation.succeeded", "generation.failed"):
+        queue_changes = ("queued", "preempted", "canceled", "succeeded", "failed")
+        if kind in {f"generation.{change}" for change in queue_changes}:
             await self.send_status()
         if kind not in (
             "generation.started",

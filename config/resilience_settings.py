@@ -23,3 +23,8 @@ ATELIER_CIRCUIT_MIN_JOBS = env_int("ATELIER_CIRCUIT_MIN_JOBS", 10)
 ATELIER_WORKERLESS_SECONDS = env_int("ATELIER_WORKERLESS_SECONDS", 30)
 # Seconds an open circuit refuses submissions before it lets one through as a probe (half-open).
 ATELIER_CIRCUIT_OPEN_SECONDS = env_int("ATELIER_CIRCUIT_OPEN_SECONDS", 60)
+# A priority-lane job queued this many seconds while every worker of its pool runs free or relax
+# jobs stops one of those at its next step (generations/preemption.py); 0 turns preemption off.
+ATELIER_PREEMPT_AFTER = env_float("ATELIER_PREEMPT_AFTER", 30.0)
+# Seconds a preempted job's saved latents and sampler state are kept in Redis for its resumption.
+ATELIER_PREEMPT_STATE_TTL = env_int("ATELIER_PREEMPT_STATE_TTL", 24 * 3600)

@@ -13,6 +13,7 @@ from config.account_settings import *  # noqa: F403 (allauth and mail, kept apar
 from config.account_settings import ACCOUNT_APPS, cache_in_redis
 from config.api_settings import *  # noqa: F403 (the OpenAPI description)
 from config.leaving_settings import *  # noqa: F403 (closing accounts, data exports)
+from config.liveness_settings import *  # noqa: F403 (the dispatcher's heartbeat)
 from config.load_settings import *  # noqa: F403 (degrading under load)
 from config.lora_settings import *  # noqa: F403 (the shipped LoRAs)
 from config.oauth_settings import oauth_provider
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ops.load_shedding.LoadSheddingMiddleware",  # first: a request over the limit costs nothing more
     "ops.requests.RequestLogMiddleware",
+    "core.memo.RequestMemoMiddleware",  # pool state read once per request
     "ops.load_shedding.DependencyTimeoutMiddleware",  # a slow database or Redis: 503, logged as such
     "ops.body_limit.RequestSizeLimitMiddleware",  # before anything reads the body
     "ops.request_text.NulCharacterMiddleware",  # before any view could query with one
@@ -113,10 +115,12 @@ TEMPLATES = [
     },
 ]
 
+_database_url = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'atelier.sqlite3'}")
+# SQLite keeps its connections (one per thread; daphne's threads are a reused pool, core/asgi_http.py).
+_sqlite = _database_url.startswith("sqlite")
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'atelier.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        _database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600 if _sqlite else 0)
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

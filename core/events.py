@@ -12,6 +12,7 @@ EVENT_TYPES = [
     "generation.succeeded",
     "generation.failed",
     "generation.canceled",
+    "generation.preempted",
 ]
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.scopes import READ
-from accounts.ws_auth import RecheckedAccess, granted, refuse_for_scope
+from accounts.ws_auth import DatabaseFreePushes, RecheckedAccess, granted, refuse_for_scope
 from core.errors import ApiError, error_body
 from core.events import iso
 from generations.events import user_group
@@ -45,8 +45,9 @@ def handle_request(user: User, kind: str, generation_id: Any) -> dict[str, Any]:
     return {"type": "generation", "request": kind, "generation": generation_resource(generation)}
 
 
-class EventsConsumer(RecheckedAccess, AsyncJsonWebsocketConsumer):
+class EventsConsumer(RecheckedAccess, DatabaseFreePushes, AsyncJsonWebsocketConsumer):
     group: str | None = None
+    pushed = frozenset({"generation.event"})
 
     async def connect(self) -> None:
         user = self.scope.get("user")

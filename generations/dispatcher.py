@@ -16,6 +16,7 @@ from generations import lifecycle, queues
 from generations.events import announce
 from generations.leaving_chores import chores
 from generations.models import Generation, GenerationStatus
+from generations.preemption import preempt_for_waiting_priority
 from generations.registry import known_pools
 from generations.scheduling import age_queued, release_all_pending, release_relax
 from generations.workers import is_running, waiting_for_worker
@@ -37,6 +38,7 @@ class TickResult:
     webhooks_deleted: int = 0
     told_waiting: int = 0
     leaving_chores: int = 0
+    preempted: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -49,6 +51,7 @@ def tick() -> TickResult:
     result.released = release_all_pending()
     result.relax_released = release_relax()
     result.aged = age_queued()
+    result.preempted = preempt_for_waiting_priority()
     result.webhooks_sent = deliver_due()
     result.webhooks_deleted = delete_old_deliveries_now_and_then()
     result.told_waiting = tell_workerless_pools()

@@ -9,6 +9,7 @@ place and renamed into it, so no worker ever sees half a model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from django.db import transaction
 
 from core.model_catalog import FAMILIES, SINGLE_FILE_SUFFIXES, is_single_file
 from generations.model_download import download
+from generations.model_hub import download_from_hub, parse_hub_id
 from generations.models import InstalledModel
 from generations.registry import models_dir
 from generations.selectors import weights_size
@@ -74,8 +76,9 @@ def install_model(
     sha256: str = "",
     options: dict[str, int | float] | None = None,
 ) -> InstalledModel:
-    """Copy (a local directory or file) or download (an https URL, checked against `sha256`) the
-    weights into the models folder and record the model. Nothing is left behind on a refusal."""
+    """Copy (a local directory or file) or download (an https URL, checked against `sha256`; a hub
+    id `org/name[@revision]`) the weights into the models folder and record the model. Nothing is
+    left behind on a refusal."""
     check_name(name, family)
     target_dir = models_dir() / name
     if target_dir.exists():
@@ -99,6 +102,16 @@ def install_model(
             staging.mkdir(parents=True)
             download(source, sha256=sha256, partial=partial, target=staging / filename)
             weights_name = filename
+        elif (hub := parse_hub_id(source)) is not None:
+            repo, revision = hub
+            if config or sha256:
+                raise ModelInstallError("a hub id is a diffusers repo: no --config or --sha256")
+            weights_name = repo.rsplit("/", 1)[-1]
+            staging.mkdir(parents=True)
+            commit = download_from_hub(
+                repo, revision, downloads=models_dir() / ".downloads", target=staging / weights_name
+            )
+            source = f"{repo}@{commit}"  # what was installed, whatever branch or tag named it
         else:
             local = Path(source).expanduser().resolve()
             if not local.exists():
@@ -115,6 +128,8 @@ def install_model(
         os.replace(staging, target_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (models_dir() / ".downloads").rmdir()  # only when no partial download waits there
         raise
     weights = target_dir / weights_name
     fields = {**FAMILY_OPTIONS.get(family, {}), **(options or {})}

@@ -128,6 +128,9 @@ class Generation(models.Model):
     error_message = models.TextField(blank=True)
     worker_name = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    preemptions = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a waiting priority job stopped it mid-run (it resumed or restarted)."
+    )
     webhook = models.ForeignKey(
         "webhooks.WebhookEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from rq import Queue
 
+from core.memo import once
 from core.redis import redis_client as redis_client  # re-exported: queue helpers and tests use it
 from generations.models import Generation
 from generations.queue_names import pool_of
@@ -35,29 +36,32 @@ def job_timeout(name: str) -> int:
 
 
 def job_id_for(generation: Generation) -> str:
-    # One RQ job per attempt: a re-queued generation never shares a job with its lost attempt.
-    return f"gen-{generation.id}-{generation.attempts}"
+    # One RQ job per attempt, and per preemption within it: a re-queued generation never shares a
+    # job with its lost attempt, a preempted one never with the run it was stopped in.
+    run = f"{generation.attempts}p{generation.preemptions}" if generation.preemptions else generation.attempts
+    return f"gen-{generation.id}-{run}"
 
 
 def enqueue(generation: Generation) -> None:
     enqueue_many([generation])
 
 
-def enqueue_after_commit(generations: list[Generation]) -> None:
+def enqueue_after_commit(generations: list[Generation], *, at_front: bool = False) -> None:
     """Enqueue once the rows are committed. If Redis is away the rows stay queued and the
     dispatcher enqueues them again when it is back, so the request still succeeds."""
 
     def run() -> None:
         try:
-            enqueue_many(generations)
+            enqueue_many(generations, at_front=at_front)
         except redis.RedisError as exc:
             log.warning("could not enqueue %d jobs, the dispatcher will: %s", len(generations), exc)
 
     transaction.on_commit(run)
 
 
-def enqueue_many(generations: list[Generation]) -> None:
-    """One Redis pipeline per queue, so releasing many jobs costs few round trips."""
+def enqueue_many(generations: list[Generation], *, at_front: bool = False) -> None:
+    """One Redis pipeline per queue, so releasing many jobs costs few round trips; ``at_front``:
+    the next jobs of their lanes (a preempted job goes back where it was)."""
     by_queue: dict[str, list[Generation]] = {}
     for generation in generations:
         by_queue.setdefault(generation.queue_name, []).append(generation)
@@ -72,6 +76,7 @@ def enqueue_many(generations: list[Generation]) -> None:
                 result_ttl=0,
                 failure_ttl=7 * 24 * 3600,
                 meta=affinity_meta(g),
+                at_front=at_front,
             )
             for g in members
         ]
@@ -132,7 +137,9 @@ def record_duration(pool: str, seconds: float, *, at: float) -> None:
 
 
 def mean_duration(pool: str, default: float = 10.0) -> float:
-    values = [float(v) for v in redis_client().lrange(durations_key(pool), 0, -1)]
+    """Of the pool's recent jobs; read once per web request (core/memo.py)."""
+    raw = once(("durations", pool), lambda: redis_client().lrange(durations_key(pool), 0, -1))
+    values = [float(v) for v in raw]
     return sum(values) / len(values) if values else default
 
 
@@ -185,6 +192,17 @@ def cancel_flag_key(generation_id: str) -> str:
 
 def request_cancel(generation: Generation) -> None:
     redis_client().set(cancel_flag_key(str(generation.id)), 1, ex=24 * 3600)
+
+
+def preempt_flag_key(generation_id: str) -> str:
+    """Set by the dispatcher (generations/preemption.py), read with the cancel flag each step."""
+    return f"atelier:preempt:{generation_id}"
+
+
+def run_token(generation: Generation) -> str:
+    """A preempt flag's value: the run it stops (its start), so that a flag set just as that run
+    ended never stops the job's next run."""
+    return generation.started_at.isoformat() if generation.started_at else ""
 
 
 def cancel_requested(generation_id: str) -> bool:

@@ -76,6 +76,10 @@ class GenerationOutSerializer(serializers.Serializer[Any]):
     fallback_from = serializers.CharField(
         allow_null=True, help_text="The model asked for, when this ran on its fallback (circuit open)."
     )
+    preemptions = serializers.IntegerField(
+        help_text="Times a waiting priority job stopped this free or relax job mid-run; it went back "
+        "to its lane and resumed where it stopped (or restarted), charged once."
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

@@ -2,16 +2,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db import connection
 from django.db.models import Model, Q, QuerySet
 from django.urls import reverse
 
 from accounts.models import User
 from billing.credits import format_credits
+from core import sql
 from core.events import iso
 from generations.events import progress_fraction
 from generations.models import (
@@ -43,8 +46,41 @@ def _one_or_none(queryset: QuerySet[M], pk: Any) -> M | None:
 
 
 def generation_of(user: User, generation_id: Any) -> Generation | None:
-    """The user's own generation, or None: others' generations are indistinguishable from missing."""
-    return _one_or_none(generations_of(user), generation_id)
+    """The user's own generation, or None: others' generations are indistinguishable from missing.
+    With its live images loaded when it succeeded (what its resource lists). Every poll of a
+    generation runs this: SQL rather than the ORM (core/sql.py says why)."""
+    try:
+        pk = Generation._meta.pk.get_db_prep_value(uuid.UUID(str(generation_id)), connection)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    row = sql.fetch_one(owned_generation_sql(), [pk, user.pk])
+    if row is None:
+        return None
+    generation = sql.instance(Generation, row)
+    if generation.status == GenerationStatus.SUCCEEDED:
+        images = [sql.instance(Image, r) for r in sql.fetch_all(live_images_sql(), [pk])]
+        manager = generation.images
+        loaded = manager._apply_rel_filters(Image.objects.get_queryset())  # type: ignore[attr-defined]
+        loaded._result_cache, loaded._prefetch_done = images, True
+        # as prefetch_related leaves it
+        generation._prefetched_objects_cache = {"images": loaded}  # type: ignore[attr-defined]
+    return generation
+
+
+@cache
+def owned_generation_sql() -> str:
+    table = sql.table(Generation)
+    return f"SELECT {sql.columns(Generation)} FROM {table} WHERE {table}.id = %s AND {table}.user_id = %s"  # noqa: S608
+
+
+@cache
+def live_images_sql() -> str:
+    table = sql.table(Image)
+    return (
+        f"SELECT {sql.columns(Image)} FROM {table} "  # noqa: S608 (names from the models)
+        f"WHERE {table}.generation_id = %s AND {table}.deleted_at IS NULL "
+        f"ORDER BY {table}.{connection.ops.quote_name('index')}"
+    )
 
 
 def active_generations_of(user: User) -> list[Generation]:
@@ -150,6 +186,7 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         if generation.status == GenerationStatus.QUEUED and waiting_for_worker(generation.pool)
         else None,
         "cached": generation.cached,
+        "preemptions": generation.preemptions,
         "fallback_from": generation.fallback_from or None,
         "created_at": iso(generation.created_at),
         "started_at": iso(generation.started_at),

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from core.memo import once
 from core.redis import redis_client
 
 HEARTBEAT_PREFIX = "atelier:worker:"
@@ -64,8 +65,11 @@ def is_running(name: str, generation_id: str) -> bool:
 
 
 def live_worker_count(pool: str) -> int:
-    cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
-    return int(redis_client().zcount(pool_workers_key(pool), cutoff, "+inf"))
+    def count() -> int:
+        cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
+        return int(redis_client().zcount(pool_workers_key(pool), cutoff, "+inf"))
+
+    return once(("live_worker_count", pool), count)
 
 
 def workerless_seconds(pool: str, now: float | None = None) -> float | None:
@@ -81,12 +85,16 @@ def workerless_seconds(pool: str, now: float | None = None) -> float | None:
 
 def waiting_for_worker(pool: str) -> bool:
     """The pool has had no live worker for longer than ATELIER_WORKERLESS_SECONDS: its queued
-    jobs wait for one, with no ETA to give."""
-    try:
-        idle = workerless_seconds(pool)
-    except redis.RedisError:
-        return False
-    return idle is not None and idle >= settings.ATELIER_WORKERLESS_SECONDS
+    jobs wait for one, with no ETA to give. Read once per web request (core/memo.py)."""
+
+    def waiting() -> bool:
+        try:
+            idle = workerless_seconds(pool)
+        except redis.RedisError:
+            return False
+        return idle is not None and idle >= settings.ATELIER_WORKERLESS_SECONDS
+
+    return once(("waiting_for_worker", pool), waiting)
 
 
 def pool_heartbeats(connection: redis.Redis, pools: Iterable[str], *, exclude: str) -> list[dict[str, Any]]:

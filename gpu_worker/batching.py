@@ -79,6 +79,7 @@ def take_mates(
         candidates = Generation.objects.filter(
             pk__in=list(order),
             status=GenerationStatus.QUEUED,
+            preemptions=0,  # a preempted job runs alone (it may resume from a saved step)
             n__lte=room,
             **dict(zip(BATCH_FIELDS, key[: len(BATCH_FIELDS)], strict=True)),
         ).select_related("input_upload", "mask_upload")

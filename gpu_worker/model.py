@@ -89,6 +89,17 @@ class LoadedModel:
 
 
 @dataclass
+class ResumePoint:
+    """Where a preempted txt2img job stopped (gpu_worker/resume.py): ``step`` steps done, the
+    latents after them, and the multistep solver's history (DPM++ 2M's last model outputs)."""
+
+    step: int
+    latents: torch.Tensor
+    history: list[torch.Tensor | None] = field(default_factory=list)
+    lower_order_nums: int = 0
+
+
+@dataclass
 class RenderSpec:
     prompt: str
     negative_prompt: str = ""
@@ -102,6 +113,7 @@ class RenderSpec:
     strength: float = 0.75
     sampler: str = DEFAULT_SAMPLER
     loras: tuple[tuple[str, float], ...] = ()  # (file name, weight), applied for the render
+    resume: ResumePoint | None = None  # a preempted job continues from here (it runs alone)
 
     @property
     def kind(self) -> str:
@@ -138,3 +150,5 @@ class AllCanceled(Exception):
 class BatchResult:
     images: list[list[Image.Image] | None]  # per job; None when the job was canceled
     memory_mode: str = "normal"  # which rung of the out-of-memory ladder it took
+    # Per job index, where a job that was stopped could resume (deterministic samplers only).
+    stopped_at: dict[int, ResumePoint] = field(default_factory=dict)

@@ -16,8 +16,10 @@ from gpu_worker.model import (
     BatchStepCallback,
     LoadedModel,
     RenderSpec,
+    ResumePoint,
     StepCallback,
 )
+from gpu_worker.resume import resumable, resuming, snapshot
 from gpu_worker.samplers import make_scheduler, with_scheduler
 
 
@@ -62,17 +64,22 @@ def render_batch(
             raise ValueError(
                 "jobs of one batch must share kind, size, steps, guidance, strength, sampler and LoRAs"
             )
+    if len(specs) > 1 and any(spec.resume is not None for spec in specs):
+        raise ValueError("a job that resumes from a saved step runs alone")
     make_scheduler(model.txt2img.scheduler, specs[0].sampler)  # an unfit sampler fails before any work
     images: list[list[Image.Image] | None] = [None] * len(specs)
     modes: set[str] = set()
     canceled: set[int] = set()
+    stopped_at: dict[int, ResumePoint] = {}
 
     def attempt(indexes: list[int], mode: str) -> None:
         try:
             with model.lock, memory_mode(model, mode), applied(model.txt2img, specs[0].loras):
                 if budget is not None:
                     budget.check(model, [specs[i] for i in indexes], mode)
-                outputs = _run_once(model, [specs[i] for i in indexes], indexes, on_step, canceled)
+                outputs = _run_once(
+                    model, [specs[i] for i in indexes], indexes, on_step, canceled, stopped_at
+                )
         except AllCanceled:
             return
         modes.add(mode)
@@ -80,7 +87,7 @@ def render_batch(
             images[index] = None if index in canceled else output
 
     climb(model, list(range(len(specs))), attempt, modes)
-    return BatchResult(images=images, memory_mode=describe_modes(modes))
+    return BatchResult(images=images, memory_mode=describe_modes(modes), stopped_at=stopped_at)
 
 
 def _run_once(
@@ -89,6 +96,7 @@ def _run_once(
     indexes: list[int],
     on_step: BatchStepCallback | None,
     canceled: set[int],
+    stopped_at: dict[int, ResumePoint],
 ) -> list[list[Image.Image]]:
     first = specs[0]
     # Image i of the batch belongs to job owner[i]; one CPU generator per image, so an image
@@ -105,7 +113,11 @@ def _run_once(
         latents = tensors["latents"]
         active = [i for i in indexes if i not in canceled]
         slices = {i: latents[positions[i]] for i in active}
-        canceled.update(on_step(index + 1, pipe.num_timesteps, slices))
+        stopped = set(on_step(index + 1, pipe.num_timesteps, slices)) - canceled
+        canceled.update(stopped)
+        if can_resume:  # where each stopped job could continue from (a preempted one does)
+            for i in stopped & slices.keys():
+                stopped_at[i] = snapshot(index + 1, slices[i], positions[i], pipe.scheduler)
         # Raising here aborts before the next UNet call and skips the VAE decode; setting
         # pipe._interrupt would still decode the half-finished latents.
         if all(i in canceled for i in indexes):
@@ -125,9 +137,14 @@ def _run_once(
     # A scheduler of its own for every (sub-)batch: after an out-of-memory split each half starts
     # from a fresh one, as it would alone.
     scheduler = make_scheduler(model.txt2img.scheduler, first.sampler)
+    can_resume = False  # set for txt2img with a deterministic sampler (gpu_worker/resume.py)
     with torch.inference_mode():
         if first.init_image is None:
             pipe = with_scheduler(model.txt2img, scheduler)
+            can_resume = resumable(first, scheduler, pipe)
+            if first.resume is not None and can_resume:
+                pipe = resuming(pipe, scheduler, first.resume)
+                arguments["latents"] = first.resume.latents
             output = pipe(width=first.width, height=first.height, **arguments)
         else:
             size = (first.width, first.height)

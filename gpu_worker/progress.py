@@ -1,4 +1,5 @@
-"""The per-step callback of a batch: the users' cancel flags, progress in the row, progress events."""
+"""The per-step callback of a batch: the users' cancel flags and the dispatcher's preempt flags,
+progress in the row, progress events."""
 
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ def step_callback(
     interval: float,
     cancel: Callable[[Generation], object],
     report: Callable[[Generation, torch.Tensor], None],
+    preempt: Callable[[Generation, int], object] = lambda job, step: None,
 ) -> BatchStepCallback:
-    """Per step: one Redis round trip for every job's cancel flag (a flagged job is handed to
-    ``cancel`` and stops); at most every ``interval`` seconds one UPDATE of the batch's progress
-    and ``report(job, its latents)`` for each job still running. The last step is always sent."""
+    """Per step: one Redis round trip for every job's cancel and preempt flags (a job its owner
+    canceled is handed to ``cancel``, a preempted one to ``preempt`` with the steps it finished;
+    both stop); at most every ``interval`` seconds one UPDATE of the batch's progress and
+    ``report(job, its latents)`` for each job still running. The last step is always sent."""
     last_sent = 0.0
     keys = [queues.cancel_flag_key(str(job.id)) for job in jobs]
+    preempt_keys = [queues.preempt_flag_key(str(job.id)) for job in jobs]
+    runs = [queues.run_token(job).encode() for job in jobs]  # a flag stops only the run it names
 
     def on_step(step: int, total: int, latents: dict[int, torch.Tensor]) -> set[int]:
         nonlocal last_sent
@@ -34,9 +39,17 @@ def step_callback(
         pipe = queues.redis_client().pipeline()
         for index in active:
             pipe.exists(keys[index])
-        stopped = {index for index, flag in zip(active, pipe.execute(), strict=True) if flag}
-        for index in stopped:
-            cancel(jobs[index])
+            pipe.get(preempt_keys[index])
+        flags = pipe.execute()
+        stopped: set[int] = set()
+        for index, canceled, preempted in zip(active, flags[::2], flags[1::2], strict=True):
+            if canceled:  # the owner's wish comes first
+                cancel(jobs[index])
+            elif preempted == runs[index] and step < total:  # at its last step a job just finishes
+                preempt(jobs[index], step)
+            else:
+                continue
+            stopped.add(index)
         running = [index for index in active if index not in stopped]
         now = time.monotonic()
         if not running or (step < total and now - last_sent < interval):

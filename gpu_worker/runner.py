@@ -23,10 +23,10 @@ from rq.timeouts import JobTimeoutException
 
 from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
-from generations import circuits, lifecycle, queues
+from generations import circuits, lifecycle, lifecycle_preemption, queues
 from generations.events import build_event, record_webhooks
 from generations.lifecycle_batch import Finished, succeed_many
-from generations.models import Generation, GenerationKind
+from generations.models import Generation, GenerationKind, GenerationStatus
 from generations.publisher import EventPublisher
 from generations.registry import all_models, get_model
 from gpu_worker.affinity import holder_counts
@@ -42,6 +42,7 @@ from gpu_worker.noop import render_trivial
 from gpu_worker.previews import preview_url
 from gpu_worker.progress import step_callback
 from gpu_worker.rendering import denoise_batch, load_model, render_spec
+from gpu_worker.resume import save_point, take_point
 from gpu_worker.speed import SpeedOptions
 from gpu_worker.storage import store_images
 from gpu_worker.workflow_jobs import run_workflow
@@ -72,6 +73,7 @@ class GenerationRunner:
         self.finisher: Finisher | None = None
         self.in_flight: set[str] = set()
         self.in_flight_lock = threading.Lock()
+        self.preempting: dict[Any, int] = {}  # job pk -> the steps it finished when it was preempted
         if memory_budget is not None:
             memory_budget.apply(device)
 
@@ -112,7 +114,8 @@ class GenerationRunner:
         spec = get_model(head.model_name)
         jobs = [head]
         workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
-        if spec is not None and spec.max_batch > 1 and not workflow:
+        # A preempted job runs alone: it may resume from a saved step that mates would not share.
+        if spec is not None and spec.max_batch > 1 and not workflow and not head.preemptions:
             jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.push)
         for job in jobs:
             log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
@@ -137,8 +140,14 @@ class GenerationRunner:
         with self.in_flight_lock:
             self.in_flight.difference_update(str(job.id) for job in jobs)
         self.advertise_jobs()
+        # A preempted job is queued again (maybe running elsewhere already): its flags are not ours.
+        ended = [str(job.id) for job in jobs if job.status != GenerationStatus.QUEUED]
         with contextlib.suppress(RedisError):  # the flags expire by themselves
-            queues.redis_client().delete(*(queues.cancel_flag_key(str(job.id)) for job in jobs))
+            flags = [
+                key(job_id) for job_id in ended for key in (queues.cancel_flag_key, queues.preempt_flag_key)
+            ]
+            if flags:
+                queues.redis_client().delete(*flags)
 
     def advertise_jobs(self) -> None:
         if self.heartbeat is not None:
@@ -149,6 +158,7 @@ class GenerationRunner:
     def run_batch(self, jobs: list[Generation]) -> bool:
         """Render the batch and finish its jobs; True when the finishing was handed to the finisher."""
         clock = time.perf_counter()
+        self.preempting.clear()
         try:
             result, load_seconds = self.render(jobs)
         except GenerationFailed as exc:
@@ -170,6 +180,7 @@ class GenerationRunner:
             log.exception("batch of %d failed", len(jobs))
             self.fail_all(jobs, "generation_failed", f"The image could not be generated: {exc}")
             return False
+        self.give_back_preempted(jobs, result)
         denoise = time.perf_counter() - clock - load_seconds
         finished = [
             (job, images) for job, images in zip(jobs, result.images, strict=True) if images is not None
@@ -228,6 +239,22 @@ class GenerationRunner:
         for job in done:
             log_phase(job, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings[job.pk])
 
+    def give_back_preempted(self, jobs: list[Generation], result: BatchResult) -> None:
+        """The jobs stopped for a waiting priority job go back to their lane, with the point they
+        can resume from when their sampler allows it (generations/lifecycle_preemption.py)."""
+        for index, job in enumerate(jobs):
+            step = self.preempting.pop(job.pk, None)
+            if step is None:
+                continue
+            point = result.stopped_at.get(index)
+            resumable = point is not None and save_point(job, point)
+            with contextlib.suppress(RedisError):  # its next run must not stop at once for it
+                queues.redis_client().delete(queues.preempt_flag_key(str(job.id)))
+            if lifecycle_preemption.preempt(
+                job, worker_name=self.name, step=step, resumable=resumable, publish=self.push
+            ):
+                log_phase(job, "preempted", worker=self.name, step=step, resumable=resumable)
+
     def fail_all(self, jobs: list[Generation], code: str, message: str) -> None:
         """The whole batch failed: its model's circuit hears of it (a load failure counts once)."""
         for job in jobs:
@@ -258,7 +285,9 @@ class GenerationRunner:
             self.advertise_models()
             result = denoise_batch(model, spec, specs, on_step, self.memory_budget)
         images = dict(zip((job.pk for job in ready), result.images, strict=True))
-        return BatchResult([images.get(job.pk) for job in jobs], result.memory_mode), load_seconds
+        points = {ready[index].pk: point for index, point in result.stopped_at.items()}
+        stopped_at = {index: points[job.pk] for index, job in enumerate(jobs) if job.pk in points}
+        return BatchResult([images.get(job.pk) for job in jobs], result.memory_mode, stopped_at), load_seconds
 
     def render_specs(self, jobs: list[Generation]) -> tuple[list[Generation], list[RenderSpec]]:
         """The jobs whose inputs could be read, with their specs. A job whose source image or mask
@@ -302,7 +331,9 @@ class GenerationRunner:
             queues.record_model_events(report)
 
     def render_spec(self, generation: Generation) -> RenderSpec:
-        return render_spec(generation)
+        spec = render_spec(generation)
+        spec.resume = take_point(generation)  # a preempted job continues where it stopped
+        return spec
 
     def progress_callback(self, jobs: list[Generation]) -> BatchStepCallback:
         """Cancel flags, progress and previews of the batch, each step (gpu_worker/progress.py)."""
@@ -310,8 +341,16 @@ class GenerationRunner:
         def report(job: Generation, latents: torch.Tensor) -> None:
             self.publish(job, "generation.progress", preview=self.preview(latents))
 
+        def preempt(job: Generation, step: int) -> None:
+            self.preempting[job.pk] = step  # given back once the batch's render returns
+
         return step_callback(
-            jobs, worker_name=self.name, interval=self.progress_interval, cancel=self.cancel, report=report
+            jobs,
+            worker_name=self.name,
+            interval=self.progress_interval,
+            cancel=self.cancel,
+            report=report,
+            preempt=preempt,
         )
 
     def preview(self, latents: torch.Tensor) -> str:

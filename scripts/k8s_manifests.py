@@ -22,7 +22,7 @@ import yaml
 if __package__ in (None, ""):  # run as a file: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.k8s_objects import ENV_CONFIG, container, deployment, metadata, pdb
+from scripts.k8s_objects import ENV_CONFIG, container, deployment, heartbeat_probes, metadata, pdb
 from scripts.k8s_workers import pool_timeouts, worker_manifests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,6 +170,7 @@ def dispatcher(values: dict[str, Any]) -> list[Manifest]:
         ["python", "manage.py", "dispatcher"],
         resources=values["dispatcher"]["resources"],
     )
+    main.update(heartbeat_probes(["--dispatcher"], startup_seconds=120))
     manifest = deployment("atelier-dispatcher", "dispatcher", values, [main], replicas=1)
     manifest["spec"]["strategy"] = {"type": "Recreate"}
     return [manifest]

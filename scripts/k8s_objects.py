@@ -90,3 +90,14 @@ def pdb(
         "metadata": metadata(name, values, component),
         "spec": budget,
     }
+
+
+def heartbeat_probes(alive: list[str], *, startup_seconds: int) -> dict[str, Any]:
+    """Liveness for a process that beats in Redis instead of answering HTTP: `manage.py alive`
+    fails when this pod's heartbeat is stale or missing. The startup probe gives the process
+    `startup_seconds` for its first beat (a worker loads its models first)."""
+    command = {"exec": {"command": ["python", "manage.py", "alive", *alive]}, "timeoutSeconds": 20}
+    return {
+        "startupProbe": {**command, "periodSeconds": 10, "failureThreshold": max(1, startup_seconds // 10)},
+        "livenessProbe": {**command, "periodSeconds": 30, "failureThreshold": 3},
+    }

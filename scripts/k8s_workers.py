@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.k8s_objects import container, deployment, metadata, pdb
+from scripts.k8s_objects import container, deployment, heartbeat_probes, metadata, pdb
 
 # config/settings.py's LANES (a test checks they agree): each pool's queues, gen.<pool>.<lane>.
 LANES = ("priority", "standard", "free", "relax")
 RQ_LIST_PREFIX = "rq:queue:"
+# Seconds a new worker has for its first heartbeat (it loads the pool's models first), unless
+# its pool says `startup_seconds`.
+STARTUP_SECONDS = 600
 # Seconds past the job timeout a stopping worker keeps: the finisher writes the last images.
 STOP_MARGIN_SECONDS = 60
 REDIS_AUTH = "atelier-redis"
@@ -55,6 +58,8 @@ def worker_deployment(pool: dict[str, Any], values: dict[str, Any]) -> dict[str,
         resources=resources,
     )
     main["volumeMounts"] = [{"name": "models", "mountPath": "/data/models", "readOnly": True}]
+    alive = ["--worker", "--pools", pool["name"]]
+    main.update(heartbeat_probes(alive, startup_seconds=int(pool.get("startup_seconds", STARTUP_SECONDS))))
     pod: dict[str, Any] = {
         "terminationGracePeriodSeconds": grace_seconds(pool),
         "volumes": [

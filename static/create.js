@@ -48,6 +48,7 @@
     if (status === "queued" && data.queue_position) text += " · position " + data.queue_position;
     if (status === "queued" && data.eta_seconds != null) text += " · about " + data.eta_seconds + " s";
     if (status === "pending") text += " · waiting for a free slot";
+    if (data.type === "generation.preempted") text += " · paused for a priority job, resumes at step " + data.resumes_at_step;
     if (status === "running" && data.steps) text += " · step " + (data.step || 0) + "/" + data.steps;
     if (data.error) text += " · " + data.error.message;
     c.status.textContent = text;

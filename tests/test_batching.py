@@ -348,6 +348,23 @@ def test_a_batch_never_delays_a_higher_lane(runner: GenerationRunner) -> None:
     assert Generation.objects.get(pk=mate.pk).status == GenerationStatus.QUEUED
 
 
+def test_a_preempted_job_runs_alone_and_is_never_taken_as_a_mate(runner: GenerationRunner) -> None:
+    """It may resume from a saved step (gpu_worker/resume.py) that mates would not share."""
+    user = User.objects.create(username="preempted")
+    resuming = queued(user, prompt="preempted head", preemptions=1)
+    fresh = queued(user, prompt="would fit")
+    enqueue(fresh)
+    runner.run_one(str(resuming.id))
+    assert Generation.objects.get(pk=resuming.pk).batch_size == 1
+    assert Generation.objects.get(pk=fresh.pk).status == GenerationStatus.QUEUED
+
+    head = queued(user, prompt="fresh head")
+    preempted_mate = queued(user, prompt="preempted mate", preemptions=1)
+    enqueue(preempted_mate)
+    runner.run_one(str(head.id))
+    assert Generation.objects.get(pk=preempted_mate.pk).status == GenerationStatus.QUEUED
+
+
 def test_a_mate_canceled_mid_batch_ends_canceled_and_the_rest_succeed(runner: GenerationRunner) -> None:
     user = User.objects.create(username="canceler")
     head = queued(user, prompt="head")

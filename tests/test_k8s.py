@@ -331,3 +331,23 @@ def test_a_pool_without_a_model_is_refused(values: dict[str, Any], tmp_path: Pat
 
 def test_the_manifests_lanes_are_the_apps_lanes() -> None:
     assert k8s_workers.LANES == settings.LANES
+
+
+def test_workers_and_the_dispatcher_are_restarted_when_their_heartbeat_goes_stale(
+    manifests: list[dict[str, Any]], values: dict[str, Any]
+) -> None:
+    expected = {
+        f"atelier-worker-{pool['name']}": ["--worker", "--pools", pool["name"]] for pool in values["pools"]
+    }
+    expected["atelier-dispatcher"] = ["--dispatcher"]
+    for name, args in expected.items():
+        [main] = pod_spec(find(manifests, "Deployment", name))["containers"]
+        for probe in ("livenessProbe", "startupProbe"):
+            # tests/test_alive.py runs this command against real workers and dispatchers.
+            assert main[probe]["exec"]["command"] == ["python", "manage.py", "alive", *args]
+        assert main["livenessProbe"]["failureThreshold"] * main["livenessProbe"]["periodSeconds"] >= 60
+    [worker] = pod_spec(find(manifests, "Deployment", "atelier-worker-sd15"))["containers"]
+    startup = worker["startupProbe"]
+    assert (
+        startup["periodSeconds"] * startup["failureThreshold"] >= k8s_workers.STARTUP_SECONDS
+    )  # models load

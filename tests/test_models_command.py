@@ -65,9 +65,23 @@ def test_an_added_directory_is_offered_by_create_and_the_api(models_dir: Path) -
     assert "extra" in known_pools()
 
 
-def test_a_worker_runs_a_job_on_an_added_model(models_dir: Path) -> None:
+def run_in_a_worker(job: Generation) -> list[str]:
+    """Run the queued job in a worker's runner; that it succeeded with its image, and the model
+    paths the worker then holds."""
     from gpu_worker.runner import GenerationRunner
 
+    runner = GenerationRunner(name="added-model-runner")
+    try:
+        runner.run_one(str(job.id))
+    finally:
+        runner.publisher.close()
+    job.refresh_from_db()
+    assert job.status == GenerationStatus.SUCCEEDED
+    assert Image.objects.filter(generation=job).count() == 1
+    return runner.cache.paths()
+
+
+def test_a_worker_runs_a_job_on_an_added_model(models_dir: Path) -> None:
     models(
         "add",
         "tiny-copy",
@@ -86,15 +100,7 @@ def test_a_worker_runs_a_job_on_an_added_model(models_dir: Path) -> None:
     assert response.status_code == 202, response.content
     job = Generation.objects.get(id=response.json()["id"])
     assert job.queue_name.startswith("gen.extra.") and (job.width, job.height) == (128, 128)
-    runner = GenerationRunner(name="added-model-runner")
-    try:
-        runner.run_one(str(job.id))
-    finally:
-        runner.publisher.close()
-    job.refresh_from_db()
-    assert job.status == GenerationStatus.SUCCEEDED
-    assert Image.objects.filter(generation=job).count() == 1
-    assert runner.cache.paths() == [str((models_dir / "tiny-copy" / "weights").resolve())]
+    assert run_in_a_worker(job) == [str((models_dir / "tiny-copy" / "weights").resolve())]
 
 
 def test_a_single_file_needs_its_config_and_refusals_leave_nothing(models_dir: Path, tmp_path: Path) -> None:

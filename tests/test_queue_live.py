@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
 
 from billing.credits import account_for
 from billing.models import BillingAccount, Plan
-from generations.dispatcher import tick
 from generations.models import Generation
 from tests.conftest import ApiUser, set_plan_limits
+from tests.dispatcher_support import dispatcher_running
 
 pytestmark = pytest.mark.live
 
@@ -82,23 +79,8 @@ def test_a_free_job_runs_even_while_the_priority_lane_stays_full(
     free_id = submit_many(free, 1)[0]
     assert Generation.objects.get(pk=free_id).lane == "free"
 
-    stop = threading.Event()
-
-    def dispatcher() -> None:
-        try:
-            while not stop.is_set():
-                tick()
-                time.sleep(0.3)
-        finally:
-            connection.close()  # this thread's own connection, or the test DB cannot be dropped
-
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(dispatcher)
-        try:
-            free.wait_until_done(free_id, timeout=120)
-        finally:
-            stop.set()
-            running.result()
+    with dispatcher_running(0.3):
+        free.wait_until_done(free_id, timeout=120)
     row = Generation.objects.get(pk=free_id)
     assert row.status == "succeeded" and row.lane == "priority"
     pro_done = Generation.objects.filter(pk__in=pro_ids, finished_at__lt=row.finished_at).count()

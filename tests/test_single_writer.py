@@ -1,6 +1,5 @@
-"""One writer per state: only generations/lifecycle.py changes ``Generation.status`` (and its
-sibling generations/lifecycle_batch.py, the batch form of its ``succeed``: lifecycle.py is at its
-size limit).
+"""One writer per state: only generations/lifecycle.py changes ``Generation.status`` (and the
+transitions that overflowed its size limit into a module of their own, each named in OVERFLOW_OWNERS).
 
 Every Python file of the project is parsed, not imported: the apps, ``bench/`` and ``scripts/``;
 not ``tests/`` (fixtures set up rows in any state) nor migrations. A file writes the column when
@@ -38,7 +37,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = Path("generations/lifecycle.py")
-OWNERS = {OWNER, Path("generations/lifecycle_batch.py")}
+# The lifecycle's transitions that did not fit in its 400 lines: one module each, named here.
+OVERFLOW_OWNERS = {Path("generations/lifecycle_preemption.py"), Path("generations/lifecycle_batch.py")}
 SKIPPED_DIRS = {"tests", "migrations", ".venv", "var", "node_modules", "static", "staticfiles", "sdk"}
 
 # Calls that read rows or build a new one: a status keyword there is a condition or a first value.
@@ -161,7 +161,7 @@ def test_only_the_lifecycle_writes_a_generations_status() -> None:
     offenders = [
         f"{path}:{line}: {what}"
         for path in python_files()
-        if path not in OWNERS
+        if path != OWNER and path not in OVERFLOW_OWNERS
         for line, what in status_writes((ROOT / path).read_text())
     ]
     assert not offenders, (
@@ -174,6 +174,8 @@ def test_the_lifecycle_is_where_the_writes_are() -> None:
     """The scan sees the owner's writes: a scan that found nothing anywhere would prove nothing."""
     writes = status_writes((ROOT / OWNER).read_text())
     assert len(writes) >= 8, writes
+    for owner in OVERFLOW_OWNERS:
+        assert status_writes((ROOT / owner).read_text()), f"{owner} writes no status: drop it from the owners"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from django.db import close_old_connections
 
 from generations.dispatcher import tick
 from generations.leaving_chores import chores
+from generations.liveness import write_dispatcher_heartbeat
 from generations.retention import sweep_storage_now_and_then
 from webhooks.sender import record_finished, sender
 
@@ -36,6 +37,7 @@ class Command(BaseCommand):
             close_old_connections()
             try:
                 result = tick()
+                write_dispatcher_heartbeat()  # after a tick that went through: the liveness probe reads it
             except Exception as exc:  # a database or Redis hiccup: log it and try again next tick
                 self.stderr.write(f"dispatcher tick failed: {exc}")
             else:

@@ -1,6 +1,7 @@
 """`manage.py models add|list|remove`: the models operators add beside ATELIER_MODELS.
 
     python manage.py models add dreamy /srv/dreamy-xl --family sdxl --pool sdxl
+    python manage.py models add dreamy org/dreamy-xl@main --family sdxl --pool sdxl
     python manage.py models add dreamy https://host/dreamy.safetensors --sha256 HEX \\
         --config /data/models/sdxl-base --family sdxl --pool sdxl
     python manage.py models list
@@ -15,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.model_catalog import FAMILIES
 from generations.model_download import DownloadError
+from generations.model_hub import HubError
 from generations.model_install import ModelInstallError, install_model, remove_model
 from generations.registry import in_models_dir, models_dir
 from generations.selectors import model_rows
@@ -48,7 +50,10 @@ class Command(BaseCommand):
         commands = parser.add_subparsers(dest="action", required=True)
         add = commands.add_parser("add", help="copy or download a model into the models folder")
         add.add_argument("name")
-        add.add_argument("source", help="a diffusers directory, a checkpoint file, or an https URL")
+        add.add_argument(
+            "source",
+            help="a diffusers directory, a checkpoint file, an https URL, or a hub id org/name[@revision]",
+        )
         add.add_argument("--family", required=True, choices=FAMILIES)
         add.add_argument("--pool", required=True, help="the workers that run it (gpu_worker --pools)")
         add.add_argument("--sha256", default="", help="for a URL: the checksum the download must match")
@@ -63,7 +68,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             getattr(self, f"handle_{options['action']}")(options)
-        except (ModelInstallError, DownloadError) as error:
+        except (ModelInstallError, DownloadError, HubError) as error:
             raise CommandError(str(error)) from error
 
     def handle_add(self, options: dict[str, Any]) -> None:

@@ -1,0 +1,41 @@
+"""Values computed at most once per web request.
+
+A submission reads its pool's state (has it a live worker, how many, how long its jobs take) for
+the queued event, for the ETA and again for the response: the same Redis reads three or four
+times within milliseconds. Inside a request (``RequestMemoMiddleware``) ``once`` keeps the first
+answer for the rest of the request; outside one (workers, the dispatcher, shells) it computes
+every time, so nothing is ever stale for longer than a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from django.http import HttpRequest, HttpResponseBase
+
+T = TypeVar("T")
+
+_memo: ContextVar[dict[Hashable, Any] | None] = ContextVar("atelier_request_memo", default=None)
+
+
+def once(key: Hashable, compute: Callable[[], T]) -> T:
+    store = _memo.get()
+    if store is None:
+        return compute()
+    if key not in store:
+        store[key] = compute()
+    return store[key]  # type: ignore[no-any-return]
+
+
+class RequestMemoMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        token = _memo.set({})
+        try:
+            return self.get_response(request)
+        finally:
+            _memo.reset(token)
