@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/latency.py [--n 100] [--submissions 400] [--drain 400]
         [--layouts embedded,production] [--comfyui DIR] [--comfyui-python PATH]
+        [--only drain] [--noop-batch 64]
 
 What a new user measures: a model-free job (Atelier's `noop` family; ComfyUI's EmptyImage ->
 SaveImage), one at a time through the public API — POST, the terminal WebSocket event, GET the
@@ -71,10 +72,15 @@ from bench.roundtrip import (  # noqa: E402
 from bench.scratch import scratch_env, wait_serving  # noqa: E402
 from scripts.private_redis import free_port, start_redis  # noqa: E402
 
-# Trivial jobs batch by 16 (the default 4 suits a denoiser's memory, not a flat fill).
-NOOP_MODEL = json.dumps(
-    [{"name": "noop", "path": "-", "pool": "bench", "family": "noop", "max_side": 512, "max_batch": 16}]
-)
+
+def noop_model(max_batch: int) -> str:
+    """Trivial jobs batch by `--noop-batch` (the default 4 suits a denoiser's memory, not a flat
+    fill; 64 since the batch finish, 16 before)."""
+    spec = {"name": "noop", "path": "-", "pool": "bench", "family": "noop", "max_side": 512}
+    return json.dumps([{**spec, "max_batch": max_batch}])
+
+
+NOOP_MODEL = noop_model(64)
 PROXIED = {"X-Forwarded-Proto": "https"}  # what the TLS proxy adds in production
 SIZES = (64, 512)
 
@@ -278,6 +284,8 @@ def production(work: Path) -> Atelier | None:
 
 
 def measure(target: Any, args: argparse.Namespace) -> dict[Any, Any]:
+    if args.only == "drain":
+        return measure_drain(target, args)
     result: dict[Any, Any] = {}
     with target.session() as round_trip:
         for side in SIZES:
@@ -294,6 +302,15 @@ def measure(target: Any, args: argparse.Namespace) -> dict[Any, Any]:
     result["drain cpu"] = getattr(target, "drain_cpu", 0.0)
     print_result(target.name, result)
     return result
+
+
+def measure_drain(target: Any, args: argparse.Namespace) -> dict[Any, Any]:
+    """Only the drain: jobs/s one worker drains and its CPU per drained job (`--only drain`)."""
+    drain, drained = target.drain_rate(args.drain)
+    print(f"\n{target.name}\n  one worker drains {drain:.0f} trivial jobs/s ({drained} jobs)")
+    if getattr(target, "drain_cpu", 0.0):
+        print(f"    worker CPU per drained job: {target.drain_cpu:.2f} ms")
+    return {"drain": drain, "drained": drained, "drain cpu": getattr(target, "drain_cpu", 0.0)}
 
 
 def print_result(name: str, result: dict[Any, Any]) -> None:
@@ -369,7 +386,11 @@ def main() -> None:
     parser.add_argument("--layouts", default="embedded,production")
     parser.add_argument("--comfyui", default=None, help="ComfyUI checkout (default $COMFYUI_DIR)")
     parser.add_argument("--comfyui-python", default=None)
+    parser.add_argument("--only", choices=["drain"], default=None, help="measure only this part")
+    parser.add_argument("--noop-batch", type=int, default=64, help="the noop model's max_batch")
     args = parser.parse_args()
+    global NOOP_MODEL
+    NOOP_MODEL = noop_model(args.noop_batch)
     work = Path(tempfile.mkdtemp(prefix="atelier-latency-"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()}")
     print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
@@ -383,7 +404,11 @@ def main() -> None:
             for helper in helpers:
                 helper.terminate()
                 helper.wait()
-    print_ratios(results)
+    if args.only is None:
+        print_ratios(results)
+    elif "ComfyUI" in results and results["ComfyUI"]["drain"]:
+        for name, result in results.items():
+            print(f"{name}: drain / ComfyUI's {result['drain'] / results['ComfyUI']['drain']:.2f}")
     print(f"\nfinished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average {os.getloadavg()}")
 
 

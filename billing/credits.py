@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -225,20 +227,40 @@ def hold_credits(*, account: BillingAccount, credits: int, generation_id: uuid.U
 def settle_credits(*, user_id: int, generation_id: uuid.UUID, held: int, captured: int) -> None:
     """Capture what finished images cost and release the rest. Call inside the transaction that
     moves the generation to its terminal state, which happens exactly once."""
-    if held <= 0:
-        return
-    captured = max(0, min(captured, held))
-    released = held - captured
+    settle_credits_many([Settlement(user_id, generation_id, held, captured)])
+
+
+class Settlement(NamedTuple):
+    user_id: int
+    generation_id: uuid.UUID
+    held: int
+    captured: int
+
+
+def settle_credits_many(settlements: Sequence[Settlement]) -> None:
+    """`settle_credits` for a batch of generations that reach their terminal state in one
+    transaction: one account update per user, one ledger insert for them all."""
+    moves: dict[int, list[tuple[uuid.UUID, int, int]]] = {}  # user -> (generation, captured, released)
+    for user_id, generation_id, held, captured in settlements:
+        if held > 0:
+            captured = max(0, min(captured, held))
+            moves.setdefault(user_id, []).append((generation_id, captured, held - captured))
+    entries = []
     # Every finished job runs this: SQL rather than the ORM (core/sql.py says why).
-    row = sql.fetch_one(settle_sql(), [held, released, user_id])
-    if row is None:
-        raise BillingAccount.DoesNotExist(f"no billing account for user {user_id}")
-    moves = ((EntryKind.CAPTURE, 0, captured), (EntryKind.RELEASE, released, released))
-    entries = [
-        CreditEntry(account_id=row[0], kind=kind, amount=amount, credits=credits, generation_id=generation_id)
-        for kind, amount, credits in moves
-        if credits
-    ]
+    for user_id, settled in moves.items():
+        held = sum(captured + released for _, captured, released in settled)
+        row = sql.fetch_one(settle_sql(), [held, sum(released for *_, released in settled), user_id])
+        if row is None:
+            raise BillingAccount.DoesNotExist(f"no billing account for user {user_id}")
+        for generation_id, captured, released in settled:
+            kinds = ((EntryKind.CAPTURE, 0, captured), (EntryKind.RELEASE, released, released))
+            entries += [
+                CreditEntry(
+                    account_id=row[0], kind=kind, amount=amount, credits=credits, generation_id=generation_id
+                )
+                for kind, amount, credits in kinds
+                if credits
+            ]
     sql.insert_many(entries)
 
 

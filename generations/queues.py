@@ -150,10 +150,12 @@ def job_metrics_key(pool: str) -> str:
     return f"atelier:job-metrics:{pool}"
 
 
-def record_job_metrics(pool: str, metrics: dict[str, object]) -> None:
-    """The phase timings of a finished job, newest first, for the admin and /metrics to aggregate."""
+def record_job_metrics(pool: str, *metrics: dict[str, object]) -> None:
+    """The phase timings of finished jobs (a batch's), newest first, for the admin and /metrics."""
+    if not metrics:
+        return
     pipe = redis_client().pipeline()
-    pipe.lpush(job_metrics_key(pool), json.dumps(metrics))
+    pipe.lpush(job_metrics_key(pool), *(json.dumps(each) for each in metrics))
     pipe.ltrim(job_metrics_key(pool), 0, JOB_METRICS_KEPT - 1)
     pipe.execute()
 

@@ -95,12 +95,26 @@ def upload_of(user: User, upload_id: Any) -> Upload | None:
     return _one_or_none(Upload.objects.filter(user=user), upload_id)
 
 
-def image_resource(image: Image) -> dict[str, Any]:
+PLACEHOLDER_ID = str(uuid.UUID(int=0))
+
+
+def image_url_templates() -> tuple[str, str]:
+    """An image's content and thumbnail URLs with a placeholder id: a batch of resources
+    (`image_resource(..., templates=...)`) reverses them once, not twice per image."""
+    return (
+        reverse("api_image_content", args=[PLACEHOLDER_ID]),
+        reverse("api_image_thumbnail", args=[PLACEHOLDER_ID]),
+    )
+
+
+def image_resource(image: Image, *, templates: tuple[str, str] | None = None) -> dict[str, Any]:
+    content, thumbnail = templates or image_url_templates()
+    content, thumbnail = (url.replace(PLACEHOLDER_ID, str(image.id)) for url in (content, thumbnail))
     return {
         "id": str(image.id),
-        "url": reverse("api_image_content", args=[image.id]),
-        "thumbnail_url": reverse("api_image_thumbnail", args=[image.id]),
-        "thumbnails": thumbnails(image),
+        "url": content,
+        "thumbnail_url": thumbnail,
+        "thumbnails": thumbnails(image, url=thumbnail),
         "width": image.width,
         "height": image.height,
         "seed": image.seed,
@@ -112,10 +126,11 @@ def thumbnail_sizes(image: Image) -> list[int]:
     return [settings.ATELIER_THUMBNAIL_SIZES[0], *(image.thumbnail_sizes or [])]
 
 
-def thumbnails(image: Image) -> list[dict[str, Any]]:
-    """Each thumbnail's size (its longest side), pixel width and height, and URL: what a page
-    puts in `srcset`, so that a phone loads the small one."""
-    url = reverse("api_image_thumbnail", args=[image.id])
+def thumbnails(image: Image, *, url: str | None = None) -> list[dict[str, Any]]:
+    """Each thumbnail's size (its longest side), pixel width and height, and URL (``url``: the
+    first's, when the caller has it): what a page puts in `srcset`, so that a phone loads the
+    small one."""
+    url = url or reverse("api_image_thumbnail", args=[image.id])
     longest = max(image.width, image.height)
     sizes = []
     for index, size in enumerate(thumbnail_sizes(image)):

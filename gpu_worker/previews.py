@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import lru_cache
 
 import torch
 from PIL import Image
@@ -41,6 +42,15 @@ def preview_url(latents: torch.Tensor, model: LoadedModel | None) -> str:
     """A data: URL of the cheap linear preview, with the model's own fitted factors."""
     if model is not None and latents.shape[1] == model.preview_factors.shape[0]:
         jpeg = latents_to_preview(latents, factors=model.preview_factors, bias=model.preview_bias)
+    elif not latents[:1].any():  # the noop family's zero latents: the same picture every time
+        return flat_preview_url(tuple(latents[:1, :4].shape))
     else:
-        jpeg = latents_to_preview(latents[:, :4])  # the noop family: flat latents, default factors
+        jpeg = latents_to_preview(latents[:, :4])
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+@lru_cache(maxsize=32)
+def flat_preview_url(shape: tuple[int, ...]) -> str:
+    """The preview of all-zero latents of this shape, encoded once (a trivial job's every step)."""
+    jpeg = latents_to_preview(torch.zeros(shape))
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

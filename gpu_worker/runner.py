@@ -25,6 +25,7 @@ from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
 from generations import circuits, lifecycle, lifecycle_preemption, queues
 from generations.events import build_event, record_webhooks
+from generations.lifecycle_batch import Finished, succeed_many
 from generations.models import Generation, GenerationKind, GenerationStatus
 from generations.publisher import EventPublisher
 from generations.registry import all_models, get_model
@@ -202,7 +203,10 @@ class GenerationRunner:
         clock: float,
     ) -> None:
         try:
+            ready = []
             for job, images in lightest_users_first(finished):
+                saving = time.perf_counter()
+                rows = store_images(job, images)
                 timings = {
                     "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
                     if job.started_at
@@ -210,16 +214,30 @@ class GenerationRunner:
                     "load": round(load_seconds, 4),
                     "denoise": round(denoise, 4),
                     "it_per_s": round(job.total_steps / denoise, 2) if denoise > 0 else None,
+                    "save": round(time.perf_counter() - saving, 4),
                 }
-                self.succeed(
-                    job, images, timings=timings, batch_size=len(jobs), memory_mode=result.memory_mode
-                )
+                ready.append(Finished(job, rows, timings))
+            self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
             if finished:
                 per_job = (time.perf_counter() - clock) / len(finished)
                 with contextlib.suppress(RedisError):
                     queues.record_duration(jobs[0].pool, per_job, at=time.time())
         finally:
             self.forget(jobs)
+
+    def succeed_all(self, ready: list[Finished], *, batch_size: int, memory_mode: str) -> None:
+        """The batch's finished jobs succeed together (one transaction: generations/lifecycle_batch.py)."""
+        done = succeed_many(
+            ready, worker_name=self.name, batch_size=batch_size, memory_mode=memory_mode, publish=self.push
+        )
+        if not done:
+            return
+        timings = {job.generation.pk: job.timings for job in ready}
+        metrics = [{"worker": self.name, "batch": batch_size, **timings[job.pk]} for job in done]
+        with contextlib.suppress(RedisError):  # metrics are best effort; the record has the timings
+            queues.record_job_metrics(done[0].pool, *metrics)
+        for job in done:
+            log_phase(job, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings[job.pk])
 
     def give_back_preempted(self, jobs: list[Generation], result: BatchResult) -> None:
         """The jobs stopped for a waiting priority job go back to their lane, with the point they
@@ -337,32 +355,6 @@ class GenerationRunner:
 
     def preview(self, latents: torch.Tensor) -> str:
         return preview_url(latents, self.current_model)
-
-    def succeed(
-        self,
-        generation: Generation,
-        images: list[PILImage.Image],
-        *,
-        timings: dict[str, Any] | None = None,
-        batch_size: int = 1,
-        memory_mode: str = "normal",
-    ) -> None:
-        clock = time.perf_counter()
-        rows = store_images(generation, images)
-        timings = {**(timings or {}), "save": round(time.perf_counter() - clock, 4)}
-        if not lifecycle.succeed(
-            generation,
-            rows,
-            worker_name=self.name,
-            timings=timings,
-            batch_size=batch_size,
-            memory_mode=memory_mode,
-            publish=self.push,
-        ):
-            return
-        with contextlib.suppress(RedisError):  # metrics are best effort; the record has the timings
-            queues.record_job_metrics(generation.pool, {"worker": self.name, "batch": batch_size, **timings})
-        log_phase(generation, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings)
 
     def retry_later(self, generation: Generation, exc: Exception) -> None:
         """Back to pending with a backoff; the dispatcher releases it when it is due."""

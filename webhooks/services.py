@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -77,8 +80,34 @@ def enabled_endpoints_sql(with_own: bool) -> str:
     )
 
 
+_read_once = threading.local()
+
+
+@contextmanager
+def endpoints_read_once() -> Iterator[None]:
+    """Inside this block (one batch's events, written in one transaction) each user's endpoints
+    are read once, not once per event."""
+    outer = getattr(_read_once, "found", None)
+    _read_once.found = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _read_once.found = outer
+
+
 def enabled_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
     """The user's enabled endpoints that hear all their generations, and the generation's own."""
+    found: dict[tuple[int, uuid.UUID | None], list[WebhookEndpoint]] | None = getattr(
+        _read_once, "found", None
+    )
+    if found is None:
+        return read_endpoints(user_id, own_id)
+    if (user_id, own_id) not in found:
+        found[user_id, own_id] = read_endpoints(user_id, own_id)
+    return found[user_id, own_id]
+
+
+def read_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
     # Every event runs this: SQL rather than the ORM (core/sql.py says why).
     if own_id is None:
         rows = sql.fetch_all(enabled_endpoints_sql(False), [user_id])
