@@ -213,9 +213,8 @@ def test_settings_declare_a_single_file_with_its_limits_and_defaults(tmp_path: p
 @pytest.mark.django_db
 def test_the_worker_runs_a_job_on_a_single_file_model(root: pathlib.Path, settings: Any) -> None:
     from accounts.models import User
-    from generations.models import GenerationStatus, Image
-    from gpu_worker.runner import GenerationRunner
     from tests.factories import queued_generation
+    from tests.test_models_command import run_in_a_worker
 
     spec = ModelSpec(
         name="tiny-sdxl-file",
@@ -227,12 +226,4 @@ def test_the_worker_runs_a_job_on_a_single_file_model(root: pathlib.Path, settin
     settings.ATELIER_MODELS = {**settings.ATELIER_MODELS, spec.name: spec}
     user = User.objects.create(username="fan-of-single-files")
     job = queued_generation(user, model_name=spec.name, pool=spec.pool, prompt="a kite", guidance=0.0, seed=1)
-    runner = GenerationRunner(name="single-file-runner")
-    try:
-        runner.run_one(str(job.id))
-    finally:
-        runner.publisher.close()
-    job.refresh_from_db()
-    assert job.status == GenerationStatus.SUCCEEDED
-    assert Image.objects.filter(generation=job).count() == 1
-    assert runner.cache.paths() == [str((root / "sdxl.safetensors").resolve())]
+    assert run_in_a_worker(job) == [str((root / "sdxl.safetensors").resolve())]
