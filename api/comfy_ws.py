@@ -72,7 +72,8 @@ def now_ms() -> int:
 
 class ComfyConsumer(RecheckedAccess, DatabaseFreePushes, AsyncWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
-    pushed = frozenset({"workflow.message", "generation.event"})  # their queries: database_sync_to_async
+    # their queries go through database_sync_to_async
+    pushed = frozenset({"workflow.message", "generation.event", "generation.events"})
     preview_metadata = False  # until the client announces it in feature_flags
 
     async def connect(self) -> None:
@@ -136,6 +137,11 @@ class ComfyConsumer(RecheckedAccess, DatabaseFreePushes, AsyncWebsocketConsumer)
     async def account_closed(self, message: dict[str, Any]) -> None:
         """The member closed their account (generations/leaving.py): the socket ends now."""
         await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def generation_events(self, message: dict[str, Any]) -> None:
+        """Several of the user's events in one channel message (generations/publisher.py)."""
+        for event in message["events"]:
+            await self.generation_event({"type": "generation.event", "event": event})
 
     async def generation_event(self, message: dict[str, Any]) -> None:
         if not await self.still_allowed():

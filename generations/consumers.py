@@ -47,7 +47,7 @@ def handle_request(user: User, kind: str, generation_id: Any) -> dict[str, Any]:
 
 class EventsConsumer(RecheckedAccess, DatabaseFreePushes, AsyncJsonWebsocketConsumer):
     group: str | None = None
-    pushed = frozenset({"generation.event"})
+    pushed = frozenset({"generation.event", "generation.events"})
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -92,6 +92,15 @@ class EventsConsumer(RecheckedAccess, DatabaseFreePushes, AsyncJsonWebsocketCons
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         await self.send_json(message["event"])
+
+    async def generation_events(self, message: dict[str, Any]) -> None:
+        """Several of the user's events in one channel message (generations/publisher.py): each
+        its own socket message, in order."""
+        if not await self.still_allowed():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        for event in message["events"]:
+            await self.send_json(event)
 
     async def account_closed(self, message: dict[str, Any]) -> None:
         """The member closed their account (generations/leaving.py): the socket ends now."""

@@ -44,8 +44,23 @@ def workflow_group(user_id: int) -> str:
     return f"workflow.{user_id}"
 
 
+EVENT_MESSAGE = "generation.event"
+# Events of one group waiting one behind the other leave in one channel message (a batch's
+# started/progress/succeeded for one user: one group send instead of one each); consumers
+# (generations/consumers.py, api/comfy_ws.py) handle both kinds.
+EVENTS_MESSAGE = "generation.events"
+MAX_EVENTS_PER_MESSAGE = 64
+
+
 def channel_message(event: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "generation.event", "event": event}
+    return {"type": EVENT_MESSAGE, "event": event}
+
+
+def events_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One message for these event messages (one group's, in order)."""
+    if len(messages) == 1:
+        return messages[0]
+    return {"type": EVENTS_MESSAGE, "events": [message["event"] for message in messages]}
 
 
 def thinned_counts() -> dict[str, int]:
@@ -151,20 +166,41 @@ class EventPublisher:
         with self._lock:
             while self._lock.wait_for(lambda: bool(self._backlog), timeout=COUNTS_FLUSH_SECONDS):
                 item = self._backlog.popleft()
-                if item is not None and item.key is not None:
-                    pending = self._latest.get(item.key, [])
-                    if item in pending:
-                        pending.remove(item)
-                    if not pending:
-                        self._latest.pop(item.key, None)
+                self._forget(item)
                 if item is not None and item.dropped:
                     self._lock.notify_all()
                     continue
                 now = self._clock()
-                lagging = item is not None and item.preview is not None and self._lag(now) >= self.preview_lag
+                lagging = item is not None and self._lag(now) >= self.preview_lag
                 self._sending_since = now
                 return item, lagging
             return None
+
+    def _forget(self, item: Outgoing | None) -> None:
+        """``item`` leaves the backlog: it no longer stands for its key (call with the lock held)."""
+        if item is None or item.key is None:
+            return
+        pending = self._latest.get(item.key, [])
+        if item in pending:
+            pending.remove(item)
+        if not pending:
+            self._latest.pop(item.key, None)
+
+    def _behind(self, first: Outgoing) -> list[Outgoing]:
+        """The events waiting right behind ``first`` for its group: they leave in its message."""
+        found: list[Outgoing] = []
+        if first.message.get("type") != EVENT_MESSAGE:
+            return found
+        with self._lock:
+            while self._backlog and len(found) < MAX_EVENTS_PER_MESSAGE - 1:
+                item = self._backlog[0]
+                if item is None or item.group != first.group or item.message.get("type") != EVENT_MESSAGE:
+                    break
+                self._backlog.popleft()
+                self._forget(item)
+                if not item.dropped:
+                    found.append(item)
+        return found
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -179,11 +215,17 @@ class EventPublisher:
             try:
                 if item is None:
                     return
-                message = self._without_preview(item) if drop_preview else item.message
-                if message is not None and layer is not None:
+                batch = [item, *self._behind(item)]
+                messages = [
+                    self._without_preview(one) if drop_preview and one.preview else one.message
+                    for one in batch
+                ]
+                kept = [message for message in messages if message is not None]
+                if kept and layer is not None:
                     sent = True
                     deadline = settings.ATELIER_EVENT_SEND_DEADLINE
-                    loop.run_until_complete(asyncio.wait_for(layer.group_send(item.group, message), deadline))
+                    send = layer.group_send(item.group, events_message(kept))
+                    loop.run_until_complete(asyncio.wait_for(send, deadline))
             except Exception as exc:
                 # A lost push costs nothing: clients resync from the DB on reconnect.
                 kind = item.message.get("event", item.message).get("type") if item else None

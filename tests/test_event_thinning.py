@@ -44,7 +44,10 @@ class HeldLayer:
         self.sent.append((group, message))
 
     def events(self) -> list[dict[str, Any]]:
-        return [message["event"] for _, message in self.sent if "event" in message]
+        events: list[dict[str, Any]] = []
+        for _, message in self.sent:
+            events += message.get("events", [message["event"]] if "event" in message else [])
+        return events
 
 
 @pytest.fixture
@@ -180,3 +183,25 @@ def test_a_hung_channel_layer_is_reported_as_lag(
     assert publisher.lag() == 4.0
     assert deliver(publisher, layer)[0]["type"] == "generation.started"
     assert publisher.lag() == pytest.approx(4.6)  # the last send's duration, until the next one
+
+
+def test_events_waiting_for_one_group_leave_in_one_message_in_order(
+    publisher: EventPublisher, layer: HeldLayer, clock: Clock
+) -> None:
+    layer.seconds = 0.0
+    start_held_send(publisher, layer)
+    for step in (1, 2):
+        publisher.publish(USER, event("progress", step))
+    publisher.publish(USER + 1, event("queued"))  # another user's: a message of its own
+    publisher.publish(USER, event("succeeded", 10))
+    deliver(publisher, layer)
+    kinds = [
+        (group, [e["type"][11:] for e in message.get("events", [message.get("event", {})])])
+        for group, message in layer.sent
+    ]
+    assert kinds == [
+        (f"user.{USER}", ["started"]),
+        (f"user.{USER}", ["progress", "progress"]),
+        (f"user.{USER + 1}", ["queued"]),
+        (f"user.{USER}", ["succeeded"]),
+    ]
