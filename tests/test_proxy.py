@@ -269,7 +269,9 @@ def test_the_access_log_keeps_no_api_key(stack: Stack, transactional_db: None) -
     key = api_key("proxy-logged")
     assert stack.get(f"/comfy/{key}/history").status_code == 200
     assert stack.get(f"/history?token={key}").status_code == 200
-    wait_for(lambda: "/comfy/[redacted]/history" in stack.access_log.read_text(), 10, "the access log")
+    both = ("/comfy/[redacted]/history", '"GET /history"')
+    # nginx writes each request's line when it ends: wait for both lines, not only the first
+    wait_for(lambda: all(line in stack.access_log.read_text() for line in both), 10, "the access log")
     logged = stack.access_log.read_text()
     assert key.split(".")[0] not in logged and key not in logged
     assert '"GET /history"' in logged
