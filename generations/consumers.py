@@ -88,7 +88,10 @@ class EventsConsumer(RecheckedAccess, DatabaseFreePushes, AsyncJsonWebsocketCons
         await self.send_json(await handle_request(self.scope["user"], kind, content.get("id")))
 
     async def generation_event(self, message: dict[str, Any]) -> None:
-        await self.generation_events({"events": [message["event"]]})
+        if not await self.still_allowed():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.send_json(message["event"])
 
     async def generation_events(self, message: dict[str, Any]) -> None:
         """Several of the user's events in one channel message (generations/publisher.py): each
