@@ -61,9 +61,23 @@ def idle_workers_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     request.getfixturevalue("transactional_db")  # set up first, so this tears down before it
     yield
+    from generations import queues
+    from generations.models import Generation
+
+    drop_waiting_jobs()
+    for generation in Generation.objects.filter(status="running"):
+        queues.request_cancel(generation)
+    deadline = time.monotonic() + 60
+    while Generation.objects.filter(status="running").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # the last event and webhook rows are written just after the transition
+
+
+def drop_waiting_jobs() -> None:
+    """Empties the generation queues and cancels what waited in them, so that no worker takes a
+    job of a test that has ended."""
     from django.utils import timezone
 
-    from generations import queues
     from generations.models import Generation
 
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -72,12 +86,6 @@ def idle_workers_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
         client.delete(*queue_keys)
     waiting = Generation.objects.filter(status__in=["pending", "queued"])
     waiting.update(status="canceled", finished_at=timezone.now())
-    for generation in Generation.objects.filter(status="running"):
-        queues.request_cancel(generation)
-    deadline = time.monotonic() + 60
-    while Generation.objects.filter(status="running").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.2)  # the last event and webhook rows are written just after the transition
 
 
 # The owner / other user / anonymous trio: every endpoint is tested against all three
@@ -147,7 +155,8 @@ def no_session_workers(request: pytest.FixtureRequest) -> Iterator[None]:
     """For a test that needs its jobs left alone (queue order, a job run in-process): the shared
     stack's workers, when an earlier test started them, are paused (SIGSTOP) meanwhile, as if
     none ran. They are idle between tests (idle_workers_before_flush); they go on again before
-    the tables are emptied (a paused worker's lock would deadlock the TRUNCATE)."""
+    the tables are emptied (a paused worker's lock would deadlock the TRUNCATE), once the jobs the
+    test left queued are dropped."""
     request.getfixturevalue("transactional_db")  # set up first, so this tears down before it
     paused = [p for p in SESSION_WORKERS if p.poll() is None]
     for process in paused:
@@ -155,6 +164,8 @@ def no_session_workers(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         yield
     finally:
+        if paused:  # the test's jobs are still queued: resumed workers would run them mid-TRUNCATE
+            drop_waiting_jobs()
         for process in paused:
             process.send_signal(signal.SIGCONT)
 
