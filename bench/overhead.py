@@ -94,7 +94,8 @@ class PlainLoop:
 
     def run(self, n: int) -> float:
         from generations.storage import save_content
-        from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+        from generations.thumbnails import webp_thumbnail
+        from gpu_worker.encoders import png_with_parameters
         from gpu_worker.model import RenderSpec
         from gpu_worker.pipeline import render
 

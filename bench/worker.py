@@ -144,7 +144,8 @@ def plain_loop(args: argparse.Namespace, model_dir: Path, batches: list[int]) ->
     from diffusers import StableDiffusionPipeline
 
     from generations.storage import save_content
-    from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+    from generations.thumbnails import webp_thumbnail
+    from gpu_worker.encoders import png_with_parameters
 
     pipe: Any = StableDiffusionPipeline.from_pretrained(
         str(model_dir), torch_dtype=dtype_for(args.device), safety_checker=None, requires_safety_checker=False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,7 @@ from billing.credits import format_credits
 from core.errors import ApiError
 from core.openapi import errors
 from core.pagination import paginated
-from generations import schema
+from generations import schema, thumbnails
 from generations.filters import filtered_generations
 from generations.loras import available_loras
 from generations.models import Image
@@ -50,6 +51,8 @@ from generations.uploads import read_upload
 from generations.waiting import preferred_wait, wait_for_terminal
 from webhooks.services import endpoint_for_generation
 from webhooks.targets import UnsafeUrl
+
+log = logging.getLogger(__name__)
 
 
 class GenerationListApi(APIView):
@@ -220,13 +223,20 @@ class ImageFileApi(APIView):
             path, content_type, extension = image.original, "image/png", "png"
             note_view(image)  # back from the cold tier if it is there; one Redis write
         else:
-            path = thumbnail_path(image, request.query_params.get("size"))
+            side, path = thumbnail_path(image, request.query_params.get("size"))
             content_type, extension = "image/webp", "webp"
         public = image.is_public and not image.hidden
         converting = self.variant == "original" and request.query_params.get("as") == "webp"
         if is_remote() and not converting:
             return object_redirect(image, path, extension, public, bool(request.query_params.get("download")))
-        content = open_content(path)
+        try:
+            if self.variant == "original":
+                content = open_content(path)
+            else:
+                content = thumbnails.read(image.original, path, side)
+        except FileNotFoundError:
+            log.error("image %s: its file %s is missing", image.id, path)
+            raise ApiError("not_found", "This image's file is missing.") from None
         if self.variant == "original" and request.query_params.get("as") == "webp":
             content, content_type, extension = full_size_webp(content), "image/webp", "webp"
         response = HttpResponse(content, content_type=content_type)
@@ -236,16 +246,17 @@ class ImageFileApi(APIView):
         return response
 
 
-def thumbnail_path(image: Image, size: str | None) -> str:
-    """The thumbnail with this longest side (one of the image's ``thumbnails``); the smallest
-    without one."""
-    if size is None:
-        return image.thumbnail
+def thumbnail_path(image: Image, size: str | None) -> tuple[int, str]:
+    """The longest side and path of the thumbnail asked for (one of the image's ``thumbnails``);
+    the smallest without a size."""
     sizes = thumbnail_sizes(image)
+    if size is None:
+        return sizes[0], image.thumbnail
     if not size.isdigit() or int(size) not in sizes:
         message = "size must be one of this image's thumbnail sizes: " + ", ".join(map(str, sizes))
         raise ApiError("validation_error", f"Invalid field(s): size. {message}", {"size": [message]})
-    return image.thumbnail if int(size) == sizes[0] else variant_path(image.thumbnail, int(size))
+    side = int(size)
+    return side, image.thumbnail if side == sizes[0] else variant_path(image.thumbnail, side)
 
 
 def object_redirect(image: Image, path: str, extension: str, public: bool, download: bool) -> HttpResponse:

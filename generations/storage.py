@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,9 +35,20 @@ def save_content(folder: str, data: bytes, extension: str) -> tuple[str, str]:
 
 
 def save_variant(path: str, data: bytes) -> None:
-    """Store bytes under a name derived from a content-addressed one (a thumbnail's larger sizes)."""
-    if not default_storage.exists(path):
-        default_storage.save(path, ContentFile(data))
+    """Store bytes under a name derived from a content-addressed one (a thumbnail and its larger
+    sizes). Two writers of the same name (a worker and a request that made it first) write the
+    same bytes; on the filesystem each writes a whole file and renames it into place."""
+    if is_remote():
+        if not default_storage.exists(path):
+            default_storage.save(path, ContentFile(data))
+        return
+    target = Path(default_storage.path(path))
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.write_bytes(data)
+    os.replace(partial, target)
 
 
 def variant_path(thumbnail: str, size: int) -> str:

@@ -23,12 +23,13 @@ from rq.timeouts import JobTimeoutException
 
 from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
-from generations import circuits, lifecycle, lifecycle_preemption, queues
+from generations import circuits, lifecycle, lifecycle_preemption, queues, thumbnails
 from generations.events import build_event, record_webhooks
 from generations.lifecycle_batch import Finished, succeed_many
 from generations.models import Generation, GenerationKind, GenerationStatus
 from generations.publisher import EventPublisher
 from generations.registry import all_models, get_model
+from generations.thumbnails import Thumbnails
 from gpu_worker.affinity import holder_counts
 from gpu_worker.batching import take_mates
 from gpu_worker.cache import ModelCache
@@ -202,11 +203,12 @@ class GenerationRunner:
         denoise: float,
         clock: float,
     ) -> None:
+        later: list[Thumbnails] = []
         try:
             ready = []
             for job, images in lightest_users_first(finished):
                 saving = time.perf_counter()
-                rows = store_images(job, images)
+                rows = store_images(job, images, later)
                 timings = {
                     "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
                     if job.started_at
@@ -217,27 +219,34 @@ class GenerationRunner:
                     "save": round(time.perf_counter() - saving, 4),
                 }
                 ready.append(Finished(job, rows, timings))
-            self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
+            done = self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
             if finished:
                 per_job = (time.perf_counter() - clock) / len(finished)
                 with contextlib.suppress(RedisError):
                     queues.record_duration(jobs[0].pool, per_job, at=time.time())
+            succeeded = {job.pk for job in done}
+            kept = {row.thumbnail for f in ready if f.generation.pk in succeeded for row in f.images}
+            for planned in later:  # their owners know already; one asked for meanwhile was made then
+                if planned.path in kept:
+                    thumbnails.write(planned)
         finally:
             self.forget(jobs)
 
-    def succeed_all(self, ready: list[Finished], *, batch_size: int, memory_mode: str) -> None:
-        """The batch's finished jobs succeed together (one transaction: generations/lifecycle_batch.py)."""
+    def succeed_all(self, ready: list[Finished], *, batch_size: int, memory_mode: str) -> list[Generation]:
+        """The batch's finished jobs succeed together (one transaction: generations/lifecycle_batch.py);
+        those that did."""
         done = succeed_many(
             ready, worker_name=self.name, batch_size=batch_size, memory_mode=memory_mode, publish=self.push
         )
         if not done:
-            return
+            return done
         timings = {job.generation.pk: job.timings for job in ready}
         metrics = [{"worker": self.name, "batch": batch_size, **timings[job.pk]} for job in done]
         with contextlib.suppress(RedisError):  # metrics are best effort; the record has the timings
             queues.record_job_metrics(done[0].pool, *metrics)
         for job in done:
             log_phase(job, "succeeded", worker=self.name, batch_size=batch_size, seconds=timings[job.pk])
+        return done
 
     def give_back_preempted(self, jobs: list[Generation], result: BatchResult) -> None:
         """The jobs stopped for a waiting priority job go back to their lane, with the point they

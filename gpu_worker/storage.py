@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from django.conf import settings
 from PIL import Image as PILImage
 
+from generations import thumbnails
 from generations.models import Generation, Image, Upload
-from generations.storage import open_content, save_content, save_variant, variant_path
-from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+from generations.storage import open_content, save_content
+from generations.thumbnails import Thumbnails
+from gpu_worker.encoders import png_with_parameters
 from gpu_worker.failures import GenerationFailed
 
 
@@ -24,41 +25,48 @@ def load_upload(upload: Upload | None) -> PILImage.Image | None:
     return PILImage.open(io.BytesIO(data)).convert("RGB")
 
 
-def store_images(generation: Generation, pictures: list[PILImage.Image]) -> list[Image]:
-    """Write each picture's original (its parameters embedded) and thumbnail; the Image rows to
-    save when the generation succeeds."""
+def store_images(
+    generation: Generation, pictures: list[PILImage.Image], later: list[Thumbnails]
+) -> list[Image]:
+    """Write each picture's original (its parameters embedded); the Image rows to save when the
+    generation succeeds. Its thumbnails are written now, or added to ``later`` to be written once
+    the generation has succeeded (generations/thumbnails.py)."""
     rows = []
     for index, picture in enumerate(pictures):
         seed = generation.seed + index
         original, digest = save_content(
             "images", png_with_parameters(picture, parameters(generation, seed)), "png"
         )
-        thumbnail, sizes = store_thumbnails(picture)
-        rows.append(
-            Image(
-                generation=generation,
-                index=index,
-                seed=seed,
-                width=picture.width,
-                height=picture.height,
-                original=original,
-                thumbnail=thumbnail,
-                thumbnail_sizes=sizes,
-                sha256=digest,
-            )
-        )
+        rows.append(image_row(generation, index, seed, picture, original, digest, later))
     return rows
 
 
-def store_thumbnails(picture: PILImage.Image) -> tuple[str, list[int]]:
-    """The smallest WebP thumbnail (content-addressed) and each larger size the picture reaches,
-    named after it; returns its path and those larger sizes."""
-    smallest, *larger = settings.ATELIER_THUMBNAIL_SIZES
-    thumbnail, _ = save_content("thumbnails", webp_thumbnail(picture, smallest), "webp")
-    sizes = [size for size in larger if max(picture.size) >= size]
-    for size in sizes:
-        save_variant(variant_path(thumbnail, size), webp_thumbnail(picture, size))
-    return thumbnail, sizes
+def image_row(
+    generation: Generation,
+    index: int,
+    seed: int,
+    picture: PILImage.Image,
+    original: str,
+    digest: str,
+    later: list[Thumbnails],
+) -> Image:
+    """The row of one stored original; its thumbnails planned (written now or added to ``later``)."""
+    planned = thumbnails.plan(picture, digest)
+    if thumbnails.written_later():
+        later.append(planned)
+    else:
+        thumbnails.write(planned)
+    return Image(
+        generation=generation,
+        index=index,
+        seed=seed,
+        width=picture.width,
+        height=picture.height,
+        original=original,
+        thumbnail=planned.path,
+        thumbnail_sizes=planned.sizes,
+        sha256=digest,
+    )
 
 
 def parameters(generation: Generation, seed: int) -> dict[str, Any]:

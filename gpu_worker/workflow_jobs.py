@@ -22,18 +22,19 @@ from PIL import Image as PILImage
 from rq.timeouts import JobTimeoutException
 
 from core.errors import CATALOGUE
-from generations import lifecycle, queues
+from generations import lifecycle, queues, thumbnails
 from generations.models import Generation, Image, Upload
 from generations.publisher import workflow_group
 from generations.registry import get_model
 from generations.storage import open_content, save_content
+from generations.thumbnails import Thumbnails
 from gpu_worker.encoders import png_with_parameters
 from gpu_worker.failures import TRANSIENT_ERRORS, GenerationFailed
 from gpu_worker.loras import lora_patch
 from gpu_worker.model import LoadedModel
 from gpu_worker.previews import preview_url
 from gpu_worker.rendering import load_model
-from gpu_worker.storage import parameters, store_thumbnails
+from gpu_worker.storage import image_row, parameters
 
 # The runner (gpu_worker.runner.GenerationRunner, which imports this module): its cache,
 # publisher, name, progress interval and transitions.
@@ -57,6 +58,7 @@ class WorkflowRuntime:
         self.prompt_id = str(generation.id)
         self.client_id = str(generation.workflow.get("client_id") or "")
         self.rows: list[Image] = []
+        self.later: list[Thumbnails] = []  # the rows' thumbnails, written once they are saved
         self.files: dict[str, dict[str, str]] = {}
         self.node_id: str | None = None
         self.steps_before = 0  # steps of the sampling nodes already finished
@@ -182,20 +184,8 @@ class WorkflowRuntime:
             png = png_with_parameters(picture, parameters(self.generation, seed), extra)
             stored, digest = save_content("images" if kind == "output" else "temp", png, "png")
             if kind == "output":
-                thumbnail, sizes = store_thumbnails(picture)
-                self.rows.append(
-                    Image(
-                        generation=self.generation,
-                        index=len(self.rows),
-                        seed=seed,
-                        width=picture.width,
-                        height=picture.height,
-                        original=stored,
-                        thumbnail=thumbnail,
-                        thumbnail_sizes=sizes,
-                        sha256=digest,
-                    )
-                )
+                row = image_row(self.generation, len(self.rows), seed, picture, stored, digest, self.later)
+                self.rows.append(row)
             self.files[f"{subfolder}/{filename}" if subfolder else filename] = {"path": stored, "type": kind}
             saved.append({"filename": filename, "subfolder": subfolder, "type": kind})
         return saved
@@ -290,6 +280,8 @@ def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
             workflow=recorded,
         ):
             log.info("workflow %s succeeded", generation.id)
+            for planned in worker.later:
+                thumbnails.write(planned)
         return
     recorded["error"] = {
         "node_id": outcome.node_id,

@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from generations.thumbnails import webp_thumbnail
 from gpu_worker.cache import ModelCache, model_bytes
-from gpu_worker.encoders import png_with_parameters, webp_thumbnail
+from gpu_worker.encoders import png_with_parameters
 from gpu_worker.model import LoadedModel, RenderSpec
 from gpu_worker.pipeline import RenderCanceled, render
 from gpu_worker.previews import latents_to_preview

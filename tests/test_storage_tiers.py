@@ -165,3 +165,26 @@ def test_thumbnails_come_in_the_sizes_the_image_reaches(tiers: Tiers) -> None:
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "validation_error"
     assert "size" in refused.json()["error"]["details"]
+
+
+def test_a_thumbnail_asked_for_before_its_worker_wrote_it_is_made_from_the_original(tiers: Tiers) -> None:
+    # The worker writes thumbnails just after the finish; someone quick may ask before.
+    vera = member("vera")
+    image = render(vera.user, width=512, height=512, steps=1)
+    files = [image.thumbnail, variant_path(image.thumbnail, 512)]
+    assert image.sha256 in image.thumbnail  # named after the original, so known before encoding
+    written = [(tiers.hot / path).read_bytes() for path in files]
+    for path in files:
+        (tiers.hot / path).unlink()
+
+    for url, path, before in zip(("/thumbnail", "/thumbnail?size=512"), files, written, strict=True):
+        response = vera.client.get(f"/api/v1/images/{image.id}{url}")
+        assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+        assert response.content == before  # the bytes the worker wrote, made again
+        assert (tiers.hot / path).read_bytes() == before  # and stored for the next one
+    # Without its original a thumbnail cannot be made: a 404 with a code, as for the original.
+    (tiers.hot / image.original).unlink()
+    (tiers.hot / image.thumbnail).unlink()
+    for url in ("/thumbnail", "/content"):
+        missing = vera.client.get(f"/api/v1/images/{image.id}{url}")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found", url
