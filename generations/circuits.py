@@ -124,25 +124,28 @@ def record_job(model: str, *, succeeded: bool, jobs: int = 1) -> None:
     open) circuit and ends a run of load failures; failures over the error rate open it."""
     try:
         client = redis_client()
-        if succeeded:
-            if circuit_of(model).state != "closed":
+        window = settings.ATELIER_CIRCUIT_WINDOW
+        if succeeded:  # one round trip: a success never opens a circuit
+            pipe = client.pipeline()
+            pipe.hexists(state_key(model), "until")
+            pipe.hset(state_key(model), "load_failures", 0)
+            pipe.lpush(outcomes_key(model), *["1"] * jobs)
+            pipe.ltrim(outcomes_key(model), 0, window - 1)
+            if pipe.execute()[0]:  # open or half-open
                 close_circuit(model)
                 log.info("circuit of model %s closed: a job succeeded", model)
-                return
-            client.hset(state_key(model), "load_failures", 0)
-        elif circuit_of(model).state == "half_open":
+            return
+        if circuit_of(model).state == "half_open":
             open_circuit(model, "the probe job failed")
             return
-        window = settings.ATELIER_CIRCUIT_WINDOW
         pipe = client.pipeline()
-        pipe.lpush(outcomes_key(model), *["1" if succeeded else "0"] * jobs)
+        pipe.lpush(outcomes_key(model), *["0"] * jobs)
         pipe.ltrim(outcomes_key(model), 0, window - 1)
         pipe.lrange(outcomes_key(model), 0, window - 1)
         outcomes = pipe.execute()[-1]
         failed = outcomes.count(b"0")
         if (
-            not succeeded
-            and len(outcomes) >= settings.ATELIER_CIRCUIT_MIN_JOBS
+            len(outcomes) >= settings.ATELIER_CIRCUIT_MIN_JOBS
             and failed / len(outcomes) >= settings.ATELIER_CIRCUIT_ERROR_RATE
         ):
             open_circuit(model, f"{failed} of its last {len(outcomes)} jobs failed")

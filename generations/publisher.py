@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from core.group_send import GroupSender
 from core.redis import redis_client
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,8 @@ class EventPublisher:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         layer = self._layer if self._layer is not None else get_channel_layer()
+        deadline = settings.ATELIER_EVENT_SEND_DEADLINE
+        sender = GroupSender(layer, deadline) if GroupSender.supports(layer) else None
         while True:
             taken = self._take()
             if taken is None:
@@ -214,6 +217,8 @@ class EventPublisher:
             sent = False
             try:
                 if item is None:
+                    if sender is not None:
+                        sender.close()
                     return
                 batch = [item, *self._behind(item)]
                 messages = [
@@ -223,9 +228,11 @@ class EventPublisher:
                 kept = [message for message in messages if message is not None]
                 if kept and layer is not None:
                     sent = True
-                    deadline = settings.ATELIER_EVENT_SEND_DEADLINE
-                    send = layer.group_send(item.group, events_message(kept))
-                    loop.run_until_complete(asyncio.wait_for(send, deadline))
+                    if sender is not None:  # two round trips, no event loop (core/group_send.py)
+                        sender.send(item.group, events_message(kept))
+                    else:
+                        send = layer.group_send(item.group, events_message(kept))
+                        loop.run_until_complete(asyncio.wait_for(send, deadline))
             except Exception as exc:
                 # A lost push costs nothing: clients resync from the DB on reconnect.
                 kind = item.message.get("event", item.message).get("type") if item else None

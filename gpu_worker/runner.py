@@ -49,6 +49,7 @@ from gpu_worker.storage import store_images
 from gpu_worker.workflow_jobs import run_workflow
 
 log = logging.getLogger(__name__)
+HELD_SECONDS = 5.0
 
 
 class GenerationRunner:
@@ -68,6 +69,7 @@ class GenerationRunner:
         self.heartbeat: Heartbeat | None = None
         self.memory_budget = memory_budget
         self.advertised_at = 0.0
+        self.held: tuple[Any, float, frozenset[str]] | None = None  # held_models' last answer
         self.current_model: LoadedModel | None = None
         # Set by the worker command: saving overlaps the next batch. In-process callers (tests)
         # leave it None and get every job finished when run_one returns.
@@ -186,8 +188,6 @@ class GenerationRunner:
         finished = [
             (job, images) for job, images in zip(jobs, result.images, strict=True) if images is not None
         ]
-        if finished:  # one model per batch
-            circuits.record_job(jobs[0].model_name, succeeded=True, jobs=len(finished))
         if self.finisher is not None:
             self.finisher.submit(self.finish_batch, jobs, finished, result, load_seconds, denoise, clock)
             return True
@@ -219,6 +219,8 @@ class GenerationRunner:
                     "save": round(time.perf_counter() - saving, 4),
                 }
                 ready.append(Finished(job, rows, timings))
+            if finished:  # one model per batch: its circuit closes before anyone hears of the success
+                circuits.record_job(jobs[0].model_name, succeeded=True, jobs=len(finished))
             done = self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
             if finished:
                 per_job = (time.perf_counter() - clock) / len(finished)
@@ -312,8 +314,14 @@ class GenerationRunner:
         return ready, specs
 
     def held_models(self) -> frozenset[str]:
-        """Paths of the models this worker holds, on the device or in RAM (for affinity routing)."""
-        return frozenset(self.catalog_paths([*self.cache.paths(), *self.cache.warm_paths()]))
+        """Paths of the models this worker holds, on the device or in RAM (for affinity routing).
+        Asked at every look at the queues: the catalog is read again when the cache changed, or
+        after HELD_SECONDS (a model installed meanwhile under another name)."""
+        resolved = (*self.cache.paths(), *self.cache.warm_paths())
+        now = time.monotonic()
+        if self.held is None or self.held[0] != resolved or now - self.held[1] > HELD_SECONDS:
+            self.held = (resolved, now, frozenset(self.catalog_paths(list(resolved)) if resolved else ()))
+        return self.held[2]
 
     @staticmethod
     def catalog_paths(resolved: list[str]) -> list[str]:
