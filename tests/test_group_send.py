@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
@@ -20,7 +21,9 @@ def layer(**config: Any) -> RedisChannelLayer:
 
 
 def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
+    """On a thread of its own: an earlier test (Playwright's) may leave a loop running on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_channels_redis_receives_what_it_sends_itself() -> None:
