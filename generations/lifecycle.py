@@ -157,44 +157,6 @@ def finish(
     return True
 
 
-def succeed(
-    generation: Generation,
-    images: list[Image],
-    *,
-    worker_name: str,
-    timings: dict[str, Any],
-    batch_size: int,
-    memory_mode: str,
-    publish: Publish | None = None,
-    finished_images: int | None = None,
-    **fields: Any,
-) -> bool:
-    """running -> succeeded with its (stored, not yet saved) Image rows; their credits captured
-    (per image, or ``finished_images`` units: a workflow is one). ``fields`` are written with
-    the status (a workflow's outputs)."""
-    with transaction.atomic():
-        changed = finish(
-            generation,
-            GenerationStatus.SUCCEEDED,
-            worker_name=worker_name,
-            finished_images=len(images) if finished_images is None else finished_images,
-            step=generation.total_steps or generation.steps,
-            timings=timings,
-            batch_size=batch_size,
-            memory_mode=memory_mode,
-            **fields,
-        )
-        if not changed:
-            return False
-        Image.objects.bulk_create(images)
-        announce(generation, "generation.succeeded", publish, images=[image_resource(i) for i in images])
-    try:
-        sync_visibility(images)  # published from the start (a Free plan's images): public objects on S3
-    except Exception:  # the job is done and told; its objects stay private until the next sync
-        log.exception("could not make the images of %s public", generation.id)
-    return True
-
-
 def serve_from_cache(generation: Generation, source_images: list[Image]) -> bool:
     """queued -> succeeded at once, in the submission's transaction, with new image rows that
     point at the files of an identical finished generation (content-addressed: a file stays while

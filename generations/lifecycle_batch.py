@@ -1,13 +1,13 @@
-"""A batch's jobs finish together: `lifecycle.succeed` for many generations in one transaction.
+"""A generation's success: running -> succeeded, for one job or a whole batch in one transaction.
 
-The same transition as `lifecycle.succeed` (running -> succeeded, only for the worker that claimed
-the row, exactly once; credits captured for the finished images and the rest released; Image
-rows and webhook deliveries written in that transaction; events pushed after it commits), but
-with one statement of each kind for the whole batch instead of one transaction of five or six
-statements per job: one conditional UPDATE (each row with its own timings), one account update
-per user and one ledger insert, one image insert (hand-written: the ORM's insert compiler took
-longer than the rest), each user's endpoints read once. A trivial job's finish was most of a
-worker's time per job (docs/benchmarks.md, bench/latency.py).
+Only for the worker that claimed the row, exactly once; credits captured for the finished images
+(or ``units``: a workflow is one) and the rest released; Image rows and webhook deliveries written
+in that transaction; events pushed after it commits. A batch takes one statement of each kind
+instead of one transaction of five or six statements per job: one conditional UPDATE (each row
+with its own timings), one account update per user and one ledger insert, one image insert
+(hand-written: the ORM's insert compiler took longer than the rest), each user's endpoints read
+once. A trivial job's finish was most of a worker's time per job (docs/benchmarks.md,
+bench/latency.py).
 
 This module is lifecycle.py's sibling, the only other writer of ``Generation.status``
 (tests/test_single_writer.py): lifecycle.py is at its size limit.
@@ -33,11 +33,15 @@ log = logging.getLogger(__name__)
 
 
 class Finished(NamedTuple):
-    """A job of the batch, its stored (not yet saved) Image rows and its phase timings."""
+    """A job of the batch, its stored (not yet saved) Image rows and its phase timings; ``units``,
+    what its credits are captured for (its images when None); ``fields``, more columns written
+    with the status (a workflow's outputs; every job of one call names the same ones)."""
 
     generation: Generation
     images: list[Image]
     timings: dict[str, Any]
+    units: int | None = None
+    fields: dict[str, Any] | None = None
 
 
 def succeed_many(
@@ -60,6 +64,7 @@ def succeed_many(
             else None,
             "step": job.generation.total_steps or job.generation.steps,
             "timings": job.timings,
+            **(job.fields or {}),
         }
         for job in finished
     }
@@ -74,17 +79,12 @@ def succeed_many(
             Generation, changes, own, status=GenerationStatus.RUNNING, worker_name=worker_name
         )
         done = [job for job in finished if sql.db_pk(job.generation) in got]
-        for generation, _, _ in done:
+        for generation in (job.generation for job in done):
             generation.status, generation.finished_at = GenerationStatus.SUCCEEDED, now
             generation.batch_size, generation.memory_mode = batch_size, memory_mode
             for name, value in own[generation.pk].items():
                 setattr(generation, name, value)
-        settle_credits_many(
-            [
-                Settlement(g.user_id, g.id, g.credits_held, g.credits_per_image * len(images))
-                for g, images, _ in done
-            ]
-        )
+        settle_credits_many([settlement(job) for job in done])
         for user_id in dict.fromkeys(job.generation.user_id for job in done):
             lifecycle.release_pending(user_id, now)
         images = [image for job in done for image in job.images]
@@ -92,11 +92,19 @@ def succeed_many(
             image.inherit_from_generation()  # what Image.objects.bulk_create does first
         sql.insert_many(images)  # the ORM's insert compiler took longer than the rest of the batch
         templates = image_url_templates()  # reverse() once a batch: it was a quarter of its finish
-        for generation, stored, _ in done:
-            resources = [image_resource(image, templates=templates) for image in stored]
-            lifecycle.announce(generation, "generation.succeeded", publish, images=resources)
+        for job in done:
+            resources = [image_resource(image, templates=templates) for image in job.images]
+            lifecycle.announce(job.generation, "generation.succeeded", publish, images=resources)
     try:
-        sync_visibility(images)  # as in lifecycle.succeed: published from the start
+        sync_visibility(images)  # published from the start (a Free plan's images): public objects on S3
     except Exception:
         log.exception("could not make the images of a batch of %d public", len(done))
     return [job.generation for job in done]
+
+
+def settlement(job: Finished) -> Settlement:
+    generation = job.generation
+    units = len(job.images) if job.units is None else job.units
+    return Settlement(
+        generation.user_id, generation.id, generation.credits_held, generation.credits_per_image * units
+    )

@@ -22,7 +22,8 @@ from PIL import Image as PILImage
 from rq.timeouts import JobTimeoutException
 
 from core.errors import CATALOGUE
-from generations import lifecycle, queues, thumbnails
+from generations import queues, thumbnails
+from generations.lifecycle_batch import Finished, succeed_many
 from generations.models import Generation, Image, Upload
 from generations.publisher import workflow_group
 from generations.registry import get_model
@@ -268,16 +269,9 @@ def run_workflow(runner: GenerationRunner, generation: Generation) -> None:
     recorded = {**earlier, "outputs": outcome.outputs, "files": worker.files, "cached": outcome.cached}
     if outcome.status == "success":
         timings = {"queue_wait": queue_wait(generation), "denoise": round(time.perf_counter() - clock, 4)}
-        if lifecycle.succeed(
-            generation,
-            worker.rows,
-            worker_name=runner.name,
-            timings=timings,
-            batch_size=1,
-            memory_mode="normal",
-            publish=runner.push,
-            finished_images=1,
-            workflow=recorded,
+        finished = Finished(generation, worker.rows, timings, units=1, fields={"workflow": recorded})
+        if succeed_many(
+            [finished], worker_name=runner.name, batch_size=1, memory_mode="normal", publish=runner.push
         ):
             log.info("workflow %s succeeded", generation.id)
             for planned in worker.later:

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from generations import lifecycle
+from generations import lifecycle, lifecycle_batch
 from generations.models import Generation
 from tests.factories import queued_generation
 from webhooks.models import WebhookDelivery
@@ -53,11 +53,11 @@ def test_a_storage_error_after_success_does_not_lose_the_succeeded_event(
     def s3_is_down(images: Any) -> None:
         raise OSError("S3 did not answer")
 
-    monkeypatch.setattr(lifecycle, "sync_visibility", s3_is_down)  # the storage seam
+    monkeypatch.setattr(lifecycle_batch, "sync_visibility", s3_is_down)  # the storage seam
     job = running_job("s3down")
     with django_capture_on_commit_callbacks(execute=True):
-        done = lifecycle.succeed(
-            job, [], worker_name="w1", timings={}, batch_size=1, memory_mode="", finished_images=0
+        done = lifecycle_batch.succeed_many(
+            [lifecycle_batch.Finished(job, [], {}, units=0)], worker_name="w1", batch_size=1, memory_mode=""
         )
-    assert done and Generation.objects.get(pk=job.pk).status == "succeeded"
+    assert done == [job] and Generation.objects.get(pk=job.pk).status == "succeeded"
     assert event_types() == ["generation.succeeded"]
