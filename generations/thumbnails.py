@@ -1,7 +1,8 @@
 """An image's WebP thumbnails, one per size of ATELIER_THUMBNAIL_SIZES its picture reaches.
 
-They are named after the original (``thumbnails/<aa>/<original's sha256>.webp``, the larger sizes
-beside it: generations/storage.variant_path), so their names are known before a pixel is encoded.
+They are named after the picture's pixels (``thumbnails/<aa>/<sha256 of mode, size and pixels>.webp``,
+the larger sizes beside it: generations/storage.variant_path), so their names are known before a
+pixel is encoded, and images that share pixels share every size.
 That lets a worker on the filesystem store finish a job (the row, the terminal event) first and
 write its thumbnails just after, before it takes its next job: encoding them cost a 512x512 job
 more CPU than its PNG. A thumbnail asked for in that moment is made from the original on request;
@@ -11,6 +12,7 @@ On S3 a redirect cannot make a missing object, so there the worker writes them b
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 
@@ -29,9 +31,11 @@ class Thumbnails:
     sizes: list[int]
 
 
-def plan(picture: PILImage.Image, original_sha256: str) -> Thumbnails:
+def plan(picture: PILImage.Image) -> Thumbnails:
     larger = settings.ATELIER_THUMBNAIL_SIZES[1:]
-    digest = original_sha256
+    pixels = hashlib.sha256(f"{picture.mode} {picture.width}x{picture.height} ".encode())
+    pixels.update(picture.tobytes())
+    digest = pixels.hexdigest()
     path = f"thumbnails/{digest[:2]}/{digest}.webp"
     return Thumbnails(picture, path, [size for size in larger if max(picture.size) >= size])
 

@@ -51,7 +51,7 @@ def image_row(
     later: list[Thumbnails],
 ) -> Image:
     """The row of one stored original; its thumbnails planned (written now or added to ``later``)."""
-    planned = thumbnails.plan(picture, digest)
+    planned = thumbnails.plan(picture)
     if thumbnails.written_later():
         later.append(planned)
     else:
