@@ -17,6 +17,7 @@ import io
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from generations.storage import is_remote, open_content, save_variant, variant_path
@@ -41,9 +42,12 @@ def plan(picture: PILImage.Image) -> Thumbnails:
 
 
 def write(thumbnails: Thumbnails) -> None:
-    save_variant(thumbnails.path, webp_thumbnail(thumbnails.picture, settings.ATELIER_THUMBNAIL_SIZES[0]))
-    for size in thumbnails.sizes:
-        save_variant(variant_path(thumbnails.path, size), webp_thumbnail(thumbnails.picture, size))
+    """Each size not stored yet (pictures with the same pixels share them: encoded once)."""
+    sides = [(thumbnails.path, settings.ATELIER_THUMBNAIL_SIZES[0])]
+    sides += [(variant_path(thumbnails.path, size), size) for size in thumbnails.sizes]
+    for path, side in sides:
+        if not default_storage.exists(path):
+            save_variant(path, webp_thumbnail(thumbnails.picture, side))
 
 
 def written_later() -> bool:

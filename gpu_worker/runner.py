@@ -208,7 +208,9 @@ class GenerationRunner:
             ready = []
             for job, images in lightest_users_first(finished):
                 saving = time.perf_counter()
-                rows = store_images(job, images, later)
+                # One job's owner waits for it: its thumbnails after the finish. A batch's go before:
+                # written after, trivial batches drained no faster (bench/latency.py --only drain).
+                rows = store_images(job, images, later if len(finished) == 1 else None)
                 timings = {
                     "queue_wait": round(max(0.0, (job.started_at - job.created_at).total_seconds()), 4)
                     if job.started_at

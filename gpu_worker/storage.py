@@ -26,11 +26,11 @@ def load_upload(upload: Upload | None) -> PILImage.Image | None:
 
 
 def store_images(
-    generation: Generation, pictures: list[PILImage.Image], later: list[Thumbnails]
+    generation: Generation, pictures: list[PILImage.Image], later: list[Thumbnails] | None
 ) -> list[Image]:
     """Write each picture's original (its parameters embedded); the Image rows to save when the
-    generation succeeds. Its thumbnails are written now, or added to ``later`` to be written once
-    the generation has succeeded (generations/thumbnails.py)."""
+    generation succeeds. Its thumbnails are written now, or, given ``later``, added to it to be
+    written once the generation has succeeded (generations/thumbnails.py)."""
     rows = []
     for index, picture in enumerate(pictures):
         seed = generation.seed + index
@@ -48,11 +48,11 @@ def image_row(
     picture: PILImage.Image,
     original: str,
     digest: str,
-    later: list[Thumbnails],
+    later: list[Thumbnails] | None,
 ) -> Image:
     """The row of one stored original; its thumbnails planned (written now or added to ``later``)."""
     planned = thumbnails.plan(picture)
-    if thumbnails.written_later():
+    if later is not None and thumbnails.written_later():
         later.append(planned)
     else:
         thumbnails.write(planned)
