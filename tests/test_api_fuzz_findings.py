@@ -14,6 +14,7 @@ from gallery.services import delete_image
 from generations.retention import purge_deleted
 from tests.api_support import Api
 from tests.gallery_support import make_image
+from webhooks.models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -72,3 +73,20 @@ def test_filters_and_names_without_nul_still_work(owner: Api) -> None:
     assert owner.user is not None
     assert owner.get("/api/v1/generations", model="atelier-demo", q="fox").status_code == 200
     assert owner.get(f"/api/v1/users/{owner.user.username}/images").status_code == 200
+
+
+@pytest.mark.parametrize("body", ["false", "[]", '"text"', "3"])
+def test_a_webhook_patch_whose_body_is_not_an_object_is_a_400(owner: Api, body: str) -> None:
+    """`PATCH /api/v1/webhooks/{id}` with the JSON body `false` was a 500 (the stored URL was
+    merged into the body as if it were an object)."""
+    assert owner.user is not None
+    endpoint = WebhookEndpoint.objects.create(user=owner.user, url="https://example.com/hook", secret="s")
+    response = owner.client.patch(f"/api/v1/webhooks/{endpoint.id}", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "validation_error"
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.enabled) == ("https://example.com/hook", True)
+    fine = owner.client.patch(
+        f"/api/v1/webhooks/{endpoint.id}", {"enabled": False}, content_type="application/json"
+    )
+    assert fine.status_code == 200 and fine.json()["enabled"] is False

@@ -164,7 +164,9 @@ class WebhookDetailApi(APIView):
     )
     def patch(self, request: Request, endpoint_id: str) -> Response:
         endpoint = endpoint_of(request, endpoint_id)
-        serializer = EndpointInSerializer(data={"url": endpoint.url, **request.data}, partial=True)
+        changes = request.data  # the stored URL completes a partial object; anything else is refused
+        data = {"url": endpoint.url, **changes} if isinstance(changes, dict) else changes
+        serializer = EndpointInSerializer(data=data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if "url" in request.data:
