@@ -111,6 +111,25 @@ def update_returning(
     return {str(row[0]) for row in fetch_all(statement, params)}
 
 
+def update_returning_rows(model: type[M], changes: dict[str, Any], pk: Any, **where: Any) -> M | None:
+    """``UPDATE ... SET changes WHERE pk = pk AND where ... RETURNING`` every column: the row as it
+    is now, read by the statement that changed it (None when it changed nothing)."""
+    fields = {field.name: field for field in model._meta.concrete_fields}
+    key, quote = fields[model._meta.pk.name], connection.ops.quote_name
+    assignments = ", ".join(f"{quote(fields[name].column)} = %s" for name in changes)
+    conditions = "".join(f" AND {quote(fields[name].column)} = %s" for name in where)
+    returned = ", ".join(quote(field.column) for field in model._meta.concrete_fields)
+    statement = (
+        f"UPDATE {table(model)} SET {assignments} WHERE {quote(key.column)} = %s{conditions} "  # noqa: S608
+        f"RETURNING {returned}"
+    )
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
+    params.append(key.get_db_prep_value(pk, connection))
+    params += [fields[name].get_db_prep_save(value, connection) for name, value in where.items()]
+    row = fetch_one(statement, params)
+    return None if row is None else instance(model, row)
+
+
 def update_rows(
     model: type[Model], changes: dict[str, Any], rows: dict[Any, dict[str, Any]], **where: Any
 ) -> set[str]:

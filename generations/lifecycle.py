@@ -115,6 +115,23 @@ def claim(generation: Generation, *, worker_name: str, publish: Publish | None =
     return bool(claim_many([generation], worker_name=worker_name, publish=publish))
 
 
+def claim_id(generation_id: Any, *, worker_name: str, publish: Publish | None = None) -> Generation | None:
+    """``claim`` by id: the row read by the statement that claims it (a worker taking a job off its
+    queue has only the id); None when it is gone, someone else has it or it was canceled."""
+    with hint_transaction():
+        generation = sql.update_returning_rows(
+            Generation, running(worker_name, timezone.now()), generation_id, status=GenerationStatus.QUEUED
+        )
+        if generation is not None:
+            announce(generation, "generation.started", publish)
+    return generation
+
+
+def running(worker_name: str, now: datetime) -> dict[str, Any]:
+    """What a claim writes."""
+    return {"status": GenerationStatus.RUNNING, "worker_name": worker_name, "started_at": now, "step": 0}
+
+
 def claim_many(
     generations: list[Generation], *, worker_name: str, publish: Publish | None = None
 ) -> list[Generation]:
@@ -123,10 +140,9 @@ def claim_many(
     if not generations:
         return []
     now = timezone.now()
-    changes = {"status": GenerationStatus.RUNNING, "worker_name": worker_name, "started_at": now, "step": 0}
     with hint_transaction():
         got = sql.update_returning(
-            Generation, changes, [g.pk for g in generations], status=GenerationStatus.QUEUED
+            Generation, running(worker_name, now), [g.pk for g in generations], status=GenerationStatus.QUEUED
         )
         claimed = [g for g in generations if sql.db_pk(g) in got]
         for generation in claimed:

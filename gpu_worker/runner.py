@@ -110,9 +110,8 @@ class GenerationRunner:
 
     def run_one(self, generation_id: str) -> str:
         """Run this generation, and compatible queued ones with it as one batch."""
-        head = Generation.objects.filter(pk=generation_id).first()
-        if head is None or not lifecycle.claim(head, worker_name=self.name, publish=self.push):
-            # Canceled while queued, or delivered twice: the row says someone else owns it.
+        head = lifecycle.claim_id(generation_id, worker_name=self.name, publish=self.push)
+        if head is None:  # canceled while queued, or delivered twice: someone else owns the row
             return "skipped"
         spec = get_model(head.model_name)
         jobs = [head]

@@ -49,6 +49,25 @@ def test_only_one_worker_claims_a_job(django_capture_on_commit_callbacks: Any) -
     assert sent == ["generation.started"]
 
 
+def test_a_worker_claims_by_id_and_gets_the_row_as_the_claim_left_it(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    job, canceled = held_job("by-id"), held_job("by-id-canceled")
+    Generation.objects.filter(pk=canceled.pk).update(status=GenerationStatus.CANCELED)
+    sent, publish = recorder()
+    with django_capture_on_commit_callbacks(execute=True):
+        claimed = lifecycle.claim_id(str(job.id), worker_name="w1", publish=publish)
+        assert lifecycle.claim_id(str(job.id), worker_name="w2", publish=publish) is None  # taken
+        assert lifecycle.claim_id(str(canceled.id), worker_name="w1", publish=publish) is None
+        assert lifecycle.claim_id("6d9bbd8c-2c1e-4b8e-9a41-4b0a6e4f0c11", worker_name="w1") is None  # gone
+    assert claimed is not None and claimed.pk == job.pk
+    stored = Generation.objects.get(pk=job.pk)
+    assert (claimed.status, claimed.worker_name, claimed.step) == (GenerationStatus.RUNNING, "w1", 0)
+    assert claimed.started_at == stored.started_at and claimed.prompt == stored.prompt
+    assert (claimed.credits_held, claimed.created_at) == (100, stored.created_at)
+    assert sent == ["generation.started"]
+
+
 def test_a_worker_that_lost_the_job_cannot_finish_it(django_capture_on_commit_callbacks: Any) -> None:
     job = held_job("lost")
     lifecycle.claim(job, worker_name="w1")
