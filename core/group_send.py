@@ -72,8 +72,7 @@ class GroupSender:
         for index, keys in by_connection.items():
             args = [messages[k] for k in keys] + [capacities[k] for k in keys]
             args += [now, int(layer.expiry), int(now) - int(layer.expiry)]
-            self.client(index)
-            over += int(self.scripts[index](keys=keys, args=args))
+            over += int(self.script(index)(keys=keys, args=args))
         return over
 
     def client(self, index: int) -> Any:
@@ -82,8 +81,13 @@ class GroupSender:
             timeout = self.timeout
             client = redis.Redis.from_url(address, socket_timeout=timeout, socket_connect_timeout=timeout)
             self.clients[index] = client
-            self.scripts[index] = client.register_script(PUSH)
         return self.clients[index]
+
+    def script(self, index: int) -> Any:
+        """PUSH registered on host ``index`` (sent by its hash, EVALSHA; whole only once)."""
+        if index not in self.scripts:
+            self.scripts[index] = self.client(index).register_script(PUSH)
+        return self.scripts[index]
 
     def close(self) -> None:
         for client in self.clients.values():

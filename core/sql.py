@@ -96,6 +96,23 @@ def update_returning(
 ) -> set[str]:
     """``UPDATE ... SET changes WHERE pk IN pks AND where ... RETURNING pk``: one statement that says
     which rows it changed (as ``str`` of their primary keys' database values)."""
+    returned = connection.ops.quote_name(model._meta.pk.column)
+    return {str(row[0]) for row in fetch_all(*conditional_update(model, changes, pks, where, returned))}
+
+
+def update_returning_rows(model: type[M], changes: dict[str, Any], pk: Any, **where: Any) -> M | None:
+    """``update_returning`` of one row, ``RETURNING`` every column: the row as it is now, read by
+    the statement that changed it (None when it changed nothing)."""
+    returned = ", ".join(connection.ops.quote_name(field.column) for field in model._meta.concrete_fields)
+    row = fetch_one(*conditional_update(model, changes, [pk], where, returned))
+    return None if row is None else instance(model, row)
+
+
+def conditional_update(
+    model: type[Model], changes: dict[str, Any], pks: Sequence[Any], where: dict[str, Any], returned: str
+) -> tuple[str, list[Any]]:
+    """The statement and parameters of ``UPDATE ... SET changes WHERE pk IN pks AND where ...
+    RETURNING returned``."""
     fields = {field.name: field for field in model._meta.concrete_fields}
     pk, quote = fields[model._meta.pk.name], connection.ops.quote_name
     assignments = ", ".join(f"{quote(fields[name].column)} = %s" for name in changes)
@@ -103,31 +120,12 @@ def update_returning(
     marks = ", ".join(["%s"] * len(pks))
     statement = (
         f"UPDATE {table(model)} SET {assignments} WHERE {quote(pk.column)} IN ({marks}){conditions} "  # noqa: S608
-        f"RETURNING {quote(pk.column)}"
+        f"RETURNING {returned}"
     )
     params = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
     params += [pk.get_db_prep_value(value, connection) for value in pks]
     params += [fields[name].get_db_prep_save(value, connection) for name, value in where.items()]
-    return {str(row[0]) for row in fetch_all(statement, params)}
-
-
-def update_returning_rows(model: type[M], changes: dict[str, Any], pk: Any, **where: Any) -> M | None:
-    """``UPDATE ... SET changes WHERE pk = pk AND where ... RETURNING`` every column: the row as it
-    is now, read by the statement that changed it (None when it changed nothing)."""
-    fields = {field.name: field for field in model._meta.concrete_fields}
-    key, quote = fields[model._meta.pk.name], connection.ops.quote_name
-    assignments = ", ".join(f"{quote(fields[name].column)} = %s" for name in changes)
-    conditions = "".join(f" AND {quote(fields[name].column)} = %s" for name in where)
-    returned = ", ".join(quote(field.column) for field in model._meta.concrete_fields)
-    statement = (
-        f"UPDATE {table(model)} SET {assignments} WHERE {quote(key.column)} = %s{conditions} "  # noqa: S608
-        f"RETURNING {returned}"
-    )
-    params = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
-    params.append(key.get_db_prep_value(pk, connection))
-    params += [fields[name].get_db_prep_save(value, connection) for name, value in where.items()]
-    row = fetch_one(statement, params)
-    return None if row is None else instance(model, row)
+    return statement, params
 
 
 def update_rows(

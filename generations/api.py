@@ -237,7 +237,7 @@ class ImageFileApi(APIView):
         except FileNotFoundError:
             log.error("image %s: its file %s is missing", image.id, path)
             raise ApiError("not_found", "This image's file is missing.") from None
-        if self.variant == "original" and request.query_params.get("as") == "webp":
+        if converting:
             content, content_type, extension = full_size_webp(content), "image/webp", "webp"
         response = HttpResponse(content, content_type=content_type)
         response["Cache-Control"] = PUBLIC_CACHE if public else "private, max-age=3600"

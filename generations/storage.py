@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,20 +34,21 @@ def save_content(folder: str, data: bytes, extension: str) -> tuple[str, str]:
     return path, digest
 
 
-def save_variant(path: str, data: bytes) -> None:
-    """Store bytes under a name derived from a content-addressed one (a thumbnail and its larger
-    sizes). Two writers of the same name (a worker and a request that made it first) write the
-    same bytes; on the filesystem each writes a whole file and renames it into place."""
+def save_variant(path: str, make: Callable[[], bytes]) -> None:
+    """Store ``make()``'s bytes under a name derived from a content-addressed one (a thumbnail and
+    its larger sizes), unless a file of that name is there already. Two writers of the same name (a
+    worker and a request that made it first) write the same bytes; on the filesystem each writes
+    a whole file and renames it into place."""
     if is_remote():
         if not default_storage.exists(path):
-            default_storage.save(path, ContentFile(data))
+            default_storage.save(path, ContentFile(make()))
         return
     target = Path(default_storage.path(path))
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-    partial.write_bytes(data)
+    partial.write_bytes(make())
     os.replace(partial, target)
 
 

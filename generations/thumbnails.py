@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import partial
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from generations.storage import is_remote, open_content, save_variant, variant_path
@@ -46,8 +46,7 @@ def write(thumbnails: Thumbnails) -> None:
     sides = [(thumbnails.path, settings.ATELIER_THUMBNAIL_SIZES[0])]
     sides += [(variant_path(thumbnails.path, size), size) for size in thumbnails.sizes]
     for path, side in sides:
-        if not default_storage.exists(path):
-            save_variant(path, webp_thumbnail(thumbnails.picture, side))
+        save_variant(path, partial(webp_thumbnail, thumbnails.picture, side))
 
 
 def written_later() -> bool:
@@ -64,7 +63,7 @@ def read(original: str, path: str, side: int) -> bytes:
         if not written_later():
             raise
     data = webp_thumbnail(PILImage.open(io.BytesIO(open_content(original))), side)
-    save_variant(path, data)
+    save_variant(path, lambda: data)
     return data
 
 
