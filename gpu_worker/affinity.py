@@ -79,34 +79,43 @@ def holder_counts(connection: Redis, pools: Iterable[str], me: str) -> Counter[s
     return Counter(path for info in other_workers(connection, pools, me) for path in models_of(info))
 
 
+# The first WINDOW ids of each queue and each one's meta, in one round trip (was two). The job
+# hashes are named after the ids (rq:job:<id>, RQ's Job.key_for), so the script reads keys it was
+# not given: fine on one Redis, which is what the queues live on.
+LOOK = """
+local window = tonumber(ARGV[1])
+local found = {}
+for i, key in ipairs(KEYS) do
+    local ids = redis.call('LRANGE', key, 0, window - 1)
+    local metas = {}
+    for j, id in ipairs(ids) do
+        metas[j] = redis.call('HGET', ARGV[2] .. id, 'meta') or ''
+    end
+    found[i] = {ids, metas}
+end
+return found
+"""
+
+
 def candidates(connection: Redis, queues: Sequence[Queue]) -> list[list[Candidate]]:
     """The first WINDOW jobs of each queue with their model and how long they have waited."""
-    pipe = connection.pipeline()
-    for queue in queues:
-        pipe.lrange(queue.key, 0, WINDOW - 1)
-    heads: list[list[bytes]] = pipe.execute()
-    ids = [[raw.decode() for raw in head] for head in heads]
-    flat = [job_id for per_queue in ids for job_id in per_queue]
-    if not flat:
-        return [[] for _ in queues]
-    for job_id in flat:
-        pipe.hget(Job.key_for(job_id), "meta")
+    found = connection.register_script(LOOK)(
+        keys=[queue.key for queue in queues], args=[WINDOW, Job.redis_job_namespace_prefix]
+    )
     serializer = resolve_serializer(None)
     now = time.time()
-    metas: dict[str, dict[str, Any]] = {}
-    for job_id, raw in zip(flat, pipe.execute(), strict=True):
-        try:
-            meta = serializer.loads(raw) if raw else {}
-        except Exception:
-            meta = {}
-        metas[job_id] = meta if isinstance(meta, dict) else {}
-    return [
-        [
-            Candidate(job_id, metas[job_id].get("model"), now - float(metas[job_id].get("at", now)))
-            for job_id in per_queue
-        ]
-        for per_queue in ids
-    ]
+    per_queue: list[list[Candidate]] = []
+    for ids, metas in found:
+        jobs = []
+        for raw_id, raw in zip(ids, metas, strict=True):
+            try:
+                meta = serializer.loads(raw) if raw else {}
+            except Exception:
+                meta = {}
+            meta = meta if isinstance(meta, dict) else {}
+            jobs.append(Candidate(raw_id.decode(), meta.get("model"), now - float(meta.get("at", now))))
+        per_queue.append(jobs)
+    return per_queue
 
 
 def choose(
@@ -124,6 +133,16 @@ def choose(
     return order
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A job a worker took off its queue; ``others_waiting``: more than this one was queued when
+    it looked (a batch may find mates; alone, the worker does not look for them)."""
+
+    queue: Queue
+    job_id: str
+    others_waiting: bool
+
+
 class AffinityQueue(Queue):
     """An RQ queue whose ``dequeue_any`` follows the rules above for one worker.
 
@@ -136,8 +155,8 @@ class AffinityQueue(Queue):
     bell: Any = None  # this worker's subscription to its pools' doorbells
 
     @classmethod
-    def pick(cls, queues: Sequence[Queue], connection: Redis) -> tuple[Queue, str] | bool:
-        """The queue and id of the job taken; else whether any job was waiting (left to others)."""
+    def pick(cls, queues: Sequence[Queue], connection: Redis) -> Taken | bool:
+        """The job taken; else whether any job was waiting (left to others)."""
         per_queue = candidates(connection, queues)
         if not any(per_queue):
             return False
@@ -160,10 +179,36 @@ class AffinityQueue(Queue):
             order = choose(jobs, mine=mine, others=partial(others, pool_of(queue.name)), wait=wait)
             for job in order:
                 if connection.lrem(queue.key, 1, job.job_id):
-                    return queue, job.job_id
+                    return Taken(queue, job.job_id, sum(map(len, per_queue)) > 1)
             if len(order) < len(jobs):
                 left_in_lane = lane
         return True
+
+    @classmethod
+    def take_any(cls, queues: Iterable[Queue], timeout: int | None, connection: Redis) -> Taken | None:
+        """The id of the job this worker takes, off its list (its RQ job is not read: the worker
+        needs only its id). Waits up to ``timeout`` seconds (None: burst mode, only while jobs
+        wait). Raises DequeueTimeout when the time is up."""
+        ordered = list(queues)
+        if settings.ATELIER_AFFINITY_WAIT <= 0:
+            popped = super().dequeue_any(ordered, timeout, connection)
+            return Taken(popped[1], popped[0].id, True) if popped is not None else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if deadline is not None:
+            cls.listen(connection, {pool_of(queue.name) for queue in ordered})  # before looking
+        while True:
+            picked = cls.pick(ordered, connection)
+            if not isinstance(picked, bool):
+                return picked
+            if deadline is None:  # burst mode: stop only when nothing is waiting
+                if not picked:
+                    return None
+                time.sleep(settings.ATELIER_DEQUEUE_POLL)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DequeueTimeout(timeout, [queue.key for queue in ordered])
+            cls.wait_for_ring(min(left, settings.ATELIER_DEQUEUE_POLL if picked else IDLE_LOOK))
 
     @classmethod
     def dequeue_any(
@@ -175,32 +220,21 @@ class AffinityQueue(Queue):
         serializer: Any = None,
         death_penalty_class: Any = None,
     ) -> tuple[Job, Queue] | None:
+        """RQ's interface: ``take_any`` with the job read."""
         ordered = list(queues)
         if settings.ATELIER_AFFINITY_WAIT <= 0:
             return super().dequeue_any(
                 ordered, timeout, connection, job_class, serializer, death_penalty_class
             )
-        deadline = None if timeout is None else time.monotonic() + timeout
-        job_cls = job_class or Job
-        if deadline is not None:
-            cls.listen(connection, {pool_of(queue.name) for queue in ordered})  # before looking
         while True:
-            picked = cls.pick(ordered, connection)
-            if not isinstance(picked, bool):
-                queue, job_id = picked
-                try:
-                    return job_cls.fetch(job_id, connection=connection, serializer=serializer), queue
-                except NoSuchJobError:
-                    continue  # deleted after it was queued: look again
-            if deadline is None:  # burst mode: stop only when nothing is waiting
-                if not picked:
-                    return None
-                time.sleep(settings.ATELIER_DEQUEUE_POLL)
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DequeueTimeout(timeout, [queue.key for queue in ordered])
-            cls.wait_for_ring(min(left, settings.ATELIER_DEQUEUE_POLL if picked else IDLE_LOOK))
+            taken = cls.take_any(ordered, timeout, connection)
+            if taken is None:
+                return None
+            try:
+                job = (job_class or Job).fetch(taken.job_id, connection=connection, serializer=serializer)
+            except NoSuchJobError:
+                continue  # deleted after it was queued: look again
+            return job, taken.queue
 
     @classmethod
     def listen(cls, connection: Redis, pools: set[str]) -> None:

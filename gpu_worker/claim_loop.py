@@ -7,7 +7,8 @@ records, job and worker heartbeats, about twenty Redis round trips a job, most o
 job function returned — duplicated what the database row and `gpu_worker.heartbeat` already hold,
 and took as long as a trivial job itself (bench/latency.py). What this loop keeps of RQ's worker:
 
-- the choice of job: the queue class's `dequeue_any` (affinity, lane order, the doorbell);
+- the choice of job: the queue class's `take_any` (affinity, lane order, the doorbell), which
+  takes the job's id off its list without reading the RQ job: the id names the generation;
 - the pool's time limit: `JobTimeoutException` raised inside the job by SIGALRM, as RQ does;
 - warm shutdown: SIGTERM or SIGINT while a job runs lets it finish, then the loop ends; while idle
   the loop ends at once; a second signal stops at once (cold);
@@ -30,7 +31,7 @@ from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
-from gpu_worker.affinity import AffinityQueue
+from gpu_worker.affinity import AffinityQueue, Taken
 from gpu_worker.batching import generation_id_of
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class ClaimLoop:
         *,
         connection: Redis,
         queue_class: type[AffinityQueue],
-        run: Callable[[str], object],
+        run: Callable[[str, bool], object],
         timeout_for: Callable[[str], int],
     ) -> None:
         self.connection = connection
@@ -82,34 +83,40 @@ class ClaimLoop:
                     if burst:
                         return done
                     continue
-                job, queue = taken
-                self.perform(job, queue)
+                self.perform(taken)
                 done += 1
         except StopRequested:
             pass
         return done
 
-    def take(self, *, burst: bool) -> tuple[Job, Queue] | None:
+    def take(self, *, burst: bool) -> Taken | None:
         try:
-            return self.queue_class.dequeue_any(
+            return self.queue_class.take_any(
                 self.queues, None if burst else IDLE_TIMEOUT, connection=self.connection
             )
         except DequeueTimeout:
             return None
 
-    def perform(self, job: Job, queue: Queue) -> None:
+    def perform(self, taken: Taken) -> None:
         self.busy = True
+        key = Job.key_for(taken.job_id)
         try:
-            with UnixSignalDeathPenalty(self.timeout_for(queue.name), JobTimeoutException, job_id=job.id):
-                self.run(generation_id_of(job.id.encode()) or str(job.args[0]))
+            generation_id = generation_id_of(taken.job_id.encode()) or self.argument(taken.job_id)
+            limit = self.timeout_for(taken.queue.name)
+            with UnixSignalDeathPenalty(limit, JobTimeoutException, job_id=taken.job_id):
+                self.run(generation_id, taken.others_waiting)
         except JobTimeoutException:
             # Raised after the runner's own handling (between its steps): the row is the
             # runner's to settle; the dispatcher recovers a job left running.
-            log.warning("job %s ran past its pool's time limit", job.id)
+            log.warning("job %s ran past its pool's time limit", taken.job_id)
         except Exception:
             # The runner settles every failure it can; what escapes (the database gone) leaves the
             # row to the dispatcher's recovery, as a crashed worker would.
-            log.exception("job %s failed outside the runner", job.id)
+            log.exception("job %s failed outside the runner", taken.job_id)
         finally:
             self.busy = False
-            self.connection.delete(job.key)  # result_ttl=0: nothing reads a finished RQ job
+            self.connection.delete(key)  # result_ttl=0: nothing reads a finished RQ job
+
+    def argument(self, job_id: str) -> str:
+        """The generation id of a job not named after it: its first argument."""
+        return str(Job.fetch(job_id, connection=self.connection).args[0])

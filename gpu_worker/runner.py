@@ -108,8 +108,9 @@ class GenerationRunner:
         self.publisher.publish(generation.user_id, event)
         record_webhooks(generation.user_id, event, generation)
 
-    def run_one(self, generation_id: str) -> str:
-        """Run this generation, and compatible queued ones with it as one batch."""
+    def run_one(self, generation_id: str, *, look_for_mates: bool = True) -> str:
+        """Run this generation, and compatible queued ones with it as one batch (``look_for_mates``
+        False: none was queued when it was taken)."""
         head = lifecycle.claim_id(generation_id, worker_name=self.name, publish=self.push)
         if head is None:  # canceled while queued, or delivered twice: someone else owns the row
             return "skipped"
@@ -117,7 +118,8 @@ class GenerationRunner:
         jobs = [head]
         workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
         # A preempted job runs alone: it may resume from a saved step that mates would not share.
-        if spec is not None and spec.max_batch > 1 and not workflow and not head.preemptions:
+        alone = workflow or bool(head.preemptions) or not look_for_mates
+        if spec is not None and spec.max_batch > 1 and not alone:
             jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.push)
         for job in jobs:
             log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
@@ -155,7 +157,7 @@ class GenerationRunner:
         if self.heartbeat is not None:
             with self.in_flight_lock:
                 self.heartbeat.current_jobs = sorted(self.in_flight)
-            self.heartbeat.beat_quietly()
+            self.heartbeat.wake()
 
     def run_batch(self, jobs: list[Generation]) -> bool:
         """Render the batch and finish its jobs; True when the finishing was handed to the finisher."""

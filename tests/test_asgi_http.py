@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
 from django.core import signals
 
 from core.asgi_http import PooledASGIHandler
@@ -91,3 +93,24 @@ def test_a_body_over_the_limit_is_refused_before_any_view(handler: PooledASGIHan
     status, content = served(handler, scope("/api/v1/generations", "POST", headers), b"{}")
     assert status == 413
     assert json.loads(content)["error"]["code"]
+
+
+def test_a_file_is_served_whole_from_the_requests_thread(handler: PooledASGIHandler) -> None:
+    """WhiteNoise answers with a FileResponse, as the image view does: its bytes go out with one
+    request_finished, from the view's thread, without Django's hop to list a synchronous iterator
+    (and its warning)."""
+    seen: list[tuple[str, int]] = []
+
+    def finished(**kwargs: Any) -> None:
+        seen.append(("finished", threading.get_ident()))
+
+    signals.request_finished.connect(finished)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # Django's "must consume synchronous iterators"
+            status, content = served(handler, scope("/static/app.css"))
+    finally:
+        signals.request_finished.disconnect(finished)
+    assert status == 200
+    assert content == (settings.BASE_DIR / "static" / "app.css").read_bytes()
+    assert len(seen) == 1 and seen[0][1] != threading.get_ident()
