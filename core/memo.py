@@ -29,6 +29,18 @@ def once(key: Hashable, compute: Callable[[], T]) -> T:
     return store[key]  # type: ignore[no-any-return]
 
 
+def active() -> bool:
+    """Inside a web request: what ``remember`` keeps is used."""
+    return _memo.get() is not None
+
+
+def remember(key: Hashable, value: object) -> None:
+    """Keep ``value`` as ``key``'s answer for the rest of the request (read ahead, several at once)."""
+    store = _memo.get()
+    if store is not None:
+        store[key] = value
+
+
 class RequestMemoMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response

@@ -63,6 +63,7 @@ def succeed_many(
             if job.generation.started_at
             else None,
             "step": job.generation.total_steps or job.generation.steps,
+            "total_steps": job.generation.total_steps or job.generation.steps,  # the last step's
             "timings": job.timings,
             **(job.fields or {}),
         }

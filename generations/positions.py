@@ -7,15 +7,18 @@ Read by events, the API's resources and admission; it decides nothing (the polic
 from __future__ import annotations
 
 import math
+import time
 from functools import cache
 
 from django.conf import settings
 from django.db import connection
+from redis.exceptions import RedisError
 
-from core import sql
+from core import memo, sql
+from core.memo import once
 from generations import queues
 from generations.models import Generation, GenerationStatus
-from generations.workers import live_worker_count, waiting_for_worker
+from generations.workers import is_workerless, live_worker_count, pool_workers_key, waiting_for_worker
 
 
 @cache
@@ -29,16 +32,41 @@ def queue_position_sql(higher_lanes: int) -> str:
 
 def queue_position(generation: Generation) -> int | None:
     """1 for the next job to run in its pool: every queued job in a higher lane is ahead, and in
-    its own lane every job that entered the lane before it."""
+    its own lane every job that entered the lane before it. Counted once per web request (a
+    submission tells it in its queued event and in its response)."""
     if generation.status != GenerationStatus.QUEUED:
         return None
     higher = settings.LANES[: settings.LANES.index(generation.lane)]
-    # Every submission and every read of a queued generation runs this: SQL rather than the ORM
-    # (core/sql.py says why).
-    entered = connection.ops.adapt_datetimefield_value(generation.lane_entered_at)
-    params = [str(GenerationStatus.QUEUED), generation.pool, *higher, generation.lane, entered]
-    row = sql.fetch_one(queue_position_sql(len(higher)), params)
-    return int(row[0] if row else 0) + 1
+
+    def count() -> int:
+        # Every submission and every read of a queued generation runs this: SQL rather than the
+        # ORM (core/sql.py says why).
+        entered = connection.ops.adapt_datetimefield_value(generation.lane_entered_at)
+        params = [str(GenerationStatus.QUEUED), generation.pool, *higher, generation.lane, entered]
+        row = sql.fetch_one(queue_position_sql(len(higher)), params)
+        return int(row[0] if row else 0) + 1
+
+    return once(("queue_position", generation.pk, generation.lane, generation.lane_entered_at), count)
+
+
+def read_pool_state(pool: str) -> None:
+    """The pool's latest heartbeat, live workers and recent job durations in one round trip, kept
+    for the rest of the web request (core/memo.py): a submission needs all three, for its queued
+    event and its response (three round trips when each was read on first use)."""
+    if not memo.active():
+        return
+    cutoff = time.time() - settings.ATELIER_HEARTBEAT_TTL
+    pipe = queues.redis_client().pipeline(transaction=False)
+    pipe.zrevrange(pool_workers_key(pool), 0, 0, withscores=True)
+    pipe.zcount(pool_workers_key(pool), cutoff, "+inf")
+    pipe.lrange(queues.durations_key(pool), 0, -1)
+    try:
+        latest, live, durations = pipe.execute()
+    except RedisError:
+        return  # each is read (or does without) on first use, as before
+    memo.remember(("waiting_for_worker", pool), is_workerless(latest))
+    memo.remember(("live_worker_count", pool), int(live))
+    memo.remember(("durations", pool), durations)
 
 
 def eta_seconds(generation: Generation, position: int | None) -> int | None:

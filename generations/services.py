@@ -33,6 +33,7 @@ from generations.caps import admission, lock_account
 from generations.extensions import check_submission
 from generations.loras import LoraRequest
 from generations.models import Generation, GenerationKind, GenerationStatus, Image, Upload
+from generations.positions import read_pool_state
 from generations.registry import get_model
 from generations.result_cache import cache_key, cached_charge, cached_source
 from generations.samplers import DEFAULT_SAMPLER, samplers_for
@@ -272,6 +273,7 @@ def hold(quote: Quote, generation: Generation) -> None:
 
 
 def enqueue_generation(*, user: User, spec: GenerationSpec, key: str) -> Generation:
+    read_pool_state(spec.pool)  # for the queued event and the response, in one round trip
     with transaction.atomic():
         account = lock_account(user.pk)
         quote = quote_generation(user=user, spec=spec, account=account)

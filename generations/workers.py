@@ -75,12 +75,21 @@ def live_worker_count(pool: str) -> int:
 def workerless_seconds(pool: str, now: float | None = None) -> float | None:
     """How long the pool has been without a live worker: None while one beats, infinity when
     none has beaten in the last hour (or ever)."""
-    now = time.time() if now is None else now
     latest = redis_client().zrevrange(pool_workers_key(pool), 0, 0, withscores=True)
+    return seconds_without(latest, time.time() if now is None else now)
+
+
+def seconds_without(latest: list[tuple[bytes, float]], now: float) -> float | None:
+    """``workerless_seconds`` from the pool's latest heartbeat (ZREVRANGE 0 0 WITHSCORES)."""
     if not latest:
         return math.inf
     last_beat = float(latest[0][1])
     return None if last_beat >= now - settings.ATELIER_HEARTBEAT_TTL else now - last_beat
+
+
+def is_workerless(latest: list[tuple[bytes, float]]) -> bool:
+    idle = seconds_without(latest, time.time())
+    return idle is not None and idle >= settings.ATELIER_WORKERLESS_SECONDS
 
 
 def waiting_for_worker(pool: str) -> bool:
@@ -89,10 +98,9 @@ def waiting_for_worker(pool: str) -> bool:
 
     def waiting() -> bool:
         try:
-            idle = workerless_seconds(pool)
+            return is_workerless(redis_client().zrevrange(pool_workers_key(pool), 0, 0, withscores=True))
         except redis.RedisError:
             return False
-        return idle is not None and idle >= settings.ATELIER_WORKERLESS_SECONDS
 
     return once(("waiting_for_worker", pool), waiting)
 

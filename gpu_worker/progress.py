@@ -27,7 +27,8 @@ def step_callback(
     """Per step: one Redis round trip for every job's cancel and preempt flags (a job its owner
     canceled is handed to ``cancel``, a preempted one to ``preempt`` with the steps it finished;
     both stop); at most every ``interval`` seconds one UPDATE of the batch's progress and
-    ``report(job, its latents)`` for each job still running. The last step is always sent."""
+    ``report(job, its latents)`` for each job still running. The last step is always reported;
+    its UPDATE is the finish's, which writes the step with the status."""
     last_sent = 0.0
     keys = [queues.cancel_flag_key(str(job.id)) for job in jobs]
     preempt_keys = [queues.preempt_flag_key(str(job.id)) for job in jobs]
@@ -55,10 +56,13 @@ def step_callback(
         if not running or (step < total and now - last_sent < interval):
             return stopped
         last_sent = now
-        with hint_transaction():  # the row's step is a hint: no wait for the disk
-            Generation.objects.filter(
-                pk__in=[jobs[i].pk for i in running], status=GenerationStatus.RUNNING, worker_name=worker_name
-            ).update(step=step, total_steps=total)
+        if step < total:  # the last step reaches the row with the finish, a moment later
+            with hint_transaction():  # the row's step is a hint: no wait for the disk
+                Generation.objects.filter(
+                    pk__in=[jobs[i].pk for i in running],
+                    status=GenerationStatus.RUNNING,
+                    worker_name=worker_name,
+                ).update(step=step, total_steps=total)
         with endpoints_read_once():  # the batch's progress events: each user's webhooks read once
             for index in running:
                 job = jobs[index]

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 
 from billing.models import BillingAccount, CreditEntry, EntryKind
 from generations import lifecycle
 from generations.lifecycle_batch import Finished, succeed_many
 from generations.models import Generation, GenerationStatus, Image
+from gpu_worker.progress import step_callback
 from tests.test_lifecycle import held_job, recorder
 
 pytestmark = pytest.mark.django_db
@@ -75,3 +77,37 @@ def test_jobs_the_worker_no_longer_holds_are_left_alone(django_capture_on_commit
     # A second finish of the same batch (a re-delivered job) changes nothing.
     assert succeed_many(finished, worker_name="w1", batch_size=3, memory_mode="normal") == []
     assert CreditEntry.objects.filter(generation=mine, kind=EntryKind.CAPTURE).count() == 1
+
+
+def test_the_row_hears_each_step_but_the_last_which_the_finish_writes() -> None:
+    """Progress reaches the row at each reported step; the last step's UPDATE is left to the
+    finish (one write less on a job's path), which writes it with the status: the event still
+    tells of the last step at once."""
+    job = claimed("stepper")
+    reported: list[int] = []
+
+    def report(generation: Generation, latents: torch.Tensor) -> None:
+        reported.append(generation.step)
+
+    on_step = step_callback([job], worker_name="w1", interval=0.0, cancel=print, report=report)
+    latents = {0: torch.zeros(1, 4, 1, 1)}
+    on_step(1, 3, latents)
+    on_step(2, 3, latents)
+    assert Generation.objects.values_list("step", "total_steps").get(pk=job.pk) == (2, 3)
+    on_step(3, 3, latents)
+    assert reported == [1, 2, 3]
+    assert Generation.objects.values_list("step", "total_steps").get(pk=job.pk) == (2, 3)
+    succeed_many([Finished(job, [image_of(job)], {})], worker_name="w1", batch_size=1, memory_mode="normal")
+    assert Generation.objects.values_list("step", "total_steps", "status").get(pk=job.pk) == (
+        3,
+        3,
+        "succeeded",
+    )
+
+
+def test_a_one_step_job_gets_its_total_from_the_finish() -> None:
+    job = claimed("one-step")
+    on_step = step_callback([job], worker_name="w1", interval=0.0, cancel=print, report=lambda g, t: None)
+    on_step(1, 1, {0: torch.zeros(1, 4, 1, 1)})
+    succeed_many([Finished(job, [image_of(job)], {})], worker_name="w1", batch_size=1, memory_mode="normal")
+    assert Generation.objects.values_list("step", "total_steps").get(pk=job.pk) == (1, 1)
