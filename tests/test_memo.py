@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 
 from core.memo import RequestMemoMiddleware, once
+from generations import queues
+from generations.positions import read_pool_state
+from generations.workers import live_worker_count, pool_workers_key, waiting_for_worker
 
 
 def test_inside_a_request_a_value_is_computed_once_and_outside_every_time() -> None:
@@ -21,3 +28,36 @@ def test_inside_a_request_a_value_is_computed_once_and_outside_every_time() -> N
     assert bytes(middleware(HttpRequest())).endswith(b"1 1 2")
     assert bytes(middleware(HttpRequest())).endswith(b"3 3 4")  # a new request reads again
     assert (once("k", read), once("k", read)) == (5, 6)  # outside a request: never kept
+
+
+def test_a_submissions_pool_state_is_read_in_one_round_trip(settings: Any) -> None:
+    """read_pool_state reads the latest heartbeat, the live workers and the recent durations at
+    once; what each of them answers afterwards in the request is what it would have read."""
+    pool = f"memo-{uuid.uuid4().hex[:8]}"
+    client = queues.redis_client()
+    client.zadd(pool_workers_key(pool), {"w1": time.time(), "w2": time.time()})
+    queues.record_duration(pool, 3.0, at=time.time())
+    queues.record_duration(pool, 5.0, at=time.time())
+    commands: list[int] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        before = client.info("stats")["total_commands_processed"]
+        read_pool_state(pool)
+        read = client.info("stats")["total_commands_processed"] - before
+        answers = (waiting_for_worker(pool), live_worker_count(pool), queues.mean_duration(pool))
+        commands.append(client.info("stats")["total_commands_processed"] - before - read)
+        return HttpResponse(repr(answers))
+
+    try:
+        assert bytes(RequestMemoMiddleware(view)(HttpRequest())).endswith(b"(False, 2, 4.0)")
+    finally:
+        client.delete(pool_workers_key(pool), queues.durations_key(pool))
+    assert commands == [1]  # the INFO itself: none of the three read Redis again
+    # Outside a request nothing is kept; the answers are the same.
+    client.zadd(pool_workers_key(pool), {"w1": time.time() - 3600})
+    try:
+        read_pool_state(pool)
+        settings.ATELIER_WORKERLESS_SECONDS = 1
+        assert waiting_for_worker(pool) and live_worker_count(pool) == 0
+    finally:
+        client.delete(pool_workers_key(pool))
