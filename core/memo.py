@@ -4,12 +4,14 @@ A submission reads its pool's state (has it a live worker, how many, how long it
 the queued event, for the ETA and again for the response: the same Redis reads three or four
 times within milliseconds. Inside a request (``RequestMemoMiddleware``) ``once`` keeps the first
 answer for the rest of the request; outside one (workers, the dispatcher, shells) it computes
-every time, so nothing is ever stale for longer than a request.
+every time, so nothing is ever stale for longer than a request, except inside a ``scope()``
+block, which a worker opens around one batch's work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -39,6 +41,21 @@ def remember(key: Hashable, value: object) -> None:
     store = _memo.get()
     if store is not None:
         store[key] = value
+
+
+@contextmanager
+def scope() -> Iterator[None]:
+    """Values computed once inside this block outside a request too (a worker's batch: its events
+    written in one transaction read each user's webhook endpoints once); within a request or an
+    outer block, that one's values are shared."""
+    if _memo.get() is not None:
+        yield
+        return
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
 
 
 class RequestMemoMiddleware:

@@ -22,12 +22,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.credits import Settlement, settle_credits_many
-from core import sql
+from core import memo, sql
 from generations import lifecycle
 from generations.models import Generation, GenerationStatus, Image
 from generations.selectors import image_resource, image_url_templates
 from generations.storage import sync_visibility
-from webhooks.services import endpoints_read_once
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def succeed_many(
         "batch_size": batch_size,
         "memory_mode": memory_mode,
     }
-    with transaction.atomic(), endpoints_read_once():
+    with transaction.atomic(), memo.scope():
         got = sql.update_rows(
             Generation, changes, own, status=GenerationStatus.RUNNING, worker_name=worker_name
         )

@@ -20,11 +20,11 @@ from typing import Any
 
 from django.conf import settings
 
+from core import memo
 from generations import lifecycle
 from generations.models import Generation, GenerationStatus
 from generations.queue_names import queue_name
 from generations.queues import job_id_for, queue_key, redis_client
-from webhooks.services import endpoints_read_once
 
 SCAN_DEPTH = 64  # queued jobs looked at per poll
 POLL_SECONDS = 0.005
@@ -88,7 +88,7 @@ def take_mates(
             if candidate.n <= room and batch_key(candidate) == key:
                 chosen.append(candidate)
                 room -= candidate.n
-        with endpoints_read_once():  # the mates' "started" events: each user's webhooks read once
+        with memo.scope():  # the mates' "started" events: each user's webhooks read once
             claimed = lifecycle.claim_many(chosen, worker_name=worker_name, publish=publish)
         room += sum(g.n for g in chosen if g not in claimed)  # taken by someone else meanwhile
         drop_rq_jobs(client, waiting, claimed)

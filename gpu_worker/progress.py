@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import torch
 
+from core import memo
 from core.sql import hint_transaction
 from generations import queues
 from generations.models import Generation, GenerationStatus
 from gpu_worker.model import BatchStepCallback
-from webhooks.services import endpoints_read_once
 
 
 def step_callback(
@@ -63,7 +63,7 @@ def step_callback(
                     status=GenerationStatus.RUNNING,
                     worker_name=worker_name,
                 ).update(step=step, total_steps=total)
-        with endpoints_read_once():  # the batch's progress events: each user's webhooks read once
+        with memo.scope():  # the batch's progress events: each user's webhooks read once
             for index in running:
                 job = jobs[index]
                 job.step, job.total_steps = step, total

@@ -225,6 +225,8 @@ class GenerationRunner:
             if finished:  # one model per batch: its circuit closes before anyone hears of the success
                 circuits.record_job(jobs[0].model_name, succeeded=True, jobs=len(finished))
             done = self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
+            if later:  # the owner's terminal event first: encoding thumbnails would hold the GIL
+                self.publisher.flush()
             if finished:
                 per_job = (time.perf_counter() - clock) / len(finished)
                 with contextlib.suppress(RedisError):

@@ -6,12 +6,18 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
+from django.test.utils import CaptureQueriesContext
 
+from accounts.models import User
+from core import memo
 from core.memo import RequestMemoMiddleware, once
 from generations import queues
 from generations.positions import read_pool_state
 from generations.workers import live_worker_count, pool_workers_key, waiting_for_worker
+from webhooks.services import enabled_endpoints
 
 
 def test_inside_a_request_a_value_is_computed_once_and_outside_every_time() -> None:
@@ -61,3 +67,18 @@ def test_a_submissions_pool_state_is_read_in_one_round_trip(settings: Any) -> No
         assert waiting_for_worker(pool) and live_worker_count(pool) == 0
     finally:
         client.delete(pool_workers_key(pool))
+
+
+@pytest.mark.django_db
+def test_a_scope_reads_a_users_webhook_endpoints_once_for_all_its_events() -> None:
+    """What a worker's batch does (core.memo.scope around its transaction): every event of one
+    user reads that user's endpoints once; outside a scope each event reads them."""
+    user = User.objects.create(username="scoped")
+    with CaptureQueriesContext(connection) as outside:
+        enabled_endpoints(user.pk, None)
+        enabled_endpoints(user.pk, None)
+    with CaptureQueriesContext(connection) as inside, memo.scope():
+        enabled_endpoints(user.pk, None)
+        with memo.scope():  # a nested block shares the outer one's answers
+            enabled_endpoints(user.pk, None)
+    assert (len(outside.captured_queries), len(inside.captured_queries)) == (2, 1)

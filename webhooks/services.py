@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -19,6 +16,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core import sql
+from core.memo import once
 from webhooks import signing
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.targets import check_url
@@ -80,31 +78,10 @@ def enabled_endpoints_sql(with_own: bool) -> str:
     )
 
 
-_read_once = threading.local()
-
-
-@contextmanager
-def endpoints_read_once() -> Iterator[None]:
-    """Inside this block (one batch's events, written in one transaction) each user's endpoints
-    are read once, not once per event."""
-    outer = getattr(_read_once, "found", None)
-    _read_once.found = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _read_once.found = outer
-
-
 def enabled_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
-    """The user's enabled endpoints that hear all their generations, and the generation's own."""
-    found: dict[tuple[int, uuid.UUID | None], list[WebhookEndpoint]] | None = getattr(
-        _read_once, "found", None
-    )
-    if found is None:
-        return read_endpoints(user_id, own_id)
-    if (user_id, own_id) not in found:
-        found[user_id, own_id] = read_endpoints(user_id, own_id)
-    return found[user_id, own_id]
+    """The user's enabled endpoints that hear all their generations, and the generation's own;
+    read once per request or ``core.memo.scope()`` block (a batch's events), not once per event."""
+    return once(("webhook_endpoints", user_id, own_id), lambda: read_endpoints(user_id, own_id))
 
 
 def read_endpoints(user_id: int, own_id: uuid.UUID | None) -> list[WebhookEndpoint]:
