@@ -50,6 +50,7 @@ from gpu_worker.workflow_jobs import run_workflow
 
 log = logging.getLogger(__name__)
 HELD_SECONDS = 5.0
+FLUSH_SECONDS = 1.0  # at most this long a lone job's thumbnails wait for its terminal event to leave
 
 
 class GenerationRunner:
@@ -226,7 +227,7 @@ class GenerationRunner:
                 circuits.record_job(jobs[0].model_name, succeeded=True, jobs=len(finished))
             done = self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
             if later:  # the owner's terminal event first: encoding thumbnails would hold the GIL
-                self.publisher.flush()
+                self.publisher.flush(timeout=FLUSH_SECONDS)
             if finished:
                 per_job = (time.perf_counter() - clock) / len(finished)
                 with contextlib.suppress(RedisError):
