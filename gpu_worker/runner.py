@@ -110,8 +110,7 @@ class GenerationRunner:
         record_webhooks(generation.user_id, event, generation)
 
     def run_one(self, generation_id: str, *, look_for_mates: bool = True) -> str:
-        """Run this generation, and compatible queued ones with it as one batch (``look_for_mates``
-        False: none was queued when it was taken)."""
+        """Run this generation, and compatible queued ones with it as one batch (if any was queued)."""
         head = lifecycle.claim_id(generation_id, worker_name=self.name, publish=self.push)
         if head is None:  # canceled while queued, or delivered twice: someone else owns the row
             return "skipped"
