@@ -46,8 +46,9 @@ def in_memory(response: FileResponse) -> HttpResponse:
     response whole anyway (a synchronous iterator, listed in a thread of its own, with a warning),
     and closes it in yet another hop: an image cost three hops between threads and the event loop
     instead of one."""
+    response.block_size = IN_MEMORY_BYTES  # one read
     try:
-        plain = HttpResponse(response.getvalue(), status=response.status_code)
+        plain = HttpResponse(response.getvalue(), status=response.status_code, reason=response.reason_phrase)
     finally:
         if response.file_to_stream is not None:
             response.file_to_stream.close()

@@ -9,9 +9,10 @@ answer and the hand-over (asyncio switches tasks only at an await), so no cancel
 between them and there is nothing to back up: one round trip per message. A cancellation while
 BZPOPMIN itself waits loses its answer in both versions alike.
 
-The script still runs once per channel and process, for messages that a process of the stock
-layer left in a backup set. Sending, groups and the message format are channels_redis's own
-(core/group_send.py writes the same format).
+The script still runs once per channel, host and process, for messages a process of the stock
+layer left in a backup set of a channel this one also reads (a process's own "specific." channel
+is its alone, so only shared channels can have one). Sending, groups and the message format are
+channels_redis's own (core/group_send.py writes the same format).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ redis.call('DEL', ARGV[2])
 class RedisLayer(RedisChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.restored: set[str] = set()
+        self.restored: set[tuple[int, str]] = set()
 
     async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> Any:
         connection = self.connection(index)
-        if channel not in self.restored:
+        if (index, channel) not in self.restored:
             await connection.eval(RESTORE, 0, channel, self._backup_channel_name(channel))
-            self.restored.add(channel)
+            self.restored.add((index, channel))
         result = await connection.bzpopmin(channel, timeout=timeout)
         return result[1] if result is not None else None
 

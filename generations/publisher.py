@@ -127,11 +127,10 @@ class EventPublisher:
         with self._lock:
             return self._lag(self._clock())
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything handed over was sent (or dropped), or ``timeout`` seconds;
-        whether it was."""
+    def flush(self) -> None:
+        """Wait until everything handed over was sent (or dropped)."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._backlog and self._sending_since is None, timeout)
+            self._lock.wait_for(lambda: not self._backlog and self._sending_since is None)
 
     def close(self) -> None:
         with self._lock:

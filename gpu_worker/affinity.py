@@ -135,12 +135,10 @@ def choose(
 
 @dataclass(frozen=True)
 class Taken:
-    """A job a worker took off its queue; ``others_waiting``: more than this one was queued when
-    it looked (a batch may find mates; alone, the worker does not look for them)."""
+    """A job a worker took off its queue (its RQ job not read: the id names the generation)."""
 
     queue: Queue
     job_id: str
-    others_waiting: bool
 
 
 class AffinityQueue(Queue):
@@ -179,7 +177,7 @@ class AffinityQueue(Queue):
             order = choose(jobs, mine=mine, others=partial(others, pool_of(queue.name)), wait=wait)
             for job in order:
                 if connection.lrem(queue.key, 1, job.job_id):
-                    return Taken(queue, job.job_id, sum(map(len, per_queue)) > 1)
+                    return Taken(queue, job.job_id)
             if len(order) < len(jobs):
                 left_in_lane = lane
         return True
@@ -192,7 +190,7 @@ class AffinityQueue(Queue):
         ordered = list(queues)
         if settings.ATELIER_AFFINITY_WAIT <= 0:
             popped = super().dequeue_any(ordered, timeout, connection)
-            return Taken(popped[1], popped[0].id, True) if popped is not None else None
+            return Taken(popped[1], popped[0].id) if popped is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
         if deadline is not None:
             cls.listen(connection, {pool_of(queue.name) for queue in ordered})  # before looking

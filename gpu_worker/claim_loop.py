@@ -50,7 +50,7 @@ class ClaimLoop:
         *,
         connection: Redis,
         queue_class: type[AffinityQueue],
-        run: Callable[[str, bool], object],
+        run: Callable[[str], object],
         timeout_for: Callable[[str], int],
     ) -> None:
         self.connection = connection
@@ -104,7 +104,7 @@ class ClaimLoop:
             generation_id = generation_id_of(taken.job_id.encode()) or self.argument(taken.job_id)
             limit = self.timeout_for(taken.queue.name)
             with UnixSignalDeathPenalty(limit, JobTimeoutException, job_id=taken.job_id):
-                self.run(generation_id, taken.others_waiting)
+                self.run(generation_id)
         except JobTimeoutException:
             # Raised after the runner's own handling (between its steps): the row is the
             # runner's to settle; the dispatcher recovers a job left running.

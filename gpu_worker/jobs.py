@@ -20,13 +20,11 @@ def current_runner() -> GenerationRunner:
     return _runner
 
 
-def run_generation(generation_id: str, others_waiting: bool = True) -> str:
-    """Run one generation (RQ's job function; the claim loop says whether other jobs were queued
-    when it took this one: alone, it does not look for batch mates)."""
+def run_generation(generation_id: str) -> str:
     # Like Django's request cycle, a connection broken or expired between jobs is replaced (but kept
     # otherwise: gpu_worker/connections.py).
     replace_broken_connections()
     try:
-        return current_runner().run_one(generation_id, look_for_mates=others_waiting)
+        return current_runner().run_one(generation_id)
     finally:
         replace_broken_connections()

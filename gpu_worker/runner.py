@@ -50,7 +50,6 @@ from gpu_worker.workflow_jobs import run_workflow
 
 log = logging.getLogger(__name__)
 HELD_SECONDS = 5.0
-FLUSH_SECONDS = 1.0  # at most this long a lone job's thumbnails wait for its terminal event to leave
 
 
 class GenerationRunner:
@@ -109,8 +108,8 @@ class GenerationRunner:
         self.publisher.publish(generation.user_id, event)
         record_webhooks(generation.user_id, event, generation)
 
-    def run_one(self, generation_id: str, *, look_for_mates: bool = True) -> str:
-        """Run this generation, and compatible queued ones with it as one batch (if any was queued)."""
+    def run_one(self, generation_id: str) -> str:
+        """Run this generation, and compatible queued ones with it as one batch."""
         head = lifecycle.claim_id(generation_id, worker_name=self.name, publish=self.push)
         if head is None:  # canceled while queued, or delivered twice: someone else owns the row
             return "skipped"
@@ -118,8 +117,7 @@ class GenerationRunner:
         jobs = [head]
         workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
         # A preempted job runs alone: it may resume from a saved step that mates would not share.
-        alone = workflow or bool(head.preemptions) or not look_for_mates
-        if spec is not None and spec.max_batch > 1 and not alone:
+        if spec is not None and spec.max_batch > 1 and not workflow and not head.preemptions:
             jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.push)
         for job in jobs:
             log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
@@ -225,8 +223,6 @@ class GenerationRunner:
             if finished:  # one model per batch: its circuit closes before anyone hears of the success
                 circuits.record_job(jobs[0].model_name, succeeded=True, jobs=len(finished))
             done = self.succeed_all(ready, batch_size=len(jobs), memory_mode=result.memory_mode)
-            if later:  # the owner's terminal event first: encoding thumbnails would hold the GIL
-                self.publisher.flush(timeout=FLUSH_SECONDS)
             if finished:
                 per_job = (time.perf_counter() - clock) / len(finished)
                 with contextlib.suppress(RedisError):

@@ -231,17 +231,15 @@ def test_a_job_taken_by_a_worker_that_died_before_claiming_it_is_queued_again(
     assert take(worker("holds-nothing", [])) == beta
 
 
-def test_a_take_names_the_job_without_reading_it_and_says_whether_others_wait(
-    models: dict[str, ModelSpec],
-) -> None:
-    """The claim loop's take: the job's id off its list (the RQ job stays until the loop deletes
-    it), and whether more than this one was queued (alone, the runner looks for no batch mates)."""
+def test_a_take_names_the_job_without_reading_it(models: dict[str, ModelSpec]) -> None:
+    """The claim loop's take: the job's id off its list, in order; the RQ job is not read (it
+    stays until the loop deletes it)."""
     me = worker("taker", ["/models/alpha"])
     lanes = lanes_of(me)
     first, second = enqueue("alpha"), enqueue("alpha")
     taken = me.take_any(lanes, None, connection=queues.redis_client())
-    assert taken is not None and taken.job_id == queues.job_id_for(first) and taken.others_waiting
+    assert taken is not None and taken.job_id == queues.job_id_for(first)
     assert queues.redis_client().exists(f"rq:job:{taken.job_id}")
-    alone = me.take_any(lanes, None, connection=queues.redis_client())
-    assert alone is not None and alone.job_id == queues.job_id_for(second) and not alone.others_waiting
+    after = me.take_any(lanes, None, connection=queues.redis_client())
+    assert after is not None and after.job_id == queues.job_id_for(second)
     assert me.take_any(lanes, None, connection=queues.redis_client()) is None

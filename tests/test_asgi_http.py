@@ -34,7 +34,10 @@ def scope(path: str, method: str = "GET", headers: list[tuple[bytes, bytes]] | N
     }
 
 
-async def call(handler: PooledASGIHandler, request: dict[str, Any], body: bytes = b"") -> tuple[int, bytes]:
+Answer = tuple[int, bytes, dict[bytes, bytes]]  # status, body, headers (lower-case names)
+
+
+async def call(handler: PooledASGIHandler, request: dict[str, Any], body: bytes = b"") -> Answer:
     communicator = ApplicationCommunicator(handler, request)
     await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
     start = await communicator.receive_output(10)
@@ -45,14 +48,19 @@ async def call(handler: PooledASGIHandler, request: dict[str, Any], body: bytes 
         if not message.get("more_body"):
             break
     await communicator.wait(10)
-    return start["status"], content
+    return start["status"], content, {name.lower(): value for name, value in start["headers"]}
 
 
-def served(handler: PooledASGIHandler, request: dict[str, Any], body: bytes = b"") -> tuple[int, bytes]:
+def served_with_headers(handler: PooledASGIHandler, request: dict[str, Any], body: bytes = b"") -> Answer:
     """The request through the handler on an event loop of its own thread, as daphne runs it
     (whatever loop an earlier test left in this one)."""
     with ThreadPoolExecutor(1) as loop_thread:
         return loop_thread.submit(asyncio.run, call(handler, request, body)).result()
+
+
+def served(handler: PooledASGIHandler, request: dict[str, Any], body: bytes = b"") -> tuple[int, bytes]:
+    status, content, _ = served_with_headers(handler, request, body)
+    return status, content
 
 
 @pytest.fixture
@@ -108,9 +116,11 @@ def test_a_file_is_served_whole_from_the_requests_thread(handler: PooledASGIHand
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Django's "must consume synchronous iterators"
-            status, content = served(handler, scope("/static/app.css"))
+            status, content, headers = served_with_headers(handler, scope("/static/app.css"))
     finally:
         signals.request_finished.disconnect(finished)
-    assert status == 200
-    assert content == (settings.BASE_DIR / "static" / "app.css").read_bytes()
-    assert len(seen) == 1 and seen[0][1] != threading.get_ident()
+    expected = (settings.BASE_DIR / "static" / "app.css").read_bytes()
+    assert status == 200 and content == expected
+    assert headers[b"content-length"] == str(len(expected)).encode()
+    assert headers[b"content-type"].startswith(b"text/css")
+    assert len(seen) == 1  # request_finished once, as for any response

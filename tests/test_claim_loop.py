@@ -7,7 +7,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 from rq import Queue
@@ -32,14 +31,12 @@ def enqueue(lane: str) -> str:
     return generation_id
 
 
-def loop(run: Callable[[str], object] | None, timeout: int = 60) -> ClaimLoop:
-    """The loop runs ``run(generation_id)`` (the worker's runner also hears whether other jobs
-    were queued when it took this one)."""
+def loop(run: object, timeout: int = 60) -> ClaimLoop:
     return ClaimLoop(
         LANES,
         connection=queues.redis_client(),
         queue_class=affinity_queue_class("loop-test", frozenset),
-        run=lambda generation_id, others_waiting: run(generation_id) if run else None,
+        run=run,  # type: ignore[arg-type]
         timeout_for=lambda name: timeout,
     )
 
@@ -78,7 +75,7 @@ def test_a_signal_while_busy_lets_the_job_finish_then_the_loop_ends() -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while this job runs
         ran.append(generation_id)
 
-    job_loop.run = lambda generation_id, others_waiting: run(generation_id)
+    job_loop.run = run
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     job_loop.install_signals()
     try:
