@@ -220,7 +220,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6380/0")
 CACHES = {"default": cache_in_redis(REDIS_URL)}  # allauth's counters and spent codes
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "core.channel_layer.RedisLayer"),
+        "BACKEND": env_str("ATELIER_CHANNEL_LAYER", "channels_redis.core.RedisChannelLayer"),
         "CONFIG": {"hosts": [env_str("CHANNEL_REDIS_URL", REDIS_URL)], "prefix": "atelier:ch"},
     }
 }
