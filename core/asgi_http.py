@@ -95,10 +95,11 @@ class PooledASGIHandler(ASGIHandler):
         response = self.get_response(request) if request is not None else refused
         assert response is not None  # create_request gives a request or a response
         if isinstance(response, FileResponse):
-            response = in_memory(response) if small(response) else response
+            if small(response):
+                response = in_memory(response)
+            else:
+                response.block_size = self.chunk_size  # the server chunks the bytes
         setattr(response, "_handler_class", self.__class__)  # noqa: B010 (close() names it)
-        if isinstance(response, FileResponse):
-            response.block_size = self.chunk_size  # the server chunks the bytes
         if not response.streaming:
             response.close()  # request_finished, here, in the request's thread
         return response

@@ -18,7 +18,13 @@ from core import memo, sql
 from core.memo import once
 from generations import queues
 from generations.models import Generation, GenerationStatus
-from generations.workers import is_workerless, live_worker_count, pool_workers_key, waiting_for_worker
+from generations.workers import (
+    is_workerless,
+    live_worker_count,
+    pool_workers_key,
+    seconds_without,
+    waiting_for_worker,
+)
 
 
 @cache
@@ -64,7 +70,7 @@ def read_pool_state(pool: str) -> None:
         latest, live, durations = pipe.execute()
     except RedisError:
         return  # each is read (or does without) on first use, as before
-    memo.remember(("waiting_for_worker", pool), is_workerless(latest))
+    memo.remember(("waiting_for_worker", pool), is_workerless(seconds_without(latest, time.time())))
     memo.remember(("live_worker_count", pool), int(live))
     memo.remember(("durations", pool), durations)
 

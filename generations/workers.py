@@ -87,8 +87,8 @@ def seconds_without(latest: list[tuple[bytes, float]], now: float) -> float | No
     return None if last_beat >= now - settings.ATELIER_HEARTBEAT_TTL else now - last_beat
 
 
-def is_workerless(latest: list[tuple[bytes, float]]) -> bool:
-    idle = seconds_without(latest, time.time())
+def is_workerless(idle: float | None) -> bool:
+    """Whether ``workerless_seconds``' answer is past ATELIER_WORKERLESS_SECONDS."""
     return idle is not None and idle >= settings.ATELIER_WORKERLESS_SECONDS
 
 
@@ -98,7 +98,7 @@ def waiting_for_worker(pool: str) -> bool:
 
     def waiting() -> bool:
         try:
-            return is_workerless(redis_client().zrevrange(pool_workers_key(pool), 0, 0, withscores=True))
+            return is_workerless(workerless_seconds(pool))
         except redis.RedisError:
             return False
 
