@@ -1,0 +1,5 @@
+from django.urls import path
+
+from bench.floor_apps import empty
+
+urlpatterns = [path("empty", empty)]
