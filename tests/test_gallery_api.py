@@ -18,6 +18,7 @@ from gallery.models import BlockedTerm, Like, Report, StylePreset
 from gallery.moderation import suspend_user
 from gallery.services import like_image
 from generations.models import Generation, Image
+from generations.selectors import viewable_image
 from tests.api_support import Api
 from tests.gallery_support import make_image, png_bytes
 
@@ -132,6 +133,42 @@ def test_image_files_are_public_and_cacheable_only_when_published(
     assert mine.status_code == 200 and mine["Cache-Control"].startswith("private")
     Image.objects.filter(pk=public.pk).update(hidden=True)
     assert anonymous.get(f"/api/v1/images/{public.id}/content").status_code == 401
+
+
+def test_serving_a_file_finds_exactly_the_images_the_gallery_shows(owner: Api, other: Api) -> None:
+    """The file path's SQL (``related=False``) against the ORM's condition (EXPLORE_VISIBLE or
+    one's own, live only), for every kind of image and every kind of caller."""
+    assert owner.user is not None and other.user is not None
+    images = [
+        make_image(owner.user),
+        make_image(owner.user, public=False),
+        make_image(owner.user, hidden=True),
+        make_image(owner.user, public=False, hidden=True),
+        make_image(owner.user, deleted_at=timezone.now()),
+        make_image(owner.user, public=False, deleted_at=timezone.now()),
+    ]
+    expected = {
+        owner.user: [True, True, True, True, False, False],
+        other.user: [True, False, False, False, False, False],
+        None: [True, False, False, False, False, False],
+    }
+    for user, visible in expected.items():
+        for image, shown in zip(images, visible, strict=True):
+            by_sql = viewable_image(user, image.id, related=False)
+            by_orm = viewable_image(user, image.id)
+            assert (by_sql is not None, by_orm is not None) == (shown, shown), (user, image)
+            if by_sql is not None and by_orm is not None:
+                assert (by_sql.pk, by_sql.original, by_sql.is_public) == (
+                    image.pk,
+                    image.original,
+                    image.is_public,
+                )
+                assert (
+                    by_sql.created_at == by_orm.created_at
+                    and by_sql.thumbnail_sizes == by_orm.thumbnail_sizes
+                )
+    for malformed in ("not-a-uuid", "", None, 12):
+        assert viewable_image(owner.user, malformed, related=False) is None
 
 
 # --- actions that need no worker to be checked ------------------------------------------------
