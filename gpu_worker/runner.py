@@ -21,6 +21,7 @@ from PIL import Image as PILImage
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
+from core import memo
 from core.errors import CATALOGUE
 from core.model_catalog import ModelSpec
 from generations import circuits, lifecycle, lifecycle_preemption, queues, thumbnails
@@ -109,31 +110,33 @@ class GenerationRunner:
         record_webhooks(generation.user_id, event, generation)
 
     def run_one(self, generation_id: str) -> str:
-        """Run this generation, and compatible queued ones with it as one batch."""
-        head = lifecycle.claim_id(generation_id, worker_name=self.name, publish=self.push)
-        if head is None:  # canceled while queued, or delivered twice: someone else owns the row
-            return "skipped"
-        spec = get_model(head.model_name)
-        jobs = [head]
-        workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
-        # A preempted job runs alone: it may resume from a saved step that mates would not share.
-        if spec is not None and spec.max_batch > 1 and not workflow and not head.preemptions:
-            jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.push)
-        for job in jobs:
-            log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
-        with self.in_flight_lock:
-            self.in_flight.update(str(job.id) for job in jobs)
-        self.advertise_jobs()
-        handed_over = False
-        try:
-            if workflow:
-                run_workflow(self, head)
-            else:
-                handed_over = self.run_batch(jobs)
-        finally:
-            if not handed_over:
-                self.forget(jobs)
-        return head.status
+        """Run this generation, and compatible queued ones with it as one batch. Until the finish,
+        its events read each user's webhook endpoints once, not once per event (core/memo.py)."""
+        with memo.scope():
+            head = lifecycle.claim_id(generation_id, worker_name=self.name, publish=self.push)
+            if head is None:  # canceled while queued, or delivered twice: someone else owns the row
+                return "skipped"
+            spec = get_model(head.model_name)
+            jobs = [head]
+            workflow = head.kind == GenerationKind.WORKFLOW  # a graph runs alone (workflow_jobs.py)
+            # A preempted job runs alone: it may resume from a saved step that mates would not share.
+            if spec is not None and spec.max_batch > 1 and not workflow and not head.preemptions:
+                jobs += take_mates(head, max_images=spec.max_batch, worker_name=self.name, publish=self.push)
+            for job in jobs:
+                log_phase(job, "started", worker=self.name, batch_size=len(jobs), model=job.model_name)
+            with self.in_flight_lock:
+                self.in_flight.update(str(job.id) for job in jobs)
+            self.advertise_jobs()
+            handed_over = False
+            try:
+                if workflow:
+                    run_workflow(self, head)
+                else:
+                    handed_over = self.run_batch(jobs)
+            finally:
+                if not handed_over:
+                    self.forget(jobs)
+            return head.status
 
     def forget(self, jobs: list[Generation]) -> None:
         """These jobs are done with (finished, failed, canceled or given back). The heartbeat stops

@@ -61,3 +61,26 @@ def test_a_missing_input_image_fails_with_a_code(runner: GenerationRunner) -> No
     assert runner.run_one(str(generation.id)) == GenerationStatus.FAILED
     generation.refresh_from_db()
     assert generation.error_code == "input_missing"
+
+
+def test_a_jobs_events_read_the_webhook_endpoints_once(runner: GenerationRunner) -> None:
+    """Started, a progress event for each of six steps and the finish: one read of the owner's
+    webhook endpoints for the job, not one per event."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from webhooks.models import WebhookEndpoint
+
+    generation = queued(steps=6)
+    table = WebhookEndpoint._meta.db_table
+    interval, runner.progress_interval = runner.progress_interval, 0.0
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            assert runner.run_one(str(generation.id)) == GenerationStatus.SUCCEEDED
+    finally:
+        runner.progress_interval = interval
+    runner.publisher.flush()
+    reads = [
+        q["sql"] for q in queries.captured_queries if table in q["sql"] and q["sql"].startswith("SELECT")
+    ]
+    assert len(reads) == 1, reads
