@@ -177,6 +177,8 @@ class Generation(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Its live images when a selector read them with it (selectors.generation_of); None: not read.
+    loaded_images: list[Image] | None = None
 
     class Meta:
         ordering = ["-created_at"]

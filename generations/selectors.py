@@ -58,12 +58,7 @@ def generation_of(user: User, generation_id: Any) -> Generation | None:
         return None
     generation = sql.instance(Generation, row)
     if generation.status == GenerationStatus.SUCCEEDED:
-        images = [sql.instance(Image, r) for r in sql.fetch_all(live_images_sql(), [pk])]
-        manager = generation.images
-        loaded = manager._apply_rel_filters(Image.objects.get_queryset())  # type: ignore[attr-defined]
-        loaded._result_cache, loaded._prefetch_done = images, True
-        # as prefetch_related leaves it
-        generation._prefetched_objects_cache = {"images": loaded}  # type: ignore[attr-defined]
+        generation.loaded_images = [sql.instance(Image, r) for r in sql.fetch_all(live_images_sql(), [pk])]
     return generation
 
 
@@ -178,7 +173,7 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         "progress": progress_fraction(generation),
         "step": generation.step,
         "total_steps": generation.total_steps or generation.steps,
-        "images": [image_resource(image) for image in generation.images.all()]
+        "images": [image_resource(image) for image in live_images(generation)]
         if generation.status == GenerationStatus.SUCCEEDED
         else [],
         "error": error,
@@ -193,6 +188,13 @@ def generation_resource(generation: Generation, *, position: int | None = None) 
         "finished_at": iso(generation.finished_at),
         "url": reverse("api_generation_detail", args=[generation.id]),
     }
+
+
+def live_images(generation: Generation) -> list[Image]:
+    """Its live images: those read with it, or else from its (maybe prefetched) relation."""
+    if generation.loaded_images is not None:
+        return generation.loaded_images
+    return list(generation.images.all())
 
 
 def viewable_image(user: User | None, image_id: Any, *, related: bool = True) -> Image | None:
