@@ -86,13 +86,13 @@ def floor_servers(work: Path, n: int) -> list[Row]:
     redis = start_redis(redis_port, work / "redis", persist=False)
     env = {**scratch_env(work, redis_port), "DJANGO_SETTINGS_MODULE": "bench.floor_settings"}
     servers = ["daphne"] + (["uvicorn"] if importlib.util.find_spec("uvicorn") else [])
-    rows = []
+    apps = [
+        ("ASGI app doing nothing", "bench.floor_apps:raw", "/"),
+        ("Django, no middleware", "bench.floor_apps:bare_django", "/empty"),
+    ]
     try:
-        for what, app in (("ASGI app doing nothing", "bench.floor_apps:raw"),):
-            rows += [serve_and_time(what, server, app, "/", env, n) for server in servers]
-        rows += [
-            serve_and_time("Django, no middleware", server, "bench.floor_apps:bare_django", "/empty", env, n)
-            for server in servers
+        rows = [
+            serve_and_time(what, server, app, path, env, n) for what, app, path in apps for server in servers
         ]
     finally:
         redis.terminate()
@@ -136,7 +136,7 @@ def publish_code(count: int) -> str:
     )
 
 
-def atelier_rows(work: Path, n: int, round_trips: int) -> tuple[list[Row], float]:
+def atelier_rows(work: Path, n: int, round_trips: int) -> list[Row]:
     """Atelier's GETs and socket events (embedded layout), and its CPU per whole round trip."""
     target, helpers = embedded(work)
     rows: list[Row] = []
@@ -164,7 +164,7 @@ def atelier_rows(work: Path, n: int, round_trips: int) -> tuple[list[Row], float
         for helper in helpers:
             helper.terminate()
             helper.wait()
-    return rows, whole
+    return rows
 
 
 def event_cost(target: Atelier, count: int) -> float:
@@ -226,8 +226,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()}")
     print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     rows = floor_servers(work / "floor", args.n)
-    atelier, _ = atelier_rows(work / "atelier", args.n, args.round_trips)
-    rows += atelier
+    rows += atelier_rows(work / "atelier", args.n, args.round_trips)
     comfy = comfyui_rows(work / "comfyui", args.n, args.round_trips)
     if comfy is not None:
         rows += comfy[0]

@@ -5,7 +5,7 @@ the queued event, for the ETA and again for the response: the same Redis reads t
 times within milliseconds. Inside a request (``RequestMemoMiddleware``) ``once`` keeps the first
 answer for the rest of the request; outside one (workers, the dispatcher, shells) it computes
 every time, so nothing is ever stale for longer than a request, except inside a ``scope()``
-block, which a worker opens around one batch's work.
+block, which a worker opens around one job's run and around a batch's finish.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def remember(key: Hashable, value: object) -> None:
 
 @contextmanager
 def scope() -> Iterator[None]:
-    """Values computed once inside this block outside a request too (a worker's batch: its events
-    written in one transaction read each user's webhook endpoints once); within a request or an
-    outer block, that one's values are shared."""
+    """Values computed once inside this block outside a request too (a worker's job: its events
+    read each user's webhook endpoints once); within a request or an outer block, that one's
+    values are shared."""
     if _memo.get() is not None:
         yield
         return

@@ -45,13 +45,20 @@ def _one_or_none(queryset: QuerySet[M], pk: Any) -> M | None:
         return None
 
 
+def db_uuid(model: type[Model], value: Any) -> Any | None:
+    """``value`` as ``model``'s UUID primary key in the database's form; None when it is no UUID."""
+    try:
+        return model._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def generation_of(user: User, generation_id: Any) -> Generation | None:
     """The user's own generation, or None: others' generations are indistinguishable from missing.
     With its live images loaded when it succeeded (what its resource lists). Every poll of a
     generation runs this: SQL rather than the ORM (core/sql.py says why)."""
-    try:
-        pk = Generation._meta.pk.get_db_prep_value(uuid.UUID(str(generation_id)), connection)
-    except (ValueError, TypeError, AttributeError):
+    pk = db_uuid(Generation, generation_id)
+    if pk is None:
         return None
     row = sql.fetch_one(owned_generation_sql(), [pk, user.pk])
     if row is None:
@@ -202,9 +209,8 @@ def viewable_image(user: User | None, image_id: Any, *, related: bool = True) ->
     loaded. Serving the file needs neither, and every image fetched runs it: without them, SQL
     rather than the ORM (core/sql.py says why)."""
     if not related:
-        try:
-            pk = Image._meta.pk.get_db_prep_value(uuid.UUID(str(image_id)), connection)
-        except (ValueError, TypeError, AttributeError):
+        pk = db_uuid(Image, image_id)
+        if pk is None:
             return None
         row = sql.fetch_one(viewable_image_sql(), [pk, user.pk if user is not None else None])
         return sql.instance(Image, row) if row is not None else None

@@ -20,7 +20,6 @@ from typing import Any
 
 from django.conf import settings
 
-from core import memo
 from generations import lifecycle
 from generations.models import Generation, GenerationStatus
 from generations.queue_names import queue_name
@@ -88,8 +87,7 @@ def take_mates(
             if candidate.n <= room and batch_key(candidate) == key:
                 chosen.append(candidate)
                 room -= candidate.n
-        with memo.scope():  # the mates' "started" events: each user's webhooks read once
-            claimed = lifecycle.claim_many(chosen, worker_name=worker_name, publish=publish)
+        claimed = lifecycle.claim_many(chosen, worker_name=worker_name, publish=publish)
         room += sum(g.n for g in chosen if g not in claimed)  # taken by someone else meanwhile
         drop_rq_jobs(client, waiting, claimed)
         mates += claimed

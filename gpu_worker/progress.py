@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import torch
 
-from core import memo
 from core.sql import hint_transaction
 from generations import queues
 from generations.models import Generation, GenerationStatus
@@ -63,11 +62,10 @@ def step_callback(
                     status=GenerationStatus.RUNNING,
                     worker_name=worker_name,
                 ).update(step=step, total_steps=total)
-        with memo.scope():  # the batch's progress events: each user's webhooks read once
-            for index in running:
-                job = jobs[index]
-                job.step, job.total_steps = step, total
-                report(job, latents[index])
+        for index in running:  # the runner's memo scope: each user's webhooks read once per job
+            job = jobs[index]
+            job.step, job.total_steps = step, total
+            report(job, latents[index])
         return stopped
 
     return on_step
